@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   build the shipped LeNet for the Cortex-M4 and run it on the emulated M4
+#   make test   run the test suite
+# Both create .venv on first use (torch from the pinned CPU build first, so no CUDA packages).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+COCOC  := $(VENV)/bin/cococ
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARM_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+
+.PHONY: setup demo test test-fast bench docs clean
+
+setup: $(VENV)/.installed .arm-toolchain
+
+$(VENV)/.installed: pyproject.toml setup.py
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,ray]'
+	touch $@
+
+# Debian's arm-none-eabi toolchain and QEMU (the M4 build links an ELF; QEMU cross-checks it)
+.arm-toolchain:
+	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(ARM_PKGS); fi
+	touch $@
+
+demo: setup
+	$(COCOC) build --target=arm-m4 examples/lenet/lenet.prototxt --weights examples/lenet/lenet.safetensors -o build/lenet-m4
+	$(COCOC) run build/lenet-m4 --random --check
+
+test: setup
+	$(PY) -m pytest -q -n 2 tests
+
+bench: setup
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+docs: setup
+	$(PY) -m cococ.passes.docs > docs/passes.md
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,48 @@
+"""cococ: a compression-compilation co-design compiler for convolutional networks.
+
+    g = cococ.load("net.prototxt", weights="net.caffemodel")
+    g = cococ.passes.run(g, "canonicalize,prune-filters{rate=0.5}")
+    art = cococ.build(g, target="arm-m4")
+    art.run(x)
+
+Exits to other tools: to_onnx, to_relax, to_torch.
+"""
+from __future__ import annotations
+
+from cococ.ir.core import CococError, Graph, IRError, Layer, Param, TensorType, Value
+
+__version__ = "0.1.0"
+
+
+def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST") -> Graph:
+    """Read a network (.ir, .prototxt, .onnx) into the layer IR, with optional weights."""
+    from cococ.frontend.load import load as _load
+    return _load(path, weights=weights, init=init, seed=seed, phase=phase)
+
+
+def build(graph: Graph, target: str = "x86", **options):
+    """Compile a graph for a target; returns an Artifact with .run() and .save()."""
+    from cococ.backends.build import build as _build
+    return _build(graph, target, **options)
+
+
+def to_onnx(graph: Graph):
+    from cococ.backends.onnx_export import to_onnx as _to_onnx
+    return _to_onnx(graph)
+
+
+def to_relax(graph: Graph):
+    from cococ.backends.tvm.relax_export import to_relax as _to_relax
+    return _to_relax(graph)
+
+
+def to_torch(graph: Graph):
+    from cococ.runtime.torch.module import to_torch as _to_torch
+    return _to_torch(graph)
+
+
+def __getattr__(name):
+    if name in ("passes", "ir", "frontend", "backends", "runtime"):
+        import importlib
+        return importlib.import_module(f"cococ.{name}")
+    raise AttributeError(name)

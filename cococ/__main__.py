@@ -1,0 +1,5 @@
+import sys
+
+from cococ.cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""The `cococ` command line: one sub-command per module in cococ/commands/.
+
+Each command module defines `add_arguments(parser)` and `run(args) -> int`, and a one-line
+module docstring used as its help. User errors (CococError) print one line and exit 1;
+`--debug` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module under cococ.commands (imported only when the command runs)
+COMMANDS = {
+    "show": "show",
+    "opt": "opt",
+    "convert": "convert",
+    "build": "build",
+    "run": "run",
+    "targets": "targets",
+    "train": "train",
+    "eval": "eval",
+    "blocks": "blocks",
+    "prune": "prune",
+}
+
+
+def _load(name: str):
+    return importlib.import_module(f"cococ.commands.{COMMANDS[name]}")
+
+
+def make_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cococ", description="cococ: a compression-compilation co-design compiler for CNNs")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=_help_of(name), add_help=False)
+            continue
+        try:
+            mod = _load(name)
+        except ModuleNotFoundError:
+            continue  # command not built yet
+        p = sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0],
+                           description=(mod.__doc__ or "").strip())
+        mod.add_arguments(p)
+    return parser
+
+
+def _help_of(name: str) -> str:
+    try:
+        return (_load(name).__doc__ or "").strip().splitlines()[0]
+    except Exception:
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cococ.ir.core import CococError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    command = next((a for a in argv if a in COMMANDS), None)
+    parser = make_parser(only=command)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except CococError as e:
+        if debug:
+            raise
+        print(f"cococ {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cococ: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

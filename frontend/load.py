@@ -1,0 +1,31 @@
+"""One entry point for every input format: picks the frontend from the file suffix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cococ.ir.core import CococError, Graph
+
+
+def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST") -> Graph:
+    path = Path(path)
+    if not path.exists():
+        raise CococError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".ir":
+        from cococ.ir.parser import parse_file
+        graph = parse_file(path)
+    elif suffix in (".prototxt", ".pt", ".txt"):
+        from cococ.frontend.prototxt import load_prototxt
+        graph = load_prototxt(path, phase=phase)
+    elif suffix == ".onnx":
+        from cococ.frontend.onnx import load_onnx
+        graph = load_onnx(path)
+    else:
+        raise CococError(f"{path}: unknown model format '{suffix}' (expected .ir, .prototxt or .onnx)")
+    if weights is not None:
+        from cococ.frontend.weights import load_weights
+        load_weights(graph, weights)
+    if init is not None:
+        from cococ.frontend.weights import init_weights
+        init_weights(graph, init, seed=seed)
+    return graph

@@ -1,0 +1,2 @@
+"""Importing this package registers every op family."""
+from cococ.ir.ops import nn  # noqa: F401
