@@ -1,0 +1,120 @@
+"""Pruning objectives in Wootz's format (Figure 3b), extended for co-design.
+
+    min ModelSize constraint Accuracy > 0.8
+    min Cycles[arm-m4] constraint Accuracy >= 0.95 and ModelSize < 200K
+    max Accuracy constraint MACs <= 2M
+
+Metrics: ModelSize (parameters), MACs, Accuracy (test accuracy, 0..1), and the measured
+ones neither paper has: Cycles[TARGET] (estimated cycles on an emulated target, arm-m4) and
+Latency[TARGET] (wall seconds, x86). Numbers take K/M/G suffixes (powers of 1000).
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+from lark import Lark, Transformer, UnexpectedInput
+
+from cococ.ir.core import CococError
+
+GRAMMAR = r"""
+start: DIRECTION metric ("constraint" constraint ("and" constraint)*)?
+constraint: metric CMP number
+metric: METRIC ("[" TARGET "]")?
+number: SIGNED_NUMBER SUFFIX?
+DIRECTION: "min" | "max"
+METRIC: "ModelSize" | "MACs" | "Accuracy" | "Cycles" | "Latency"
+TARGET: /[A-Za-z0-9_\-]+/
+CMP: "<=" | ">=" | "<" | ">"
+SUFFIX: "K" | "M" | "G"
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"""
+
+_PARSER = Lark(GRAMMAR, parser="lalr")
+_CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_SCALE = {"K": 1e3, "M": 1e6, "G": 1e9}
+MEASURED = ("Cycles", "Latency")   # metrics that need a build of the candidate
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    target: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.target}]" if self.target else self.name
+
+    @property
+    def measured(self) -> bool:
+        return self.name in MEASURED
+
+
+@dataclass(frozen=True)
+class Constraint:
+    metric: Metric
+    op: str
+    value: float
+
+    def holds(self, metrics: dict[str, float]) -> bool:
+        return _CMP[self.op](metrics[str(self.metric)], self.value)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Objective:
+    direction: str                 # min | max
+    metric: Metric
+    constraints: tuple[Constraint, ...] = field(default_factory=tuple)
+
+    def satisfied(self, metrics: dict[str, float]) -> bool:
+        return all(c.holds(metrics) for c in self.constraints)
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.direction == "min" else a > b
+
+    def metrics(self) -> list[Metric]:
+        out = [self.metric] + [c.metric for c in self.constraints]
+        return list(dict.fromkeys(out))
+
+    def __str__(self) -> str:
+        s = f"{self.direction} {self.metric}"
+        return s + (" constraint " + " and ".join(map(str, self.constraints)) if self.constraints else "")
+
+
+class _Build(Transformer):
+    def start(self, items):
+        return Objective(str(items[0]), items[1], tuple(items[2:]))
+
+    def constraint(self, items):
+        return Constraint(items[0], str(items[1]), items[2])
+
+    def metric(self, items):
+        name = str(items[0])
+        target = str(items[1]) if len(items) > 1 else None
+        if name in MEASURED and target is None:
+            raise CococError(f"metric {name} needs a target, e.g. {name}[{'arm-m4' if name == 'Cycles' else 'x86'}]")
+        if name not in MEASURED and target is not None:
+            raise CococError(f"metric {name} takes no target (got {name}[{target}])")
+        return Metric(name, target)
+
+    def number(self, items):
+        v = float(items[0])
+        return v * _SCALE[str(items[1])] if len(items) > 1 else v
+
+
+def parse_objective(text: str) -> Objective:
+    try:
+        return _Build().transform(_PARSER.parse(text))
+    except UnexpectedInput as e:
+        raise CococError(f"objective '{text}': syntax error at column {e.column}: expected e.g. "
+                         "'min ModelSize constraint Accuracy >= 0.95' (metrics: ModelSize, MACs, Accuracy, "
+                         "Cycles[arm-m4], Latency[x86])") from None
+    except Exception as e:  # lark wraps errors raised in the transformer
+        inner = getattr(e, "orig_exc", e)
+        if isinstance(inner, CococError):
+            raise CococError(f"objective '{text}': {inner.message}") from None
+        raise
