@@ -1,2 +1,2 @@
 """Importing this package registers every op family."""
-from cococ.ir.ops import nn  # noqa: F401
+from cococ.ir.ops import activation, nn, norm, pool, tensor  # noqa: F401
