@@ -109,6 +109,9 @@ class Param:
         self.arrays = dict(arrays or {})
         self.attrs = dict(attrs or {})
         self._hash = hash
+        # compressed params read from text without weights: array name -> (type, hash),
+        # kept so the text prints back the same and a side-car can be checked against it
+        self.array_stubs: dict[str, tuple[TensorType, str]] = {}
 
     @classmethod
     def from_array(cls, a: np.ndarray, **kw) -> "Param":
@@ -148,9 +151,11 @@ class Param:
         return decompress(self)
 
     def copy(self) -> "Param":
-        return Param(self.type, None if self.data is None else self.data.copy(), format=self.format,
-                     arrays={k: v.copy() for k, v in self.arrays.items()}, attrs=dict(self.attrs),
-                     hash=self._hash)
+        p = Param(self.type, None if self.data is None else self.data.copy(), format=self.format,
+                  arrays={k: v.copy() for k, v in self.arrays.items()}, attrs=dict(self.attrs),
+                  hash=self._hash)
+        p.array_stubs = dict(self.array_stubs)
+        return p
 
     def __repr__(self) -> str:
         return f"Param({self.format}, {self.type}, #{self.hash})"
