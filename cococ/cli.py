@@ -29,20 +29,28 @@ def _load(name: str):
     return importlib.import_module(f"cococ.commands.{COMMANDS[name]}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are user errors too: one line, exit status 1 (argparse's default is usage + 2)."""
+
+    def error(self, message: str):
+        self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cococ", description="cococ: a compression-compilation co-design compiler for CNNs")
+    parser = _Parser(prog="cococ", description="cococ: a compression-compilation co-design compiler for CNNs")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         if only is not None and name != only:
-            sub.add_parser(name, help=_help_of(name), add_help=False)
+            sub.add_parser(name, add_help=False)  # a placeholder: no need to import the module
             continue
         try:
             mod = _load(name)
         except ModuleNotFoundError:
             continue  # command not built yet
         p = sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0],
-                           description=(mod.__doc__ or "").strip())
+                           description=(mod.__doc__ or "").strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # keep the examples' lines
         mod.add_arguments(p)
     return parser
 

@@ -1,0 +1,30 @@
+"""cococ.passes: graph-to-graph transformations run by name from pipeline strings.
+
+    g = cococ.passes.run(g, "infer-shapes,canonicalize,dce")
+    g = cococ.passes.run(g, "prune-filters{rates=[0.3,0.5]}", instruments=[PassTiming()])
+
+Every pass, its options and defaults: docs/passes.md (`python -m cococ.passes.docs`).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from cococ.ir.core import Graph
+from cococ.passes.instruments import DumpIR, PassInstrument, PassTiming, Verify
+from cococ.passes.manager import PassContext, PassInfo, all_passes, get_pass, register_pass, run_pipeline
+from cococ.passes.pipeline import parse_pipeline
+
+
+def run(graph: Graph, pipeline: str | Sequence[Any], *, instruments: Sequence[PassInstrument] = (),
+        verify: bool = True, reproducer: str | None = ".") -> Graph:
+    """Run a pipeline (`"a,b{opt=1},c"` or a list of pass objects) on `graph` and return the result.
+
+    Passes may change `graph` in place: pass `graph.clone()` to keep the original. The graph is
+    verified after every pass unless verify=False; a pass that crashes or leaves invalid IR
+    writes a reproducer into the folder `reproducer` (None: none) and raises a CococError.
+    """
+    return run_pipeline(graph, pipeline, instruments=instruments, verify=verify, reproducer=reproducer)
+
+
+__all__ = ["run", "register_pass", "get_pass", "all_passes", "parse_pipeline", "PassContext", "PassInfo",
+           "PassInstrument", "DumpIR", "PassTiming", "Verify"]

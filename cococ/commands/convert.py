@@ -1,0 +1,66 @@
+"""Convert a network between formats: .ir, .prototxt, .onnx in; .ir, .onnx, .dot out.
+
+    cococ convert net.prototxt --weights net.caffemodel -o net.ir   # net.ir + side-car net.npz
+    cococ convert net.ir -o net.onnx
+    cococ convert net.ir -o net.dot
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cococ.commands.show import add_load_arguments, load_graph
+from cococ.ir.core import CococError, Graph
+
+WRITERS = (".ir", ".onnx", ".dot")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="IN", help="network: .ir, .prototxt or .onnx")
+    parser.add_argument("-o", "--output", metavar="OUT", required=True,
+                        help="output file; its suffix picks the format: .ir (weights in a side-car .npz), "
+                             ".onnx, .dot; '-' prints the IR to stdout")
+    parser.add_argument("--inline-weights", action="store_true",
+                        help="write weights inside the .ir text instead of a side-car .npz")
+    add_load_arguments(parser)
+
+
+def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
+    """Write `graph` to `out` in the format its suffix names ('-' = IR text on stdout)."""
+    if out == "-":
+        from cococ.ir.printer import print_graph
+        sys.stdout.write(print_graph(graph, "inline" if inline_weights else "hash"))
+        return
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in WRITERS:
+        hint = " (cococ reads .prototxt but does not write it)" if suffix == ".prototxt" else ""
+        raise CococError(f"{out}: cannot write '{suffix or path.name}' files{hint}; "
+                         f"output formats: {', '.join(WRITERS)}")
+    if not path.parent.is_dir():
+        raise CococError(f"{out}: folder {path.parent} does not exist")
+    try:
+        if suffix == ".ir":
+            from cococ.ir.printer import save_ir
+            save_ir(graph, path, weights="inline" if inline_weights else "npz")
+        elif suffix == ".dot":
+            from cococ.ir.dot import to_dot
+            path.write_text(to_dot(graph), encoding="utf-8")
+        else:
+            try:
+                from cococ.backends.onnx_export import to_onnx
+            except ModuleNotFoundError as e:
+                if e.name and e.name.startswith("cococ"):
+                    raise CococError("ONNX export is not available yet") from None
+                raise CococError(f"ONNX export needs the '{e.name}' package (pip install {e.name})") from None
+            import onnx
+            onnx.save(to_onnx(graph), str(path))
+    except OSError as e:
+        raise CococError(f"{out}: cannot write: {e.strerror or e}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    graph = load_graph(args)
+    write_graph(graph, args.output, args.inline_weights)
+    return 0

@@ -1,0 +1,118 @@
+"""Show a network's layers: op, module, output shape, params, MACs, and totals (or --dot).
+
+    cococ show net.prototxt --weights net.caffemodel
+    cococ show net.ir --dot | dot -Tsvg > net.svg
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from cococ.ir.core import CococError, Graph
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of cococ.load, shared by show, opt and convert."""
+    parser.add_argument("--weights", metavar="FILE", help="weights to load (.caffemodel, .npz, .safetensors)")
+    parser.add_argument("--init", choices=["random"], help="initialise missing weights (He init)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --init random (default 0)")
+    parser.add_argument("--phase", default="TEST", choices=["TEST", "TRAIN"],
+                        help="Caffe phase for .prototxt include/exclude rules (default TEST)")
+
+
+def load_graph(args: argparse.Namespace, path=None) -> Graph:
+    """cococ.load with the command's options; OS errors become one-line CococErrors."""
+    import cococ
+
+    path = args.file if path is None else path
+    try:
+        if str(path).lower().endswith(".ir") and Path(path).is_file():
+            return _load_ir(Path(path), args)
+        return cococ.load(path, weights=args.weights, init=args.init, seed=args.seed, phase=args.phase)
+    except OSError as e:
+        raise CococError(f"{e.filename or path}: {e.strerror or e}") from None
+
+
+def _load_ir(path: Path, args: argparse.Namespace) -> Graph:
+    """Text IR may leave value types out (`%y: ? = relu ...`): infer them, then verify as usual.
+
+    cococ.load verifies on parse, which rejects untyped values; the commands take hand-written
+    IR, so they infer the missing types first (and only then: inference also fills attribute
+    defaults, which would change the printed text of an already typed graph).
+    """
+    from cococ.ir.parser import parse_file
+    from cococ.ir.verify import infer_shapes, verify
+
+    graph = parse_file(path, verify=False)
+    try:
+        if any(v.type is None for v in graph.values()):
+            infer_shapes(graph)
+        verify(graph)
+    except CococError as e:
+        if e.path is None:
+            raise CococError(e.message, layer=e.layer, loc=e.loc, path=str(path)) from None
+        raise
+    if args.weights is not None:
+        from cococ.frontend.weights import load_weights
+        load_weights(graph, args.weights)
+    if args.init is not None:
+        from cococ.frontend.weights import init_weights
+        init_weights(graph, args.init, seed=args.seed)
+    return graph
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="network: .ir, .prototxt or .onnx")
+    add_load_arguments(parser)
+    parser.add_argument("--dot", action="store_true", help="print Graphviz dot text instead of the table")
+
+
+def layer_rows(graph: Graph) -> list[dict]:
+    """One dict per layer: name, op, module, shapes, params, bytes, macs (types must be known)."""
+    rows = []
+    for layer in graph.layers:
+        in_types = [v.type for v in layer.inputs]
+        out_types = [v.type for v in layer.outputs]
+        if any(t is None for t in in_types + out_types):
+            raise layer.error("has untyped values; run `cococ opt FILE -p infer-shapes` first")
+        cost = layer.opdef.cost(layer, in_types, out_types)
+        rows.append({"name": layer.name, "op": layer.op, "module": layer.module or "",
+                     "shape": ", ".join(str(t) for t in out_types), "params": cost.params,
+                     "bytes": sum(p.nbytes for p in layer.params.values()), "macs": cost.macs})
+    return rows
+
+
+def _n(x: int) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= div:
+            return f"{x / div:.2f}{unit}"
+    return str(x)
+
+
+def run(args: argparse.Namespace) -> int:
+    graph = load_graph(args)
+    if args.dot:
+        from cococ.ir.dot import to_dot
+        sys.stdout.write(to_dot(graph))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = layer_rows(graph)
+    table = Table(title=f"graph @{graph.name}: {len(rows)} layers, {len(graph.modules)} module{'' if len(graph.modules) == 1 else 's'}",
+                  title_justify="left")
+    for col, justify in (("layer", "left"), ("op", "left"), ("module", "left"), ("output", "left"),
+                         ("params", "right"), ("bytes", "right"), ("MACs", "right")):
+        table.add_column(col, justify=justify, no_wrap=col != "layer")
+    for r in rows:
+        table.add_row(r["name"], r["op"], r["module"], r["shape"], _n(r["params"]), _n(r["bytes"]), _n(r["macs"]))
+    params, nbytes, macs = (sum(r[k] for r in rows) for k in ("params", "bytes", "macs"))
+    table.add_row("total", "", "", "", _n(params), _n(nbytes), _n(macs), style="bold", end_section=True)
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((160, 24)).columns, 160)
+    Console(width=width, highlight=False).print(table)
+    print(f"inputs: {', '.join(f'%{v.name}: {v.type}' for v in graph.inputs)}; "
+          f"outputs: {', '.join(f'%{v.name}: {v.type}' for v in graph.outputs)}; "
+          f"params {params} ({nbytes} bytes), MACs {macs}")
+    return 0
