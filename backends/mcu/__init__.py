@@ -1,0 +1,2 @@
+"""The Cortex-M4 backend: TVM-generated C kernels, an AOT executor over one static arena,
+weights in flash, a q15 path with SMLAD loops, and a QEMU-ready project (see docs/mcu.md)."""

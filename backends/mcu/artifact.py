@@ -1,0 +1,69 @@
+"""MCUArtifact: a Cortex-M4 project folder; `run` executes its ELF on the emulated core."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cococ.ir.core import CococError
+from cococ.runtime.artifact import Artifact
+
+
+class MCUArtifact(Artifact):
+    kind = "mcu"
+
+    def __init__(self, target, manifest, dir=None, graph=None):
+        super().__init__(target, manifest, dir, graph)
+        self._emu = None
+        self.last_run = None  # RunResult of the latest run: instructions, cycles, per step
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads((self.dir / "report.json").read_text())
+
+    @property
+    def elf(self) -> Path:
+        if self.dir is None or not self.manifest.get("elf"):
+            raise CococError("this arm-m4 artifact has no ELF (arm-none-eabi-gcc was missing at build time); "
+                             "build it with `make` in the project folder, or install gcc-arm-none-eabi")
+        return self.dir / self.manifest["elf"]
+
+    def emulator(self):
+        if self._emu is None:
+            from cococ.runtime.mcu.emulator import Emulator
+            self._emu = Emulator(self.elf)
+        return self._emu
+
+    def _run(self, inputs):
+        x = np.concatenate([inputs[n].reshape(-1) for n in self.input_names]).astype(np.float32)
+        res = self.emulator().run(x)
+        self.last_run = res
+        out, off = {}, 0
+        for spec in self.manifest["outputs"]:
+            n = int(np.prod(spec["shape"]))
+            out[spec["name"]] = res.outputs[off:off + n].reshape(spec["shape"])
+            off += n
+        return out
+
+    def bench(self, n: int = 1, inputs=None) -> dict[str, Any]:
+        """Cycles are deterministic on the emulator: one run gives the estimate (n is ignored)."""
+        self.run(inputs if inputs is not None else self.random_inputs())
+        return self.profile()
+
+    def profile(self) -> dict[str, Any]:
+        """Instructions and estimated cycles of the latest run, in total and per step (layer)."""
+        r = self.last_run
+        if r is None:
+            raise CococError("run the artifact first")
+        steps = self.report["steps"]
+        rows = []
+        for s in r.steps:
+            info = steps[s.index] if s.index < len(steps) else {}
+            macs = info.get("macs", 0)
+            rows.append({"step": s.index, "layers": info.get("layers", []), "op": info.get("op", "?"),
+                         "kernel": s.kernel, "macs": macs, "instructions": s.instructions, "cycles": s.cycles,
+                         "cycles_per_mac": round(s.cycles / macs, 3) if macs else None})
+        return {"instructions": r.instructions, "cycles": r.cycles, "executor_instructions": r.executor_instructions,
+                "executor_cycles": r.executor_cycles, "steps": rows}

@@ -1,0 +1,65 @@
+"""Compile a network for a target: a C project + ELF for arm-m4, a TVM module for x86/cuda.
+
+    cococ build --target=arm-m4 net.prototxt --weights net.caffemodel -o build/net-m4
+    cococ build --target=arm-m4 net.prototxt --init random --quantize q15 --target-opt sram=192K
+    cococ build --target=x86 net.onnx -p canonicalize --tune 64 -o build/net-x86
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cococ.commands.show import add_load_arguments, load_graph
+from cococ.ir.core import CococError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="network: .ir, .prototxt or .onnx")
+    parser.add_argument("--target", "-t", default="x86", help="arm-m4, x86 or cuda (`cococ targets` lists them)")
+    parser.add_argument("--target-opt", default="", metavar="K=V,..",
+                        help="target options, e.g. flash=1M,sram=192K (arm-m4), arch=sm_80 (cuda)")
+    parser.add_argument("-o", "--output", metavar="DIR", help="artifact folder (default: build/<name>-<target>)")
+    parser.add_argument("-p", "--pipeline", default="", metavar="PIPELINE",
+                        help="passes to run before code generation, e.g. 'canonicalize,dce'")
+    parser.add_argument("--dump-ir", action="store_true", help="print the IR that is compiled (after the pipeline)")
+    parser.add_argument("--quantize", choices=["q15"], help="fixed point for arm-m4 (runs the quantize pass "
+                        "unless the pipeline did), calibrated on random inputs")
+    parser.add_argument("--tune", type=int, default=0, metavar="N",
+                        help="x86/cuda: MetaSchedule trials per task (0: untuned)")
+    add_load_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import cococ
+    from cococ.backends.build import build
+    from cococ.backends.target import get_target, parse_target_options
+
+    target = get_target(args.target, parse_target_options(args.target_opt))  # bad target: fail before loading
+    graph = load_graph(args)
+    if args.pipeline:
+        graph = cococ.passes.run(graph, args.pipeline)
+    if args.dump_ir:
+        from cococ.ir.printer import print_graph
+        print(print_graph(graph), file=sys.stderr)
+    out = Path(args.output or Path("build") / f"{Path(args.file).stem}-{target.name}")
+    options = {"seed": args.seed}
+    if args.tune:
+        if target.is_mcu:
+            raise CococError("--tune is for x86/cuda; arm-m4 kernels are not tuned")
+        options["tune"] = args.tune
+    art = build(graph, target, out_dir=out, quantize=args.quantize, **options)
+    print(f"built {graph.name} for {target.name} -> {art.dir or out}")
+    if target.is_mcu:
+        _print_mcu_summary(art, target)
+    return 0
+
+
+def _print_mcu_summary(art, target) -> None:
+    r = art.report
+    kib = lambda n: f"{n / 1024:.1f} KiB"  # noqa: E731
+    print(f"  flash {kib(r['flash'])} of {kib(target.flash)}   SRAM {kib(r['sram'])} of {kib(target.sram)}"
+          f"   (arena {kib(r['arena_bytes'])}, weights {kib(r['weight_bytes'])})")
+    print(f"  {r['macs']:,} MACs, {r['params']:,} params, {len(r['steps'])} kernel calls, "
+          f"{len(r['kernels'])} kernels" + (f", {r['quantize']}" if r.get("quantize") else ""))
+    print(f"  ELF: {art.dir / r['elf']}" if r.get("elf") else f"  {r.get('note', '')}")

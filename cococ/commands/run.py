@@ -1,0 +1,107 @@
+"""Run a built artifact on its target and print the outputs (arm-m4: on the emulated Cortex-M4,
+with executed instructions and estimated cycles per layer).
+
+    cococ run build/lenet-m4 --random --check
+    cococ run build/lenet-x86 --input digit.npy --bench 100
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cococ.ir.core import CococError
+
+F32_TOL = 1e-4          # |y - ref| <= F32_TOL * (1 + |ref|)
+Q15_TOL = 0.01          # q15: |y - ref| <= Q15_TOL * max|ref| (1% of the output's range; docs/mcu.md)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", metavar="DIR", help="artifact folder written by `cococ build`")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--input", metavar="FILE", help=".npy (one input) or .npz (inputs by name)")
+    src.add_argument("--random", action="store_true", help="random-normal inputs (the default)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
+    parser.add_argument("--bench", type=int, metavar="N", help="time N runs (arm-m4: the cycle estimate)")
+    parser.add_argument("--check", action="store_true",
+                        help="compare with the reference interpreter on the saved graph; exit 1 on mismatch")
+
+
+def read_inputs(art, path: str | None, seed: int) -> dict[str, np.ndarray]:
+    if path is None:
+        return art.random_inputs(seed)
+    p = Path(path)
+    if not p.exists():
+        raise CococError(f"{p}: no such file")
+    data = np.load(p, allow_pickle=False)
+    if isinstance(data, np.ndarray):
+        return art.normalize_inputs([data])
+    return art.normalize_inputs({k: data[k] for k in data.files})
+
+
+def show_array(name: str, y: np.ndarray) -> str:
+    flat = y.reshape(-1)
+    head = np.array2string(flat[:10], precision=6, max_line_width=200)
+    extra = f" ... ({flat.size} values, min {flat.min():.6g}, max {flat.max():.6g})" if flat.size > 10 else ""
+    arg = f"  argmax {int(np.argmax(flat))}" if y.ndim == 2 and y.shape[0] == 1 else ""
+    return f"{name} {list(y.shape)}: {head}{extra}{arg}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from cococ.runtime.artifact import load_artifact
+
+    art = load_artifact(args.dir)
+    inputs = read_inputs(art, args.input, args.seed)
+    outputs = art.run(inputs)
+    for name, y in outputs.items():
+        print(show_array(name, y))
+    if art.manifest["kind"] == "mcu":
+        print_profile(art.profile())
+    if args.bench:
+        b = art.bench(args.bench, inputs)
+        if "median_s" in b:
+            print(f"bench: {b['n']} runs, median {b['median_s'] * 1e3:.3f} ms, min {b['min_s'] * 1e3:.3f} ms")
+        else:
+            print(f"bench: {b['cycles']:,} cycles (estimated), {b['instructions']:,} instructions; "
+                  f"{b['cycles'] / 168e3:.2f} ms at 168 MHz")
+    if args.check:
+        return check(art, inputs, outputs)
+    return 0
+
+
+def print_profile(p: dict) -> None:
+    print(f"{'step':>4}  {'layers':24} {'op':16} {'MACs':>10} {'instructions':>12} {'cycles':>12} {'cyc/MAC':>8}")
+    for s in p["steps"]:
+        layers = "+".join(s["layers"]) or "-"
+        cpm = f"{s['cycles_per_mac']:.2f}" if s["cycles_per_mac"] else ""
+        print(f"{s['step']:>4}  {layers[:24]:24} {s['op'][:16]:16} {s['macs']:>10,} {s['instructions']:>12,} "
+              f"{s['cycles']:>12,} {cpm:>8}")
+    print(f"{'':4}  {'(executor)':24} {'':16} {'':>10} {p['executor_instructions']:>12,} {p['executor_cycles']:>12,}")
+    print(f"total: {p['instructions']:,} instructions, {p['cycles']:,} estimated cycles (Cortex-M4 table, docs/mcu.md)")
+
+
+def check(art, inputs, outputs) -> int:
+    from cococ.runtime.interpreter import run as interpret
+    ref = interpret(art.load_graph(), inputs)
+    q15 = (art.manifest.get("options") or {}).get("quantize") == "q15"
+    ok = True
+    for name, y in outputs.items():
+        r = ref[name]
+        err = float(np.max(np.abs(y - r))) if r.size else 0.0
+        if q15:
+            bound = Q15_TOL * float(np.max(np.abs(r)))
+            good = err <= bound
+            desc = f"max |err| {err:.3g} (bound {bound:.3g} = {Q15_TOL:g} x max|ref|)"
+        else:
+            good = bool(np.all(np.abs(y - r) <= F32_TOL * (1 + np.abs(r))))
+            desc = f"max |err| {err:.3g} (tolerance {F32_TOL:g} x (1 + |ref|))"
+        if r.ndim == 2:
+            agree = float(np.mean(np.argmax(y, 1) == np.argmax(r, 1)))
+            desc += f", top-1 agreement {agree:.0%}"
+        print(f"check {name}: {'ok' if good else 'MISMATCH'}: {desc}")
+        ok &= good
+    if not ok:
+        print("check failed", file=sys.stderr)
+    return 0 if ok else 1
