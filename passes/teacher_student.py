@@ -86,7 +86,7 @@ def pretrain_graph(full: Graph, blocks: Sequence[TuningBlock]) -> Graph:
                 vmap[id(v)] = nv
             nl = Layer(l.op, f"{prefix}/{l.name}", [vmap[id(v)] for v in l.inputs], outs, dict(l.attrs),
                        {k: p.copy() for k, p in l.params.items()}, module=None)
-            nl.meta = {"block": prefix, "source_layer": l.name}
+            nl.meta = {**l.meta, "block": prefix, "source_layer": l.name}  # keeps caffe_param (decay_mult)
             g.layers.append(nl)
         pairs.append({"block": prefix, "student": vmap[id(s_out)].name, "teacher": t_out.name})
         g.outputs.append(vmap[id(s_out)])

@@ -33,8 +33,9 @@ def full():
     return g
 
 
-def _x(seed=0):
-    return np.random.default_rng(seed).standard_normal((1, 1, 16, 16)).astype(np.float32)
+def _x(full, seed=0):
+    shape = full.inputs[0].type.shape   # the example's input, batch 1
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def _torch_outputs(g, x):
@@ -50,7 +51,7 @@ def test_pretrain_graph_verifies_and_runs_equal(full):
     verify(g)
     pairs = g.meta["teacher_student"]
     assert [p["block"] for p in pairs] == [block_key(full, b) for b in blocks]
-    x = _x()
+    x = _x(full)
     ref = run(g, {g.inputs[0].name: x}, taps=[p["teacher"] for p in pairs])
     got = _torch_outputs(g, x)
     for name, arr in got.items():
@@ -86,11 +87,16 @@ def test_random_pruned_networks_verify_and_torch_equals_interpreter(full, seed):
     rates = [float(r) for r in rng.choice([0.0, 0.3, 0.5, 0.7], size=len(full.modules))]
     g = pruned_network(full, rates)
     verify(g)
-    x = _x(seed)
+    x = _x(full, seed)
     ref = run(g, [x])
     got = _torch_outputs(g, x)
     for name, arr in got.items():
         np.testing.assert_allclose(arr, ref[name], atol=1e-4, rtol=1e-4)
+    from cococ.passes.prune_filters import keep_count, prunable_convs
+    for module, rate in zip(full.modules, rates):   # each inner conv keeps what its rate predicts
+        for conv in prunable_convs(full, module):
+            c = conv.params["weight"].shape[0]
+            assert g.layer(conv.name).params["weight"].shape[0] == keep_count(c, rate), (conv.name, rate)
     n_full = sum(int(np.prod(p.shape)) for l in full.layers for p in l.params.values())
     n = sum(int(np.prod(p.shape)) for l in g.layers for p in l.params.values())
     assert (n < n_full) == any(r > 0 for r in rates)

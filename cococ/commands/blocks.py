@@ -1,0 +1,150 @@
+"""Find the tuning blocks of a promising subspace (Wootz §5) and optionally pre-train them.
+
+    cococ blocks examples/resnet/resnet.prototxt --weights resnet.safetensors --sample 8
+    cococ blocks net.prototxt --weights w.caffemodel --subspace promising.json --method modules
+    cococ blocks net.prototxt --weights w.safetensors --sample 32 --pretrain --data digits --steps 200
+
+Prints the tuning blocks (name = module@rate runs, frequency in the subspace, pre-training
+group), the groups of non-overlapping blocks, and each network's composite vector (which
+block covers each module; `·` = the module is unpruned and keeps the teacher's weights).
+`--pretrain` trains every block not yet in the store (teacher-student, Wootz §6.1) and saves
+it under --store (default NET.blocks/), keyed by block and a hash of the teacher's weights.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+from cococ.commands.show import add_load_arguments, load_graph
+from cococ.ir.core import CococError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="NET", help="network: .ir, .prototxt or .onnx (the trained full model)")
+    add_load_arguments(parser)
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--subspace", metavar="FILE", help="the promising subspace: .json/.npy/.pkl list of rate lists")
+    src.add_argument("--sample", type=int, metavar="N", help="sample N configurations (ORNL §5.2)")
+    parser.add_argument("--rates", default="0.3,0.5,0.7", help="pruning rates to sample from (default 0.3,0.5,0.7)")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default 0)")
+    parser.add_argument("--method", choices=["sequitur", "modules"], default="sequitur",
+                        help="sequitur: Wootz §5 tuning blocks; modules: every (module, rate) its own block")
+    parser.add_argument("--show", type=int, default=20, metavar="K",
+                        help="composite vectors to print (default 20; 0 for all)")
+    parser.add_argument("--pretrain", action="store_true", help="pre-train the blocks into the store")
+    parser.add_argument("--data", default="digits", help="training data for --pretrain (default digits)")
+    parser.add_argument("--steps", type=int, default=200, help="pre-training iterations per group (default 200)")
+    parser.add_argument("--store", metavar="DIR", help="block store directory (default NET.blocks)")
+    parser.add_argument("--solver", metavar="FILE", help="solver prototxt for pre-training (default: fixed lr "
+                        "0.02, momentum 0.9, weight decay 1e-4, batch 32)")
+    parser.add_argument("--lr", type=float, help="pre-training learning rate (overrides the default/solver's)")
+    parser.add_argument("--batch", type=int, help="pre-training batch size (default 32)")
+
+
+def _configs(args, graph):
+    from cococ.frontend.subspace import load_subspace, sample_subspace
+    n = len(graph.modules)
+    if args.subspace:
+        return load_subspace(args.subspace, n)
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        raise CococError(f"--rates: expected numbers separated by commas, got '{args.rates}'") from None
+    if not rates or any(not 0 <= r < 1 for r in rates):
+        raise CococError(f"--rates: each rate must be in [0, 1), got '{args.rates}'")
+    if args.sample < 1:
+        raise CococError("--sample: N must be at least 1")
+    return sample_subspace(args.sample, n, rates, seed=args.sample_seed)
+
+
+def with_modules(graph):
+    """The graph with convolution modules (annotated, else found by identify-modules)."""
+    if not graph.modules:
+        import cococ.passes
+        graph = cococ.passes.run(graph, "identify-modules")
+    if not graph.modules:
+        raise CococError(f"{graph.name}: no convolution modules (annotate them with `module {{ }}` in the prototxt)")
+    return graph
+
+
+def print_plan(graph, configs, plan, show: int = 20, out=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    width = None if (out or sys.stdout).isatty() else max(shutil.get_terminal_size((160, 24)).columns, 160)
+    console = Console(file=out, width=width, highlight=False)
+    group_of = {bi: gi for gi, g in enumerate(plan.groups) for bi in g}
+    t = Table(title=f"{len(plan.blocks)} tuning blocks for {len(configs)} networks over {len(graph.modules)} modules",
+              title_justify="left")
+    for col, j in (("#", "right"), ("block", "left"), ("modules", "left"), ("rates", "left"),
+                   ("frequency", "right"), ("group", "right")):
+        t.add_column(col, justify=j, no_wrap=True)
+    for i, b in enumerate(plan.blocks):
+        t.add_row(f"B{i}", b.name(graph.modules), ",".join(graph.modules[b.start:b.stop]),
+                  ",".join(f"{r:g}" for r in b.rates), str(b.frequency), str(group_of.get(i, "")))
+    console.print(t)
+    console.print(f"{len(plan.groups)} pre-training groups (blocks without common modules): " +
+                  "; ".join(f"{gi}: " + " ".join(f"B{b}" for b in g) for gi, g in enumerate(plan.groups)))
+    c = Table(title="composite vectors (block per module; · = no block: unpruned, or a run used once, default weights)", title_justify="left")
+    c.add_column("net", justify="right")
+    c.add_column("rates", justify="left", no_wrap=True)
+    for m in graph.modules:
+        c.add_column(m, justify="center", no_wrap=True)
+    rows = list(enumerate(zip(configs, plan.composite)))
+    for n, (cfg, comp) in rows[:show or None]:
+        cells = [f"B{b}" if b is not None else "·" for b in comp]
+        c.add_row(str(n), " ".join(f"{r:g}" for r in cfg), *cells)
+    console.print(c)
+    if show and len(rows) > show:
+        console.print(f"... {len(rows) - show} more networks (--show 0 prints all)")
+    covered = sum(sum(b is not None for b in comp) for comp in plan.composite)
+    total = sum(sum(r > 0 for r in cfg) for cfg in configs)
+    console.print(f"pruned modules covered by blocks: {covered} of {total}; "
+                  f"blocks per network: {sum(len(set(x for x in comp if x is not None)) for comp in plan.composite) / max(1, len(configs)):.2f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cococ.passes.tuning_blocks import identify_tuning_blocks
+
+    graph = with_modules(load_graph(args))
+    configs = _configs(args, graph)
+    plan = identify_tuning_blocks(configs, method=args.method)
+    print_plan(graph, configs, plan, args.show)
+    if not args.pretrain:
+        return 0
+    from cococ.runtime.blocks import BlockStore, pretrain, teacher_hash
+
+    if args.weights is None and args.init is None and not str(args.file).endswith(".ir"):
+        raise CococError("--pretrain needs the trained full model: give --weights")
+    if args.steps < 1:
+        raise CococError("--steps must be at least 1")
+    settings = {}
+    if args.solver:
+        from cococ.frontend.solver import load_solver
+        settings = load_solver(args.solver)
+        if args.lr is not None:
+            settings.base_lr = args.lr
+        if args.batch:
+            settings.batch_size = args.batch
+    else:
+        if args.lr is not None:
+            settings["base_lr"] = args.lr
+        if args.batch:
+            settings["batch_size"] = args.batch
+    store = BlockStore(args.store or Path(args.file).with_suffix(".blocks"), teacher_hash(graph))
+    rows = pretrain(graph, plan, args.data, settings, store, steps=args.steps, progress=sys.stderr.isatty())
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"pre-training into {store.directory} (teacher {store.teacher_hash})", title_justify="left")
+    for col in ("block", "group", "status", "MSE before", "MSE after"):
+        t.add_column(col, justify="left" if col in ("block", "status") else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["key"], str(r["group"]), r["status"],
+                  f"{r['mse_before']:.4g}" if "mse_before" in r else "", f"{r['mse_after']:.4g}" if "mse_after" in r else "")
+    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(t)
+    print(f"{sum(r['status'] == 'trained' for r in rows)} blocks trained, "
+          f"{sum(r['status'] == 'stored' for r in rows)} already stored; store holds {len(store.keys())} blocks")
+    return 0
