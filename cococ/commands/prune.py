@@ -1,0 +1,128 @@
+"""Composability-based pruning (Wootz): find the smallest (or best) pruned network meeting an objective.
+
+    cococ prune examples/resnet/resnet.prototxt --weights resnet.safetensors --sample 64 \\
+        --rates 0.3,0.5,0.7 --objective 'min ModelSize constraint Accuracy >= 0.95' \\
+        --solver examples/resnet/resnet_solver.prototxt --data digits --baseline -o prune-run
+
+Pre-trains the tuning blocks of the promising subspace, then evaluates candidates in the order
+the objective implies, each assembled from pre-trained blocks, fine-tuned and tested, and stops
+as soon as the answer is certain. `--baseline` runs the same search with default networks.
+Everything finished goes into RUNDIR/run.sqlite as it finishes: `--resume` continues a killed
+run. Writes RUNDIR/pruned.ir (+ .npz), pruned.onnx, pruned.safetensors and report.{json,md,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from cococ.ir.core import CococError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("net", metavar="NET", help="the trained network: .prototxt (with modules), .onnx or .ir")
+    parser.add_argument("--weights", metavar="W", help="trained weights (.caffemodel, .npz, .safetensors)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--subspace", metavar="S", help="promising subspace: .json, .npy or Wootz .pkl (restricted loader)")
+    src.add_argument("--sample", type=int, metavar="N", help="sample N configurations (ORNL §5.2)")
+    parser.add_argument("--rates", default="0.3,0.5,0.7", help="pruning rates for --sample (default 0.3,0.5,0.7)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--objective", required=True, help="e.g. 'min ModelSize constraint Accuracy >= 0.95'")
+    parser.add_argument("--solver", required=True, metavar="S", help="fine-tuning solver (Caffe solver prototxt)")
+    parser.add_argument("--pretrain-solver", metavar="S2", help="solver for pre-training blocks (default: --solver)")
+    parser.add_argument("--data", default="digits", help="data set: digits, a .npz or an image folder")
+    parser.add_argument("--baseline", action="store_true", help="also run the search with default networks")
+    parser.add_argument("--no-comp", action="store_true", help="skip the composability search (with --baseline)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument("--address", default="auto", help="Ray cluster address (auto or HOST:PORT)")
+    parser.add_argument("--workers", type=int, default=0, help="parallel workers (default: the cores)")
+    parser.add_argument("--steps", type=int, help="fine-tuning iterations per candidate (default: solver max_iter)")
+    parser.add_argument("--pretrain-steps", type=int, help="pre-training iterations per group (default: --steps)")
+    parser.add_argument("--blocks", choices=("sequitur", "modules"), default="sequitur",
+                        help="tuning blocks: Sequitur identifier (Wootz §5) or every module")
+    parser.add_argument("-o", "--output", default="prune-run", metavar="RUNDIR", help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUNDIR")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def load_inputs(args):
+    import cococ
+    from cococ.frontend.objective import parse_objective
+    from cococ.frontend.solver import load_solver
+    from cococ.frontend.subspace import load_subspace, sample_subspace
+    from cococ.ir.verify import infer_shapes
+
+    objective = parse_objective(args.objective)   # cheap checks first
+    full = cococ.load(args.net, weights=args.weights)
+    infer_shapes(full)
+    if not full.modules:
+        raise CococError(f"{args.net}: no convolution modules; mark them with `module {{ name: ... }}` "
+                         "or run `cococ opt -p identify-modules` first")
+    if args.subspace:
+        configs = load_subspace(args.subspace, len(full.modules))
+    else:
+        try:
+            rates = [float(r) for r in args.rates.split(",") if r.strip()]
+        except ValueError:
+            raise CococError(f"--rates '{args.rates}': expected numbers like 0.3,0.5,0.7") from None
+        configs = sample_subspace(args.sample, len(full.modules), rates, seed=args.seed)
+    solver = load_solver(args.solver)
+    pre = load_solver(args.pretrain_solver) if args.pretrain_solver else None
+    return full, configs, objective, solver, pre
+
+
+def run(args: argparse.Namespace) -> int:
+    from cococ.runtime.explore import explore
+    from cococ.runtime.explore.report import print_table, table_row, write_report
+    from cococ.runtime.explore.search import trained_network
+
+    full, configs, objective, solver, pre = load_inputs(args)
+    if args.no_comp and not args.baseline:
+        raise CococError("--no-comp leaves nothing to run; add --baseline")
+    steps = args.steps or int(solver.max_iter)
+    out = Path(args.output)
+    workers = args.workers or max(1, min(os.cpu_count() or 1, len(configs)))
+    res = explore(full, configs, objective, solver, args.data, out, steps=steps,
+                  pretrain_steps=args.pretrain_steps or steps, pretrain_solver=pre, baseline=args.baseline,
+                  comp=not args.no_comp, executor=args.executor, workers=workers,
+                  address=args.address if args.executor == "ray" else None, resume=args.resume,
+                  method=args.blocks, progress=not args.no_progress)
+    res.full_accuracy = full_accuracy(full, args.data)
+    paths = write_report(res, out)
+    print_table([table_row(res)], title=f"cococ prune: {objective}")
+    chosen = res.comp if res.comp is not None else res.base
+    if chosen.answer is None:
+        print(f"no configuration meets '{objective}'; report: {paths['md']}")
+        return 2
+    g = trained_network(full, out / "networks", chosen.mode, chosen.answer)
+    write_network(g, out / "pruned")
+    a = chosen.answer
+    print(f"chosen ({chosen.mode}): rates {list(a['config'])}, {a['params']} params "
+          f"({100 * a['params'] / res.full_size:.1f}% of full), {a['macs']} MACs, accuracy {a['accuracy']:.4f}")
+    print(f"wrote {out / 'pruned.ir'}, {out / 'pruned.onnx'}, {out / 'pruned.safetensors'}, {paths['md']}, "
+          f"{paths['png']}; build it with: cococ build {out / 'pruned.ir'} --target arm-m4")
+    return 0
+
+
+def full_accuracy(full, data) -> float:
+    """The unpruned model's test accuracy (the reference line of the plot)."""
+    from cococ.runtime.data import load_data
+    from cococ.runtime.torch.module import to_torch
+    from cococ.runtime.train import evaluate, logits_value
+    ds = load_data(data, full.inputs[0].type.shape)
+    x, y = ds.test_arrays()
+    return float(evaluate(to_torch(full, outputs=[logits_value(full)]), x, y)["accuracy"])
+
+
+def write_network(g, stem: Path) -> None:
+    from cococ.ir.printer import save_ir
+    from cococ.runtime.train import save_weights
+    save_ir(g, stem.with_suffix(".ir"))
+    save_weights(g, stem.with_suffix(".safetensors"))
+    try:
+        import onnx
+
+        from cococ.backends.onnx_export import to_onnx
+        onnx.save(to_onnx(g), str(stem.with_suffix(".onnx")))
+    except ImportError:
+        print("onnx is not installed: skipped pruned.onnx")

@@ -1,0 +1,129 @@
+"""`cococ prune`'s engine: composability-based exploration of a promising subspace (Wootz §4–§7).
+
+    run = explore(full, configs, objective, solver, data, run_dir, steps=..., pretrain_steps=...,
+                  baseline=True)
+    run.comp.answer, run.base.answer, run.table_row()
+
+Everything finished is in `run_dir/run.sqlite` (evaluations, blocks, static metrics, phase
+times) and in `run_dir/blocks/` (the block store): calling `explore` again on the same folder
+(`resume=True`) continues a killed run without redoing anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from cococ.frontend.objective import Objective
+from cococ.ir.core import CococError, Graph
+from cococ.passes.tuning_blocks import identify_tuning_blocks
+from cococ.runtime.explore.records import RunDB
+from cococ.runtime.explore.search import (SearchResult, Task, decide, order_candidates, search,
+                                          static_metrics)
+
+__all__ = ["explore", "ExploreRun", "RunDB", "replay"]
+
+
+@dataclass
+class ExploreRun:
+    objective: Objective
+    configs: list
+    statics: dict
+    comp: SearchResult | None
+    base: SearchResult | None
+    run_dir: Path
+    full_size: int
+    full_accuracy: float | None = None
+    blocks: int = 0
+
+
+def _fingerprint(full: Graph, configs, steps, pretrain_steps, solver, method) -> str:
+    from cococ.runtime.blocks import teacher_hash
+    h = hashlib.sha256(json.dumps([teacher_hash(full), [list(c) for c in configs], steps, pretrain_steps,
+                                   repr(getattr(solver, "base_lr", None)), method]).encode())
+    return h.hexdigest()[:16]
+
+
+def explore(full: Graph, configs: Sequence, objective: Objective, solver, data, run_dir, *,
+            steps: int, pretrain_steps: int, pretrain_solver=None, baseline: bool = False,
+            comp: bool = True, executor: str = "local", workers: int = 1, address: str | None = None,
+            resume: bool = False, method: str = "sequitur", on_result: Callable[[dict], None] | None = None,
+            progress: bool = True, exhaustive: bool = False, seed: int | None = None) -> ExploreRun:
+    from cococ.runtime.blocks import BlockStore, teacher_hash
+    from cococ.runtime.data import Dataset, load_data
+    from cococ.runtime.explore.blockstore import pretrain_groups
+    from cococ.runtime.explore.search import graph_cost
+
+    run_dir = Path(run_dir)
+    configs = [tuple(float(r) for r in c) for c in configs]
+    if len(configs[0]) != len(full.modules):
+        raise CococError(f"the subspace gives {len(configs[0])} rates per configuration, the network has "
+                         f"{len(full.modules)} modules ({', '.join(full.modules) or 'none: annotate module {...}'})")
+    db_path = run_dir / "run.sqlite"
+    if db_path.exists() and not resume:
+        raise CococError(f"{run_dir} already holds a run; pass --resume to continue it or choose another -o")
+    db = RunDB(db_path)
+    try:
+        fp = _fingerprint(full, configs, steps, pretrain_steps, solver, method)
+        old = db.get_meta("fingerprint")
+        if old is not None and old != fp:
+            raise CococError(f"{run_dir}: the run there used another network, subspace or settings; "
+                             "resume needs the same ones")
+        db.set_meta("fingerprint", fp)
+        db.set_meta("objective", str(objective))
+        ds = data if isinstance(data, Dataset) else load_data(data, full.inputs[0].type.shape)
+        statics = db.static_metrics()
+        need = [i for i in range(len(configs)) if i not in statics
+                or any(str(m) not in statics[i] for m in objective.metrics() if m.measured)]
+        for i in _progress(need, progress, "metrics"):
+            statics[i] = static_metrics(full, configs[i], objective)
+            db.set_static(i, statics[i])
+        full_size, _ = graph_cost(full.clone())
+        run = ExploreRun(objective, configs, statics, None, None, run_dir, full_size)
+        if comp:
+            plan = identify_tuning_blocks(configs, method=method)
+            run.blocks = sum(b.needs_training for b in plan.blocks)
+            store = BlockStore(run_dir / "blocks", teacher_hash(full))
+            # the order first: with nothing to evaluate (all broken constraints) skip pre-training
+            order, _ = order_candidates(objective, statics)
+            if order:
+                pretrain_groups(full, plan, ds, pretrain_solver or solver, store, db,
+                                steps=pretrain_steps, progress=progress)
+            task = Task(full, "comp", solver, ds, steps, list(plan.blocks), str(run_dir / "blocks"),
+                        teacher_hash(full), seed, str(run_dir / "networks"))
+            run.comp = search(task, configs, objective, statics, db, plan.composite, executor=executor,
+                              workers=workers, address=address, on_result=on_result, progress=progress,
+                              exhaustive=exhaustive)
+            run.comp.pretrain_seconds = db.phase_seconds("pretrain")
+        if baseline:
+            task = Task(full, "base", solver, ds, steps, seed=seed, weights_dir=str(run_dir / "networks"))
+            run.base = search(task, configs, objective, statics, db, None, executor=executor, workers=workers,
+                              address=address, on_result=on_result, progress=progress, exhaustive=exhaustive)
+        db.set_meta("finished", time.time())
+        return run
+    finally:
+        db.close()
+
+
+def replay(objective: Objective, statics: dict, evaluations: list[dict], pretrain_seconds: float = 0.0) -> dict:
+    """The 1-node search for `objective` replayed from finished evaluations (deterministic
+    training makes this what a fresh search would do): answer, #configs, seconds."""
+    order, early = order_candidates(objective, statics)
+    done = {r["idx"]: r for r in evaluations}
+    answer, pos = decide(objective, order, done, early)
+    if early and pos is None and any(i not in done for i in order):
+        raise CococError("replay: the records do not cover the order up to an answer")
+    upto = order[:pos + 1] if pos is not None else [i for i in order if i in done]
+    secs = sum(done[i]["seconds"] for i in upto)
+    return {"answer": answer, "configs": len(upto), "seconds": secs + pretrain_seconds,
+            "eval_seconds": secs, "pretrain_seconds": pretrain_seconds}
+
+
+def _progress(items, on: bool, desc: str):
+    if not on or not items:
+        return items
+    from tqdm import tqdm
+    return tqdm(items, desc=desc, unit="cfg", dynamic_ncols=True)

@@ -1,0 +1,44 @@
+"""Pre-training tuning blocks for the search, one group at a time, recorded as each group finishes.
+
+Uses runtime/blocks.py (BlockStore, teacher_hash, pretrain). Each group of non-overlapping blocks
+(Wootz §6.2) is pre-trained by its own `pretrain` call on a one-group plan, so a killed run keeps
+every finished group: `--resume` skips the blocks the run database lists.
+"""
+from __future__ import annotations
+
+import time
+
+from cococ.passes.teacher_student import block_key
+from cococ.passes.tuning_blocks import BlockPlan
+
+
+def open_store(directory, teacher: str):
+    from cococ.runtime.blocks import BlockStore
+    return BlockStore(directory, teacher)
+
+
+def teacher_of(full) -> str:
+    from cococ.runtime.blocks import teacher_hash
+    return teacher_hash(full)
+
+
+def pretrain_groups(full, plan: BlockPlan, data, solver, store, db, *, steps: int, progress: bool = True) -> float:
+    """Pre-train every group not yet recorded; returns the seconds spent now (the db keeps the sum)."""
+    from cococ.runtime.blocks import pretrain
+    recorded = db.blocks()
+    spent = 0.0
+    groups = plan.groups or [[i] for i in range(len(plan.blocks))]
+    for gi, group in enumerate(groups):
+        blocks = [plan.blocks[b] for b in group if plan.blocks[b].needs_training]
+        keys = [block_key(full, b) for b in blocks]
+        if not blocks or all(k in recorded for k in keys):
+            continue
+        sub = BlockPlan(blocks, [], None, [list(range(len(blocks)))])
+        t0 = time.perf_counter()
+        pretrain(full, sub, data, solver, store, steps=steps, progress=progress)
+        dt = time.perf_counter() - t0
+        for k in keys:
+            db.add_block(k, gi, dt / len(keys))
+        db.add_phase_seconds("pretrain", dt)
+        spent += dt
+    return spent

@@ -1,0 +1,172 @@
+"""Executors: where candidates are evaluated. Both use Wootz's assignment (§6.2): with p workers,
+worker i takes the i + p·j-th candidate of the exploration order.
+
+`run_local`: one process (workers=1, in this process) or p worker processes on this machine. The
+parent is the only writer of the run database; a worker reports each result as it finishes.
+When a satisfying candidate at position k is found, candidates after k cannot beat it: workers
+skip them, and a worker busy with one after k is stopped (its later ones are after k too).
+`run_ray`: one Ray task per candidate on a cluster (`address` "auto" or HOST:PORT), same order
+and stopping rule (later tasks cancelled), a task whose worker dies retried by Ray.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import socket
+
+from cococ.ir.core import CococError
+
+
+def _bar(total: int, on: bool, desc: str):
+    if not on:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="cfg", dynamic_ncols=True, leave=True)
+
+
+class _Collector:
+    """Stores results as they arrive and keeps the stopping bound (position of the first answer)."""
+
+    def __init__(self, db, objective, early, mode, on_result, bar):
+        self.db, self.objective, self.early, self.mode = db, objective, early, mode
+        self.on_result, self.bar = on_result, bar
+        self.bound = None
+
+    def add(self, pos: int, rec: dict) -> None:
+        self.db.add_evaluation(self.mode, rec)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(acc=f"{rec['accuracy']:.4f}", size=rec["params"], refresh=False)
+        if self.early and self.objective.satisfied(rec["metrics"]) and (self.bound is None or pos < self.bound):
+            self.bound = pos
+        if self.on_result is not None:
+            self.on_result(rec)
+
+    def useful(self, pos: int) -> bool:
+        return self.bound is None or pos < self.bound
+
+
+def _worker_name(i: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:w{i}"
+
+
+def run_local(task, jobs, todo, *, workers, db, objective, early, on_result=None, progress=True, **_):
+    from cococ.runtime.explore.search import evaluate_candidate
+    bar = _bar(len(todo), progress, f"explore[{task.mode}]")
+    col = _Collector(db, objective, early, task.mode, on_result, bar)
+    p = max(1, min(int(workers), len(todo)))
+    try:
+        if p == 1:
+            for pos in todo:
+                if not col.useful(pos):
+                    break
+                _, idx, cfg, comp, static = jobs[pos]
+                col.add(pos, evaluate_candidate(task, idx, cfg, comp, static, _worker_name(0)))
+            return
+        _run_processes(task, jobs, todo, p, col)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _proc_main(wid, task, jobs, positions, bound, results):
+    import torch
+    torch.set_num_threads(1)
+    from cococ.runtime.explore.search import evaluate_candidate
+    for pos in positions:
+        if bound.value >= 0 and pos >= bound.value:
+            break
+        _, idx, cfg, comp, static = jobs[pos]
+        results.put(("start", wid, pos, None))
+        rec = evaluate_candidate(task, idx, cfg, comp, static, _worker_name(wid))
+        results.put(("done", wid, pos, rec))
+    results.put(("exit", wid, None, None))
+
+
+def _run_processes(task, jobs, todo, p, col):
+    ctx = mp.get_context("spawn")
+    bound = ctx.Value("i", -1)
+    results = ctx.Queue()
+    procs = []
+    for w in range(p):
+        mine = todo[w::p]               # Wootz: worker w takes the w + p·j-th candidate
+        pr = ctx.Process(target=_proc_main, args=(w, task, jobs, mine, bound, results), daemon=True)
+        pr.start()
+        procs.append(pr)
+    running: dict[int, int] = {}
+    alive = set(range(p))
+    try:
+        while alive:
+            try:
+                kind, wid, pos, rec = results.get(timeout=1.0)
+            except queue_mod.Empty:
+                for w in list(alive):
+                    if not procs[w].is_alive():
+                        alive.discard(w)
+                        if procs[w].exitcode not in (0, None) and running.get(w) is not None \
+                                and col.useful(running[w]):
+                            raise CococError(f"explore worker {w} died (exit code {procs[w].exitcode}) "
+                                             f"on candidate at position {running[w]}; rerun with --resume")
+                continue
+            if kind == "start":
+                running[wid] = pos
+            elif kind == "done":
+                running[wid] = None
+                col.add(pos, rec)
+                if col.bound is not None:
+                    bound.value = col.bound
+                    for w, r in running.items():   # busy with a candidate that cannot win: stop it
+                        if r is not None and r >= col.bound and w in alive:
+                            procs[w].terminate()
+                            alive.discard(w)
+            else:
+                alive.discard(wid)
+    finally:
+        for pr in procs:
+            if pr.is_alive():
+                pr.terminate()
+            pr.join(timeout=5)
+
+
+def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on_result=None, progress=True):
+    try:
+        import ray
+    except ImportError:
+        raise CococError("--executor ray needs the 'ray' package (pip install ray)") from None
+    from cococ.runtime.explore.search import evaluate_candidate
+    if not ray.is_initialized():
+        ray.init(address=address or "auto", ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(max_retries=3, num_cpus=1)(
+        lambda t, idx, cfg, comp, static: evaluate_candidate(t, idx, cfg, comp, static,
+                                                            f"ray:{ray.get_runtime_context().get_node_id()[:8]}"))
+    p = max(1, int(workers) or int(ray.cluster_resources().get("CPU", 1)))
+    bar = _bar(len(todo), progress, f"explore[{task.mode}]")
+    col = _Collector(db, objective, early, task.mode, on_result, bar)
+    task_ref = ray.put(task)
+    # Wootz's assignment: position w + p·j goes to slot w; slots run in lock step, j by j
+    pending: dict = {}
+    queue = list(todo)
+    try:
+        while queue or pending:
+            while queue and len(pending) < p:
+                pos = queue.pop(0)
+                if not col.useful(pos):
+                    continue
+                _, idx, cfg, comp, static = jobs[pos]
+                pending[remote.remote(task_ref, idx, cfg, comp, static)] = pos
+            if not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                pos = pending.pop(ref)
+                col.add(pos, ray.get(ref))
+            if col.bound is not None:
+                for ref, pos in list(pending.items()):
+                    if pos >= col.bound:
+                        ray.cancel(ref, force=True)
+                        pending.pop(ref)
+                queue = [q for q in queue if q < col.bound]
+    finally:
+        if bar is not None:
+            bar.close()
