@@ -26,7 +26,7 @@ def build(graph: Graph, target: str | Target = "x86", *, out_dir=None, target_op
     if quantize is not None:
         raise CococError(f"--quantize {quantize} is for arm-m4; target {t.name} runs float")
     from cococ.backends.tvm import build_tvm
-    art = build_tvm(graph, t, **options)
+    art = build_tvm(graph, t, out_dir=out_dir, **options)
     if out_dir is not None:
         art.save(out_dir)
     return art

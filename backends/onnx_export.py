@@ -280,3 +280,11 @@ def _power(b, l, x, y):
     for i, (op, k, v) in enumerate(steps):
         last = i == len(steps) - 1
         t = b.node(op, [t, b.const(k, np.float32(v))], y if last else None, suffix=None if last else k)
+
+
+# ---- Scalpel node pruning's mask (issue 6, ir/ops/mask.py): a transient gate, exported as Mul ----
+
+@lowering("mask")
+def _mask(b, l, x, y):
+    g = (l.params["alpha"].dense() * l.params["beta"].dense()).astype(np.float32).reshape(_chan(b, l))
+    b.node("Mul", [x[0], b.const("gate", g)], y)

@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", type=int, default=0, metavar="N",
                         help="x86/cuda: MetaSchedule trials per task (0: untuned)")
     add_load_arguments(parser)
+    # --- Scalpel pruning before the build (issue 6; passes/prune_for_target.py) ---
+    parser.add_argument("--prune", choices=["none", "auto"], default="none",
+                        help="auto: prune and retrain for the target's parallelism (Scalpel) before building")
+    parser.add_argument("--data", default="digits", help="--prune: data set (digits, .npz, image folder)")
+    parser.add_argument("--solver", metavar="S", help="--prune: retraining solver prototxt (default: short SGD)")
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="PTS",
+                        help="--prune: tolerated accuracy drop, percentage points (default 0.5)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     graph = load_graph(args)
     if args.pipeline:
         graph = cococ.passes.run(graph, args.pipeline)
+    if args.prune == "auto":  # --- Scalpel pruning (issue 6): passes/prune_for_target.py ---
+        from cococ.passes.prune_for_target import cli_prune
+        graph = cli_prune(graph, target, args)
     if args.dump_ir:
         from cococ.ir.printer import print_graph
         print(print_graph(graph), file=sys.stderr)

@@ -101,6 +101,9 @@ CASES = {
     "slice": chain((2, 6, 4, 4), L("slice", {"axis": 1, "points": [2, 5]})),
     "power": chain((2, 3, 4, 4), L("relu"), L("power", {"power": 2.0, "scale": 0.5, "shift": 1.0})),
     "power_noop": chain((2, 3, 4, 4), L("power", {})),
+    # --- Scalpel node pruning's mask op (issue 6) ---
+    "mask": chain((2, 3, 4, 4), L("mask", {}, {"alpha": Param.from_array(np.array([1, 0, 1], np.float32)),
+                                               "beta": _p(3, positive=True)})),
 }
 
 

@@ -1,0 +1,83 @@
+"""The x86/cuda artifact: `model.so` (the Relax VM executable with its kernels and weights,
+written by `export_library`) plus the manifest. Loading needs TVM but not the compiler: a new
+process opens the library and runs it on the Relax VM, on the CPU or the first CUDA device."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cococ.ir.core import CococError
+from cococ.runtime.artifact import Artifact
+
+LIBRARY = "model.so"
+
+
+class TVMArtifact(Artifact):
+    """Runs in-process. `bench` uses TVM's own timer around the VM call (no numpy copies)."""
+
+    kind = "tvm"
+
+    def __init__(self, target: str, manifest: dict[str, Any], dir=None, graph=None):
+        super().__init__(target, manifest, dir, graph)
+        self._vm = None
+        self._dev = None
+
+    # -- running -----------------------------------------------------------------------------
+    def _load(self):
+        if self._vm is not None:
+            return self._vm
+        import tvm
+        from tvm import relax
+        if self.dir is None or not (self.dir / LIBRARY).exists():
+            raise CococError(f"artifact has no {LIBRARY} (folder {self.dir})")
+        if self.target == "cuda":
+            dev = tvm.cuda(0)
+            if not dev.exist:
+                raise CococError("no CUDA device on this machine: the cuda artifact builds here but runs "
+                                 "where a GPU is present")
+        else:
+            dev = tvm.cpu(0)
+            threads = (self.manifest.get("options") or {}).get("threads")
+            if threads:
+                set_threads(int(threads))
+        lib = tvm.runtime.load_module(str(self.dir / LIBRARY))
+        self._vm, self._dev = relax.VirtualMachine(lib, dev), dev
+        return self._vm
+
+    def _feeds(self, inputs: dict[str, np.ndarray]):
+        import tvm
+        self._load()
+        return [tvm.runtime.tensor(np.ascontiguousarray(inputs[n]), self._dev) for n in self.input_names]
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vm = self._load()
+        out = vm["main"](*self._feeds(inputs))
+        outs = [out] if len(self.output_names) == 1 else list(out)
+        return {n: o.numpy() for n, o in zip(self.output_names, outs)}
+
+    def bench(self, n: int = 10, inputs=None) -> dict[str, Any]:
+        feeds = self._feeds(self.normalize_inputs(inputs if inputs is not None else self.random_inputs()))
+        vm = self._load()
+        vm["main"](*feeds)  # warm-up
+        timer = vm.time_evaluator("main", self._dev, number=1, repeat=max(1, n))
+        times = list(timer(*feeds).results)
+        return {"n": len(times), "median_s": float(np.median(times)), "min_s": float(np.min(times))}
+
+    def cuda_source(self) -> str:
+        p = self.dir / "kernels.cu" if self.dir else None
+        return p.read_text() if p and p.exists() else ""
+
+    @classmethod
+    def load(cls, dir: Path, manifest: dict[str, Any]) -> "TVMArtifact":
+        return cls(manifest["target"], manifest, dir)
+
+
+def set_threads(n: int) -> None:
+    """Size TVM's CPU thread pool (what `threads=` and the benchmark's fair comparison need)."""
+    import tvm
+    tvm.get_global_func("runtime.config_threadpool")(1, n)  # 1 = kBig: all cores are "big" on x86
+
+
+X86Artifact = CudaArtifact = TVMArtifact  # one class: the manifest's target says which device

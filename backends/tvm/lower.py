@@ -1,0 +1,128 @@
+"""The layer graph as one Relax module: a `call_tir` per fused group of layers, weights as constants.
+
+Fusion is decided here, on the IR, where the facts are plain: a layer's output that has one
+reader and is not a graph output can be computed inside that reader's kernel. A group starts at
+any layer (typically conv2d or dense, the "anchor") and takes the chain of element-wise and
+per-channel layers after it (bias, batchnorm, scale, relu, clip, ..., and eltwise whose other
+operands come from outside), so conv + batchnorm + residual add + relu is one PrimFunc whose
+epilogue the schedule computes while the accumulators are still in registers.
+identity/dropout are aliases and flatten/reshape are Relax reshapes (views): no kernel at all.
+
+The module is target-independent (the weights' packing width aside, see LowerCtx): `to_relax`
+returns it as is; `build_tvm` schedules each PrimFunc for its target.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from cococ.ir.core import CococError, Graph, Layer, Value
+from cococ.backends.tvm.te_ops import LOWERINGS, LowerCtx
+
+EPILOGUE = {"bias", "scale", "batchnorm", "mask", "relu", "leaky_relu", "prelu", "clip", "sigmoid", "tanh",
+            "power", "eltwise"}
+ALIASES = {"identity", "dropout"}
+VIEWS = {"flatten", "reshape"}
+
+TVM_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32",
+              "i16": "int16", "i8": "int8", "u8": "uint8", "bool": "bool"}
+
+
+def fusion_groups(graph: Graph) -> list[list[Layer]]:
+    """Layers (no inputs, aliases or views) grouped into kernels, in graph order of their first layer."""
+    users = graph.users_map()
+    outputs = {id(v) for v in graph.outputs}
+    taken: set[int] = set()
+    groups = []
+    for layer in graph.layers:
+        if layer.op == "input" or layer.op in ALIASES | VIEWS or id(layer) in taken:
+            continue
+        group = [layer]
+        taken.add(id(layer))
+        while len(group[-1].outputs) == 1:
+            v = group[-1].outputs[0]
+            rd = users.get(id(v), [])
+            if len(rd) != 1 or id(v) in outputs or rd[0].op not in EPILOGUE or id(rd[0]) in taken:
+                break
+            if sum(x is v for x in rd[0].inputs) != 1:  # eltwise(x, x): x is read twice
+                break
+            group.append(rd[0])
+            taken.add(id(rd[0]))
+        groups.append(group)
+    return groups
+
+
+def _name(layer: Layer) -> str:
+    return re.sub(r"\W", "_", f"{layer.op}_{layer.name}")
+
+
+def lower_graph(graph: Graph, ctx: LowerCtx = LowerCtx()) -> tvm.IRModule:
+    """Relax module `main(inputs...) -> output | (outputs...)` of the graph, weights bound as constants."""
+    for layer in graph.layers:
+        if layer.op != "input" and layer.op not in ALIASES | VIEWS and layer.op not in LOWERINGS:
+            raise layer.error(f"op '{layer.op}' has no TVM lowering (known: {', '.join(sorted(LOWERINGS))})")
+        for k, p in layer.params.items():
+            if not p.has_data:
+                raise layer.error(f"param '{k}' has no data; load weights before building")
+    groups = fusion_groups(graph)
+    last = {id(g[-1]): g for g in groups}
+    bb = relax.BlockBuilder()
+    env: dict[int, relax.Expr] = {}
+    params = [relax.Var(_sanitize(v.name), relax.TensorType(list(v.type.shape), TVM_DTYPES[v.type.dtype]))
+              for v in graph.inputs]
+    with bb.function("main", params):
+        with bb.dataflow():
+            for v, p in zip(graph.inputs, params):
+                env[id(v)] = p
+            for layer in graph.layers:
+                if layer.op in ALIASES:
+                    env[id(layer.outputs[0])] = env[id(layer.inputs[0])]
+                elif layer.op in VIEWS:
+                    shape = layer.outputs[0].type.shape
+                    env[id(layer.outputs[0])] = bb.emit(relax.op.reshape(env[id(layer.inputs[0])], shape))
+                elif id(layer) in last:
+                    _emit_group(bb, last[id(layer)], env, ctx)
+            outs = [env[id(v)] for v in graph.outputs]
+            out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def _emit_group(bb: relax.BlockBuilder, group: list[Layer], env: dict[int, relax.Expr], ctx: LowerCtx) -> None:
+    inside = {id(v) for l in group for v in l.outputs}
+    ext: list[Value] = []
+    for l in group:
+        for v in l.inputs:
+            if id(v) not in inside and all(v is not e for e in ext):
+                ext.append(v)
+    consts = [{k: relax.const(a) for k, a in LOWERINGS[l.op].params(l, ctx).items()} for l in group]
+
+    def fn(ins, pss):
+        tenv = {id(v): t for v, t in zip(ext, ins)}
+        for l, ps in zip(group, pss):
+            outs = LOWERINGS[l.op].compute(l, [tenv[id(v)] for v in l.inputs], ps, ctx)
+            for v, t in zip(l.outputs, outs):
+                tenv[id(v)] = t
+        res = [tenv[id(v)] for v in group[-1].outputs]
+        return res[0] if len(res) == 1 else res
+
+    try:
+        call = bb.emit_te(fn, [env[id(v)] for v in ext], consts, primfunc_name_hint=_name(group[0]))
+    except CococError:
+        raise
+    except Exception as e:  # a TVM error while lowering: name the layer
+        raise group[0].error(f"lowering to TVM failed: {type(e).__name__}: {e}") from e
+    outs = group[-1].outputs
+    if len(outs) == 1:
+        env[id(outs[0])] = call
+    else:
+        for i, v in enumerate(outs):
+            env[id(v)] = bb.emit(relax.TupleGetItem(call, i))
+

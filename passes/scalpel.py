@@ -1,0 +1,313 @@
+"""Scalpel's iterative SIMD-aware weight pruning (seed 004 §3.3): prune, retrain, re-measure.
+
+A driver, not a single rewrite: it trains. `simd_prune(graph, solver, data, target=...)`
+
+1. estimates each FC/conv layer's time on the target (`LayerCost`: dense cycles from its MACs
+   and the measured dense kernel, sparse cycles from the measured sparse/dense ratio at the
+   layer's sparsity — both read from docs/benchmarks/sparse-breakeven-<target>.json, written
+   by benchmarks/sparse_breakeven.py);
+2. visits the layers slowest first; for each it raises the group-pruning threshold (the RMS of
+   the `width`-groups, width = the target's SIMD lanes) step by step — each step is the RMS
+   quantile that removes the next fraction of `steps` — and after every step retrains with
+   element masks keeping all removed groups at zero (runtime/train.train on a GraphModule
+   whose masks are set) and re-measures the test accuracy;
+3. a step whose retrained accuracy falls more than `max_drop` (percentage points) below the
+   unpruned model's is undone and the layer is finished; the next slowest layer follows;
+4. a layer whose accepted sparsity stays under the kernel's measured break-even is reverted
+   to its state before its turn (it would be slower compressed: the report says so, and
+   `warnings` names it) — cococ never stores a weight in a format that is slower than dense;
+5. during retraining a dropout after a pruned layer runs at D_r = D_o·sqrt(C_ir/C_io)
+   (Han et al., as Scalpel), C = the layer's connections (retained / original).
+
+The result: the graph with `simd_group` weights for the layers that gained, and a `Report`
+(`graph.meta["scalpel"]`) with accuracy before/after, per-layer sparsity, threshold and
+estimated cycles dense vs sparse.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cococ.ir.core import Graph, Layer
+from cococ.ir.formats import compress, matrix_shape, sparsity as param_sparsity
+from cococ.passes.simd_group import group_rms, target_width, weight_layers
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+DEFAULT_STEPS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
+
+
+# ---- cost model -------------------------------------------------------------------------------
+
+@dataclass
+class KernelModel:
+    """Dense cycles per MAC and the measured sparse/dense ratio by sparsity, for one target."""
+    target: str
+    dense_per_mac: float            # estimated cycles (M4) or ns (x86) per dense MAC
+    sparsity: list[float]           # 0 .. 0.95
+    ratio: list[float]              # simd_group time / dense time at each sparsity
+    breakeven: float                # sparsity from which simd_group is faster than dense
+    source: str                     # the JSON read, or "assumed"
+    unit: str = "cycles"
+
+    def sparse_time(self, dense: float, sparsity: float) -> float:
+        return dense * float(np.interp(sparsity, self.sparsity, self.ratio))
+
+
+def kernel_model(target: str) -> KernelModel:
+    """The measured break-even table for `target` (arm-m4: emulated cycles, 100x100 MV; x86:
+    wall time, 4096² MV). Without the JSON: Scalpel's M4 numbers (48% break-even), noted."""
+    name = {"arm-m4": "m4", "x86": "x86"}.get(target, target)
+    path = BENCH_DIR / f"sparse-breakeven-{name}.json"
+    if path.exists():
+        d = json.loads(path.read_text())
+        rows = d["rows"]
+        sp = [r[0] / 100 for r in rows]
+        if name == "m4":   # [sparsity%, dense, csr, simd_group, csr/dense, simd/dense], 100x100
+            return KernelModel(target, rows[0][1] / 10000.0, sp, [r[5] for r in rows],
+                               float(d["breakeven"]["simd_group"]), str(path))
+        # x86: [sparsity%, numpy ms, cococ dense ms, scipy, cococ csr, cococ simd, ...]
+        n = int(d.get("size", 4096))
+        return KernelModel(target, rows[0][2] * 1e6 / (n * n), sp, [r[5] / r[2] for r in rows],
+                           float(d["breakeven"]["cococ simd_group vs cococ dense"]), str(path), "ns")
+    # no measurement for this target: Scalpel fig. 9 (M4, MV), linear between its points
+    return KernelModel(target, 3.0, [0.0, 0.48, 1.0], [1.84, 1.0, 0.06], 0.48, "assumed (Scalpel fig. 9)")
+
+
+def layer_macs(layer: Layer) -> int:
+    in_types = [v.type for v in layer.inputs]
+    out_types = [v.type for v in layer.outputs]
+    return int(layer.opdef.cost(layer, in_types, out_types).macs)
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+@dataclass
+class LayerReport:
+    layer: str
+    macs: int
+    dense_time: float
+    sparse_time: float              # at the final sparsity (== dense_time when kept dense)
+    sparsity: float = 0.0           # of the stored weight (0 when kept dense)
+    threshold: float = 0.0          # RMS threshold of the last accepted step
+    tried: float = 0.0              # the highest sparsity accepted by retraining
+    format: str = "dense"
+    note: str = ""
+    bytes_dense: int = 0            # the weight as stored dense
+    bytes_stored: int = 0           # as stored after pruning (values + indices)
+
+
+@dataclass
+class Report:
+    target: str
+    width: int
+    accuracy_before: float
+    accuracy_after: float = float("nan")
+    max_drop: float = 0.5
+    layers: list[LayerReport] = field(default_factory=list)
+    breakeven: float = 0.0
+    cost_source: str = ""
+    unit: str = "cycles"
+    warnings: list[str] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+
+    @property
+    def dense_time(self) -> float:
+        return sum(l.dense_time for l in self.layers)
+
+    @property
+    def sparse_time(self) -> float:
+        return sum(l.sparse_time for l in self.layers)
+
+    @property
+    def size_ratio(self) -> float:
+        """Stored weight bytes (values + indices) over dense, FC/conv weights only."""
+        d = sum(l.bytes_dense for l in self.layers)
+        return sum(l.bytes_stored for l in self.layers) / d if d else float("nan")
+
+    @property
+    def speedup(self) -> float:
+        return self.dense_time / self.sparse_time if self.sparse_time else float("nan")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(dense_time=self.dense_time, sparse_time=self.sparse_time, speedup=self.speedup,
+                 size_ratio=self.size_ratio)
+        return d
+
+    def table(self) -> str:
+        u = self.unit
+        lines = [f"{'layer':<12}{'MACs':>10}{'sparsity':>10}{'dense ' + u:>16}{'sparse ' + u:>16}  format  note"]
+        for l in self.layers:
+            lines.append(f"{l.layer:<12}{l.macs:>10,}{l.sparsity:>10.1%}{l.dense_time:>16,.0f}"
+                         f"{l.sparse_time:>16,.0f}  {l.format:<6}  {l.note}")
+        lines.append(f"accuracy {self.accuracy_before:.2%} -> {self.accuracy_after:.2%}; estimated speedup "
+                     f"{self.speedup:.2f}x on {self.target}, weights {self.size_ratio:.1%} of dense ({self.cost_source})")
+        return "\n".join(lines)
+
+
+# ---- masks, dropout, accuracy -----------------------------------------------------------------
+
+def element_mask(shape, keep: np.ndarray, width: int) -> np.ndarray:
+    """The [shape] 0/1 mask of the weights in the kept groups (`keep`: [rows, ngroups])."""
+    rows, cols = matrix_shape(tuple(shape))
+    return np.repeat(keep, width, axis=1)[:, :cols].reshape(shape).astype(np.float32)
+
+
+def dropouts_after(graph: Graph, layer: Layer) -> list[Layer]:
+    """Dropout layers fed by `layer` through element-wise activations (the dropout of its output)."""
+    users = graph.users_map()
+    out, frontier = [], [layer.output]
+    while frontier:
+        v = frontier.pop()
+        for u in users.get(id(v), []):
+            if u.op == "dropout":
+                out.append(u)
+            elif u.op in ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "clip", "identity"):
+                frontier.append(u.output)
+    return out
+
+
+def adjust_dropout(graph: Graph, layer: Layer, kept_fraction: float) -> None:
+    """D_r = D_o·sqrt(C_ir/C_io) on the dropouts after `layer` (D_o kept in meta)."""
+    for d in dropouts_after(graph, layer):
+        d_o = d.meta.setdefault("dropout_original", float(d.attrs.get("ratio", 0.5)))
+        d.attrs["ratio"] = d_o * math.sqrt(max(kept_fraction, 0.0))
+
+
+def accuracy(graph: Graph, ds, module=None) -> float:
+    from cococ.runtime.torch.module import to_torch
+    from cococ.runtime.train import evaluate, logits_value
+    m = module if module is not None else to_torch(graph, outputs=[logits_value(graph)])
+    x, y = ds.test_arrays()
+    return float(evaluate(m, x, y, 256, ds.num_classes)["accuracy"])
+
+
+def retrain(graph: Graph, solver, ds, masks: dict[str, np.ndarray], iters: int, seed: int) -> float:
+    """Train `iters` iterations with every `layer/weight` in `masks` masked; return test accuracy."""
+    from cococ.runtime.torch.module import param_key, to_torch
+    from cococ.runtime.train import logits_value, train
+    module = to_torch(graph, outputs=[logits_value(graph)])
+    for lname, m in masks.items():
+        module.set_mask(param_key(lname, "weight"), m)
+    if iters > 0:
+        train(graph, solver, ds, max_iter=iters, seed=seed, module=module, progress=False)
+    return accuracy(graph, ds, module)
+
+
+def load_dataset(graph: Graph, data):
+    from cococ.runtime.data import Dataset, load_data
+    if isinstance(data, Dataset):
+        return data
+    return load_data(data, graph.inputs[0].type.shape)
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+
+def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str = "q15", width: int = 0,
+               max_drop: float = 0.5, steps=DEFAULT_STEPS, retrain_iter: int = 100, layers=(),
+               seed: int = 0, log=None) -> tuple[Graph, Report]:
+    """Scalpel §3.3 on `graph` (trained, dense weights): see the module docstring.
+
+    `max_drop`: tolerated accuracy drop in percentage points; `steps`: the increasing group
+    sparsities each layer's threshold is raised to; `retrain_iter`: iterations per retraining;
+    `layers`: restrict to these names. Changes `graph` in place and returns it with the report.
+    """
+    from cococ.ir.verify import infer_shapes
+    infer_shapes(graph)
+    ds = load_dataset(graph, data)
+    width = int(width) or target_width(target, dtype)
+    model = kernel_model(target)
+    say = log or (lambda s: None)
+    base = accuracy(graph, ds)
+    floor = base - max_drop / 100.0
+    rep = Report(target, width, base, max_drop=max_drop, breakeven=model.breakeven,
+                 cost_source=model.source, unit=model.unit)
+    cand = weight_layers(graph, list(layers))
+    est = {l.name: layer_macs(l) * model.dense_per_mac for l in cand}
+    order = sorted(cand, key=lambda l: -est[l.name])
+    masks: dict[str, np.ndarray] = {}        # layer -> element mask of what is pruned so far
+    keeps: dict[str, np.ndarray] = {}        # layer -> kept groups [rows, ngroups]
+    results: dict[str, LayerReport] = {}
+    it_seed = seed
+    for layer in order:
+        name = layer.name
+        lr = LayerReport(name, layer_macs(layer), est[name], est[name])
+        lr.bytes_dense = lr.bytes_stored = int(layer.params["weight"].nbytes)
+        saved = graph.clone()
+        w0 = layer.params["weight"].dense()
+        rows, cols = matrix_shape(w0.shape)
+        rms = group_rms(w0.reshape(rows, cols), width)
+        accepted = 0.0
+        for s in steps:
+            thr = float(np.quantile(rms, s))
+            keep = rms > thr
+            if keep.sum() == 0:
+                break
+            trial = graph.clone()
+            tl = trial.layer(name)
+            m = element_mask(w0.shape, keep, width)
+            tl.params["weight"] = type(tl.params["weight"]).from_array(tl.params["weight"].dense() * m)
+            adjust_dropout(trial, tl, float(m.mean()))
+            it_seed += 1
+            acc = retrain(trial, solver, ds, {**masks, name: m}, retrain_iter, it_seed)
+            ok = acc >= floor
+            rep.steps.append({"layer": name, "sparsity": float(1 - m.mean()), "threshold": thr,
+                              "accuracy": acc, "accepted": ok})
+            say(f"scalpel: {name} threshold {thr:.4g} -> {1 - m.mean():.1%} pruned, accuracy {acc:.2%}"
+                f" ({'kept' if ok else 'undone'})")
+            if not ok:
+                break
+            graph = _adopt(graph, trial)
+            layer = graph.layer(name)
+            masks[name], keeps[name], accepted, lr.threshold = m, keep, float(1 - m.mean()), thr
+        lr.tried = accepted
+        if name in masks and accepted < model.breakeven:
+            lr.note = (f"kept dense: {accepted:.0%} pruned is under the simd_group break-even "
+                       f"{model.breakeven:.0%} on {target} (slower compressed)")
+            rep.warnings.append(f"{name}: {lr.note}")
+            graph = _adopt(graph, saved)
+            masks.pop(name), keeps.pop(name)
+        elif name not in masks:
+            lr.note = "no pruning step held the accuracy"
+        results[name] = lr
+    # the final graph: compress what gained, report it
+    for name, keep in keeps.items():
+        l = graph.layer(name)
+        l.params["weight"] = compress(l.params["weight"], "simd_group", width=width, keep=keep)
+        sp = param_sparsity(l.params["weight"])
+        l.meta["sparsity"] = sp
+        r = results[name]
+        r.sparsity, r.format = sp, "simd_group"
+        r.bytes_stored = int(l.params["weight"].nbytes)
+        r.sparse_time = model.sparse_time(r.dense_time, sp)
+    for d in graph.layers:      # inference: dropout is identity, restore the declared ratio
+        if d.op == "dropout" and "dropout_original" in d.meta:
+            d.attrs["ratio"] = d.meta.pop("dropout_original")
+    rep.layers = [results[l.name] for l in cand]
+    rep.accuracy_after = accuracy(graph, ds)
+    graph.meta["scalpel"] = rep.to_dict()
+    return graph, rep
+
+
+def _adopt(graph: Graph, other: Graph) -> Graph:
+    """Make `graph` hold `other`'s params and attrs (same structure), keeping the object."""
+    for l in graph.layers:
+        o = other.layer(l.name)
+        l.params = dict(o.params)
+        l.attrs = dict(o.attrs)
+        l.meta = dict(o.meta)
+    return graph
+
+
+__all__ = ["simd_prune", "Report", "LayerReport", "KernelModel", "kernel_model", "element_mask",
+           "adjust_dropout", "accuracy", "retrain"]
+
+
+def _adopt_structure(graph: Graph, other: Graph) -> Graph:
+    """Make `graph` (the caller's object) hold `other`'s layers and outputs (node pruning reshapes)."""
+    graph.layers, graph.outputs = other.layers, other.outputs
+    return graph

@@ -1,0 +1,206 @@
+"""Scalpel (issue 6): the iterative simd-group loop, node pruning with mask layers, prune-for-target.
+
+A small MLP (8x8 digits -> 48 -> 24 -> 10, dropout after the first layer) trained for a few
+hundred iterations stands in for LeNet-300-100: the same layer kinds, seconds to train.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cococ.frontend.solver import Solver
+from cococ.ir.core import Graph, Layer, Param, TensorType, Value
+from cococ.ir.formats import decompress
+from cococ.ir.verify import infer_shapes, verify
+from cococ.runtime.interpreter import run
+from cococ.runtime.train import train
+
+torch.set_num_threads(1)
+
+
+def mlp(seed=0, hidden=(48, 24), size=8) -> Graph:
+    rng = np.random.default_rng(seed)
+    P = lambda *s: Param.from_array((rng.standard_normal(s) * np.sqrt(2 / s[-1])).astype(np.float32))  # noqa: E731
+    x = Value("data", TensorType((1, 1, size, size)))
+    layers = [Layer("input", "data", [], [x], {"shape": [1, 1, size, size]}),
+              Layer("flatten", "flat", [x], [Value("flat")], {})]
+    last, n = layers[-1].outputs[0], size * size
+    for i, h in enumerate(hidden + (10,), 1):
+        layers.append(Layer("dense", f"ip{i}", [last], [Value(f"ip{i}")], dict(out_features=h),
+                            dict(weight=P(h, n), bias=Param.from_array(np.zeros(h, np.float32)))))
+        last, n = layers[-1].outputs[0], h
+        if i <= len(hidden):
+            layers.append(Layer("relu", f"relu{i}", [last], [Value(f"relu{i}")], {}))
+            last = layers[-1].outputs[0]
+            if i == 1:
+                layers.append(Layer("dropout", "drop1", [last], [Value("drop1")], {"ratio": 0.2}))
+                last = layers[-1].outputs[0]
+    layers.append(Layer("softmax", "prob", [last], [Value("prob")], {}))
+    g = Graph("mlp", layers, [layers[-1].outputs[0]])
+    infer_shapes(g)
+    return g
+
+
+SOLVER = Solver(base_lr=0.05, max_iter=200, momentum=0.9, weight_decay=5e-4, random_seed=1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from cococ.runtime.data import load_data
+    return load_data("digits", (1, 1, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    g = mlp()
+    train(g, SOLVER, digits, max_iter=200, progress=False)
+    return g
+
+
+def _x(digits, n=8):
+    return digits.test_arrays()[0][:n]
+
+
+def interp(g, x):
+    """The reference interpreter, one image at a time (the graph's batch is 1)."""
+    return np.concatenate([run(g, {"data": x[i:i + 1]})["prob"] for i in range(len(x))])
+
+
+def test_simd_loop_prunes_within_tolerance_and_matches_masked_reference(trained, digits):
+    from cococ.passes.scalpel import simd_prune
+    g, rep = simd_prune(trained.clone(), SOLVER, digits, target="arm-m4", max_drop=2.0,
+                        steps=(0.5, 0.7, 0.85), retrain_iter=40)
+    verify(g)
+    assert rep.width == 2
+    sg = [l for l in rep.layers if l.format == "simd_group"]
+    assert sg, rep.table()
+    assert rep.accuracy_after >= rep.accuracy_before - 0.02
+    assert rep.layers[0].dense_time >= rep.layers[-1].dense_time  # ip1 is the slowest
+    for l in sg:  # only layers past the measured break-even are stored sparse, and they gain
+        assert l.sparsity >= rep.breakeven and l.sparse_time < l.dense_time
+    assert rep.speedup > 1.0
+    # the interpreter on the compressed graph == the same graph with the masked dense weights
+    ref = g.clone()
+    for l in ref.layers:
+        for k, p in l.params.items():
+            if p.format != "dense":
+                l.params[k] = Param.from_array(decompress(p))
+    x = _x(digits)
+    out = interp(g, x)
+    np.testing.assert_allclose(out, interp(ref, x), rtol=1e-6, atol=1e-7)
+    # pruned groups are zero in the decompressed weight: whole width-2 groups
+    w = g.layer(sg[0].layer).params["weight"].dense().reshape(-1, 2)
+    assert ((w == 0).all(1) | (w != 0).any(1)).all() and (w == 0).all(1).mean() >= 0.45
+    assert g.layer("drop1").attrs["ratio"] == 0.2  # the retraining ratio is not left behind
+    assert "scalpel" in g.meta
+
+
+def test_layers_under_breakeven_stay_dense_with_a_warning(trained, digits):
+    from cococ.passes.scalpel import simd_prune
+    g, rep = simd_prune(trained.clone(), SOLVER, digits, max_drop=50.0, steps=(0.2,), retrain_iter=2)
+    assert all(l.format == "dense" for l in rep.layers)
+    assert rep.warnings and all("break-even" in w for w in rep.warnings)
+    for l in g.layers:  # reverted to the weights before the layer's turn
+        for k, p in l.params.items():
+            np.testing.assert_array_equal(p.dense(), trained.layer(l.name).params[k].dense())
+
+
+def test_dropout_adjustment_is_sqrt_of_kept_connections():
+    from cococ.passes.scalpel import adjust_dropout
+    g = mlp()
+    adjust_dropout(g, g.layer("ip1"), 0.25)
+    assert g.layer("drop1").attrs["ratio"] == pytest.approx(0.2 * 0.5)
+    adjust_dropout(g, g.layer("ip1"), 0.64)  # always from the original ratio
+    assert g.layer("drop1").attrs["ratio"] == pytest.approx(0.2 * 0.8)
+
+
+def test_mask_op_torch_lowering_equals_interpreter():
+    from cococ.passes.node_prune import insert_masks
+    from cococ.runtime.torch.module import to_torch
+    g = mlp()
+    masks = insert_masks(g)
+    assert [m.meta["masks"] for m in masks] == ["ip1", "ip2"]  # not the output layer
+    infer_shapes(g)
+    rng = np.random.default_rng(0)
+    for m in masks:
+        n = m.params["alpha"].shape[0]
+        m.params["alpha"] = Param.from_array((rng.random(n) > 0.3).astype(np.float32))
+        m.params["beta"] = Param.from_array(rng.random(n).astype(np.float32))
+    verify(g)
+    x = rng.random((4, 1, 8, 8)).astype(np.float32)
+    ref = interp(g, x)
+    got = to_torch(g)(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    # removing the α = 0 channels and folding β gives the same function, smaller
+    from cococ.passes.node_prune import remove_masked
+    kept = remove_masked(g)
+    infer_shapes(g)
+    verify(g)
+    assert not any(l.op == "mask" for l in g.layers)
+    assert g.layer("ip1").attrs["out_features"] == kept["ip1"][1] < 48
+    assert g.layer("ip2").params["weight"].shape == (kept["ip2"][1], kept["ip1"][1])
+    np.testing.assert_allclose(interp(g, x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_hysteresis_equation_6():
+    from cococ.passes.node_prune import hysteresis
+    a = hysteresis(np.array([1, 0, 1, 0, 1], np.float32), np.array([0.9, 0.52, 0.52, 0.3, 0.56]), 0.5, 0.05)
+    assert a.tolist() == [1, 0, 1, 0, 1]
+
+
+def test_node_prune_removes_nodes(trained, digits):
+    from cococ.passes.node_prune import node_prune
+    g, rep = node_prune(trained.clone(), SOLVER, digits, max_drop=100.0, lambdas=(0.05,), mask_iter=40,
+                        retrain_iter=20)
+    verify(g)
+    assert not any(l.op == "mask" for l in g.layers)
+    assert rep.macs_after < rep.macs_before
+    assert g.layer("ip1").attrs["out_features"] == rep.channels["ip1"][1] < 48
+
+
+@pytest.mark.parametrize("target,methods", [("arm-m4", ["simd-group"]), ("cuda", ["node"]),
+                                            ("x86", ["node", "simd-group"])])
+def test_prune_for_target_picks_method_by_parallelism(monkeypatch, target, methods):
+    import cococ.passes.node_prune as npr
+    import cococ.passes.scalpel as sc
+    from cococ.passes.prune_for_target import prune_for_target
+    calls = []
+
+    class R:
+        def to_dict(self):
+            return {}
+
+        def table(self):
+            return ""
+
+    monkeypatch.setattr(npr, "node_prune", lambda g, *a, ops, **k: (calls.append(("node", ops)), (g, R()))[1])
+    monkeypatch.setattr(sc, "simd_prune", lambda g, *a, layers, **k: (calls.append(("simd-group", layers)), (g, R()))[1])
+    g, rep = prune_for_target(mlp(), target, "digits", SOLVER, 0.5)
+    assert [c[0] for c in calls] == methods == rep["methods"]
+    if target == "x86":
+        assert calls[0][1] == ("conv2d",) and calls[1][1] == ["ip1", "ip2", "ip3"]
+
+
+def test_prune_for_target_pass_runs_in_a_pipeline(trained, digits, monkeypatch):
+    import cococ
+    g = cococ.passes.run(trained.clone(), "prune-for-target{target=arm-m4, max_accuracy_drop=2.0, retrain_iter=10}")
+    assert g.meta["prune_for_target"]["methods"] == ["simd-group"]
+    assert "simd_group" in g.meta["prune_for_target"]
+
+
+def test_auto_lambdas_scale_with_the_solver():
+    from cococ.passes.node_prune import auto_lambdas
+    lam = auto_lambdas(SOLVER, 100)
+    assert lam == tuple(sorted(lam))
+    assert lam[-1] * SOLVER.base_lr * 100 / (1 - SOLVER.momentum) == pytest.approx(0.5)
+
+
+def test_build_command_has_the_prune_options():
+    import argparse
+    from cococ.commands import build
+    p = argparse.ArgumentParser()
+    build.add_arguments(p)
+    a = p.parse_args(["net.prototxt", "--target=arm-m4", "--prune", "auto", "--data", "digits",
+                      "--max-accuracy-drop", "0.5"])
+    assert (a.prune, a.data, a.max_accuracy_drop, a.solver) == ("auto", "digits", 0.5, None)
