@@ -36,6 +36,7 @@ PASS_MODULES = {
     "simd-group": "simd_group",
     "teacher-student": "teacher_student",
     "quantize": "quantize",
+    "prune-for-target": "prune_for_target",
 }
 
 PASSES: dict[str, type] = {}
