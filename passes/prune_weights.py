@@ -16,7 +16,7 @@ import numpy as np
 from cococ.ir.core import CococError, Graph
 from cococ.ir.formats import compress, sparsity as param_sparsity
 from cococ.passes.manager import register_pass
-from cococ.passes.simd_group import weight_layers
+from cococ.passes.simd_group import check_prune_options, weight_layers
 
 
 def magnitude_keep(w: np.ndarray, threshold: float, sparsity: float) -> np.ndarray:
@@ -40,10 +40,7 @@ class PruneWeights:
     layers: list = field(default_factory=list)  # layer names; empty = every FC and conv
 
     def apply(self, graph: Graph, ctx=None) -> Graph:
-        if not 0.0 <= self.sparsity < 1.0:
-            raise CococError(f"prune-weights: sparsity {self.sparsity} is outside [0, 1)")
-        if self.threshold < 0:
-            raise CococError(f"prune-weights: threshold {self.threshold} is negative")
+        check_prune_options(self.name, self.sparsity, self.threshold)
         report = {}
         for layer in weight_layers(graph, self.layers):
             p = layer.params["weight"]

@@ -48,6 +48,14 @@ def weight_layers(graph: Graph, names: list) -> list[Layer]:
             and (not names or l.name in names)]
 
 
+def check_prune_options(pass_name: str, sparsity: float, threshold: float) -> None:
+    """The options simd-group and prune-weights share, checked once for both."""
+    if not 0.0 <= sparsity < 1.0:
+        raise CococError(f"{pass_name}: sparsity {sparsity} is outside [0, 1)")
+    if threshold < 0:
+        raise CococError(f"{pass_name}: threshold {threshold} is negative")
+
+
 def group_rms(w2: np.ndarray, width: int) -> np.ndarray:
     """[rows, ngroups] RMS of each group; a padded tail group averages its real weights only."""
     rows, cols = w2.shape
@@ -80,10 +88,7 @@ class SimdGroup:
     layers: list = field(default_factory=list)  # layer names; empty = every FC and conv
 
     def apply(self, graph: Graph, ctx=None) -> Graph:
-        if not 0.0 <= self.sparsity < 1.0:
-            raise CococError(f"simd-group: sparsity {self.sparsity} is outside [0, 1)")
-        if self.threshold < 0:
-            raise CococError(f"simd-group: threshold {self.threshold} is negative")
+        check_prune_options(self.name, self.sparsity, self.threshold)
         width = int(self.width) or target_width(self.target, self.dtype)
         report = {}
         for layer in weight_layers(graph, self.layers):
