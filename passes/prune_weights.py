@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from cococ.ir.core import CococError, Graph
+from cococ.ir.core import Graph
 from cococ.ir.formats import compress, sparsity as param_sparsity
 from cococ.passes.manager import register_pass
 from cococ.passes.simd_group import check_prune_options, weight_layers
