@@ -158,3 +158,19 @@ def test_prune_filters_pass_on_the_module():
 def test_round_to_keeps_multiples():
     assert keep_count(64, 0.3, 4) % 4 == 0 and keep_count(64, 0.3, 4) >= 64 - 19
     assert keep_count(10, 0.99, 1) == 1
+
+
+@needs_corpus
+@pytest.mark.slow
+def test_pruned_resnet50_torch_equals_interpreter():
+    import torch
+    from cococ.runtime.torch.module import to_torch
+    g = cococ.passes.run(_load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", init="random", seed=3),
+                         "identify-modules")
+    rates = [float(r) for r in np.random.default_rng(3).choice([0.3, 0.5, 0.7], size=16)]
+    pruned = cococ.passes.run(g, "prune-filters{rates=[%s]}" % ",".join(map(str, rates)))
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    want = run(pruned, {"data": x})["prob"]
+    with torch.no_grad():
+        got = to_torch(pruned)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
