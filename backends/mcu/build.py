@@ -50,9 +50,11 @@ def _fmt(n: int) -> str:
 def check_fit(target: Target, flash: int, sram: int, what: str) -> None:
     problems = []
     if sram > target.sram:
-        problems.append(f"needs {_fmt(sram)} SRAM, target has {_fmt(target.sram)}")
+        problems.append(f"needs {_fmt(sram)} SRAM, target has {_fmt(target.sram)} "
+                        f"({sram - target.sram:,} bytes over)")
     if flash > target.flash:
-        problems.append(f"needs {_fmt(flash)} flash, target has {_fmt(target.flash)}")
+        problems.append(f"needs {_fmt(flash)} flash, target has {_fmt(target.flash)} "
+                        f"({flash - target.flash:,} bytes over)")
     if problems:
         raise CococError(f"model does not fit {target.name} ({what}): " + "; ".join(problems)
                          + " (shrink the model: prune or quantize; or set --target-opt flash=..,sram=..)")
