@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
+from cococ.ir.core import CococError, Param, TensorType
 from cococ.ir.ops.activation import Relu
+from cococ.ir.builder import GraphBuilder
 from cococ.runtime.interpreter import run
 
 RNG = np.random.default_rng(1)
@@ -19,26 +20,8 @@ def rand(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-class G:
-    """A tiny graph builder: each call adds a layer and returns its output value(s)."""
-
-    def __init__(self):
-        self.layers = []
-
-    def input(self, name, shape):
-        v = Value(name, TensorType(shape))
-        self.layers.append(Layer("input", name, [], [v], {"shape": list(shape)}))
-        return v
-
-    def __call__(self, op, name, inputs, attrs=None, params=None, n_out=1):
-        outs = [Value(f"{name}" if n_out == 1 else f"{name}_{i}") for i in range(n_out)]
-        self.layers.append(Layer(op, name, inputs if isinstance(inputs, list) else [inputs], outs, attrs,
-                                 {k: v if isinstance(v, Param) else Param.from_array(v)
-                                  for k, v in (params or {}).items()}))
-        return outs[0] if n_out == 1 else outs
-
-    def graph(self, *outputs):
-        return Graph("t", self.layers, list(outputs))
+def G():
+    return GraphBuilder("t")
 
 
 def small_cnn():

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
+from cococ.ir.core import CococError, Param, TensorType
 from cococ.ir.registry import all_ops
+from cococ.ir.builder import GraphBuilder
 from cococ.runtime.interpreter import run
 from cococ.runtime.torch.lowering import LOWERINGS, register_lowering
 from cococ.runtime.torch.module import copy_back, state_arrays, to_torch
@@ -19,25 +20,8 @@ def rand(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-class G:
-    """A tiny graph builder: each call adds a layer and returns its output value(s)."""
-
-    def __init__(self):
-        self.layers = []
-
-    def input(self, name, shape):
-        v = Value(name, TensorType(shape))
-        self.layers.append(Layer("input", name, [], [v], {"shape": list(shape)}))
-        return v
-
-    def __call__(self, op, name, inputs, attrs=None, params=None, n_out=1):
-        outs = [Value(name if n_out == 1 else f"{name}_{i}") for i in range(n_out)]
-        self.layers.append(Layer(op, name, inputs if isinstance(inputs, list) else [inputs], outs, attrs,
-                                 {k: Param.from_array(v) for k, v in (params or {}).items()}))
-        return outs[0] if n_out == 1 else outs
-
-    def graph(self, *outputs):
-        return Graph("t", self.layers, list(outputs))
+def G():
+    return GraphBuilder("t")
 
 
 def one(op, attrs=None, params=None, shape=(2, 4, 7, 9), n_in=1, n_out=1):
@@ -57,7 +41,6 @@ CASES = {
                   dict(params=dict(mean=rand(C), var=np.abs(rand(C)) + .5))],
     "scale": [dict(params=dict(scale=rand(C), bias=rand(C))), dict(params=dict(scale=rand(C)))],
     "bias": [dict(params=dict(bias=rand(C)))],
-    "mask": [dict(params=dict(alpha=np.array([1, 0, 1, 1], np.float32), beta=np.abs(rand(C))))],
     "relu": [{}], "sigmoid": [{}], "tanh": [{}], "identity": [{}], "dropout": [dict(attrs=dict(ratio=0.3))],
     "leaky_relu": [dict(attrs=dict(alpha=0.2))],
     "prelu": [dict(params=dict(slope=rand(C))), dict(params=dict(slope=rand(1)))],
