@@ -12,8 +12,7 @@ def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: s
         raise CococError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".ir":
-        from cococ.ir.parser import parse_file
-        graph = parse_file(path)
+        graph = _load_ir(path)
     elif suffix in (".prototxt", ".pt", ".txt"):
         from cococ.frontend.prototxt import load_prototxt
         graph = load_prototxt(path, phase=phase)
@@ -28,4 +27,25 @@ def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: s
     if init is not None:
         from cococ.frontend.weights import init_weights
         init_weights(graph, init, seed=seed)
+    return graph
+
+
+def _load_ir(path: Path) -> Graph:
+    """Text IR may leave value types out (`%y: ? = relu ...`): infer them, then verify as usual.
+
+    Only an untyped graph is inferred: inference also fills attribute defaults, which would
+    change the printed text of an already typed graph.
+    """
+    from cococ.ir.parser import parse_file
+    from cococ.ir.verify import infer_shapes, verify
+
+    graph = parse_file(path, verify=False)
+    try:
+        if any(v.type is None for v in graph.values()):
+            infer_shapes(graph)
+        verify(graph)
+    except CococError as e:
+        if e.path is None:
+            raise CococError(e.message, layer=e.layer, loc=e.loc, path=str(path)) from None
+        raise
     return graph

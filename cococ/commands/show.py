@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from pathlib import Path
 
 from cococ.ir.core import CococError, Graph
 
@@ -28,39 +27,9 @@ def load_graph(args: argparse.Namespace, path=None) -> Graph:
 
     path = args.file if path is None else path
     try:
-        if str(path).lower().endswith(".ir") and Path(path).is_file():
-            return _load_ir(Path(path), args)
         return cococ.load(path, weights=args.weights, init=args.init, seed=args.seed, phase=args.phase)
     except OSError as e:
         raise CococError(f"{e.filename or path}: {e.strerror or e}") from None
-
-
-def _load_ir(path: Path, args: argparse.Namespace) -> Graph:
-    """Text IR may leave value types out (`%y: ? = relu ...`): infer them, then verify as usual.
-
-    cococ.load verifies on parse, which rejects untyped values; the commands take hand-written
-    IR, so they infer the missing types first (and only then: inference also fills attribute
-    defaults, which would change the printed text of an already typed graph).
-    """
-    from cococ.ir.parser import parse_file
-    from cococ.ir.verify import infer_shapes, verify
-
-    graph = parse_file(path, verify=False)
-    try:
-        if any(v.type is None for v in graph.values()):
-            infer_shapes(graph)
-        verify(graph)
-    except CococError as e:
-        if e.path is None:
-            raise CococError(e.message, layer=e.layer, loc=e.loc, path=str(path)) from None
-        raise
-    if args.weights is not None:
-        from cococ.frontend.weights import load_weights
-        load_weights(graph, args.weights)
-    if args.init is not None:
-        from cococ.frontend.weights import init_weights
-        init_weights(graph, args.init, seed=args.seed)
-    return graph
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

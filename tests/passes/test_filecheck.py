@@ -130,7 +130,7 @@ def test_filecheck(path):
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_filecheck_numerics(path):
     """The RUN's pipeline keeps the interpreter's outputs on random inputs (files with weights)."""
-    from cococ.commands.show import _load_ir
+    import cococ
     from cococ.passes import run as run_passes
     from cococ.runtime.interpreter import run as interpret
 
@@ -139,8 +139,7 @@ def test_filecheck_numerics(path):
     if argv[0] == "not":
         pytest.skip("an error test")
     pipeline = argv[argv.index("-p") + 1] if "-p" in argv else ""
-    import argparse
-    graph = _load_ir(path, argparse.Namespace(weights=None, init=None, seed=0))
+    graph = cococ.load(path)
     if not all(p.has_data for l in graph.layers for p in l.params.values()):
         pytest.skip("no weights in the file")
     rng = np.random.default_rng(0)
