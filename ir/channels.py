@@ -30,14 +30,10 @@ class ChannelEdit:
     touched: list[Layer] = field(default_factory=list)   # layers whose inputs lose channels
 
 
-def _users(graph: Graph) -> dict[int, list[Layer]]:
-    return graph.users_map()
-
-
 def plan_channel_removal(graph: Graph, layer: Layer, keep: np.ndarray, *,
                          users: dict[int, list[Layer]] | None = None) -> ChannelEdit:
     """Plan keeping only output channels `keep` (sorted indices) of a conv2d/dense layer."""
-    users = users if users is not None else _users(graph)
+    users = users if users is not None else graph.users_map()
     keep = np.asarray(sorted(int(i) for i in keep), dtype=np.int64)
     out = layer.output
     rule = layer.opdef.channels(layer, [v.type for v in layer.inputs])

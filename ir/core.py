@@ -8,7 +8,7 @@ on import. Analyses put their results in the free-form `meta` dicts (as torch.fx
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -339,33 +339,31 @@ class Graph:
 
         Each given input becomes an `input` layer of the same name and type; layers are copied.
         """
-        stop = {id(v) for v in inputs}
+        g = self.clone()   # work on copies: the new input layers become the producers of their values
+        vmap = {id(a): b for a, b in zip(self.values(), g.values())}
+        try:
+            ins, outs = [vmap[id(v)] for v in inputs], [vmap[id(v)] for v in outputs]
+        except KeyError:
+            raise IRError("subgraph inputs and outputs must be values of this graph") from None
+        stop = {id(v) for v in ins}
         needed: set[int] = set()
-        producers = {id(v): l for l in self.layers for v in l.outputs}
-        work = [v for v in outputs]
+        producers = {id(v): l for l in g.layers for v in l.outputs}
+        work = list(outs)
         while work:
             v = work.pop()
-            if id(v) in stop:
-                continue
             p = producers.get(id(v))
-            if p is None or id(p) in needed:
+            if id(v) in stop or p is None or id(p) in needed:
                 continue
             if p.op == "input":
                 raise IRError(f"value '%{v.name}' depends on graph input '%{p.outputs[0].name}' "
                               "which is not among the subgraph inputs")
             needed.add(id(p))
             work.extend(p.inputs)
-        src = Graph(name or self.name,
-                    [Layer("input", v.name, [], [v],
-                           {"shape": list(v.type.shape), "dtype": v.type.dtype}) for v in inputs]
-                    + [l for l in self.layers if id(l) in needed], outputs,
-                    [m for m in self.modules if any(id(l) in needed and l.module == m for l in self.layers)])
-        # the temporary input layers re-pointed producers; restore the originals
-        out = src.clone()
-        for l in self.layers:
-            for v in l.outputs:
-                v.producer = l
-        return out
+        layers = [l for l in g.layers if id(l) in needed]
+        return Graph(name or self.name,
+                     [Layer("input", v.name, [], [v], {"shape": list(v.type.shape), "dtype": v.type.dtype})
+                      for v in ins] + layers, outs,
+                     [m for m in g.modules if any(l.module == m for l in layers)])
 
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)

@@ -131,13 +131,11 @@ def identify_tuning_blocks(configs: Sequence[Config], method: str = "sequitur") 
     visit(grammar.start)
 
     # blocks in module order; map each marked node to its block index
-    def span(node) -> list:
-        return grammar.expand(node) if grammar.is_rule(node) else [node]
-
-    nodes = sorted(marked, key=lambda n: (span(n)[0][0], len(span(n)), str(span(n))))
+    spans = {n: grammar.expand(n) if grammar.is_rule(n) else [n] for n in marked}
+    nodes = sorted(marked, key=lambda n: (spans[n][0][0], len(spans[n]), str(spans[n])))
     blocks, index = [], {}
     for n in nodes:
-        syms = span(n)
+        syms = spans[n]
         index[n] = len(blocks)
         blocks.append(TuningBlock(syms[0][0], tuple(r for _, r in syms), node_freq(n)))
 
