@@ -3,7 +3,7 @@
 arm-m4 goes to cococ's own MCU backend (backends/mcu/); x86 and cuda go to the TVM backend
 (backends/tvm/, `build_tvm`). Both return an `Artifact` (runtime/artifact.py). Options every
 backend understands: `out_dir` (where the artifact folder goes; a temp folder if None),
-`target_options` (e.g. {"flash": "1M"}), `quantize` ("q15" on arm-m4). The rest is passed on.
+`target_options` (e.g. {"flash": "1M"}), `quantize` ("q15" or "int8" on arm-m4). The rest is passed on.
 """
 from __future__ import annotations
 
@@ -16,12 +16,10 @@ def build(graph: Graph, target: str | Target = "x86", *, out_dir=None, target_op
     t = get_target(target, target_options)
     if quantize is not None:
         if quantize not in ("q15", "int8"):
-            raise CococError(f"unknown quantization '{quantize}' (known: q15)")
+            raise CococError(f"unknown quantization '{quantize}' (known: q15, int8)")
         graph = ensure_quantized(graph, quantize, calibration, seed=options.get("seed", 0))
     if t.name == "arm-m4":
         from cococ.backends.mcu.build import build_mcu
-        if quantize == "int8":
-            raise CococError("arm-m4 kernels are float or q15 for now; int8 is not built yet (use --quantize q15)")
         return build_mcu(graph, t, out_dir=out_dir, quantize=quantize, **options)
     if quantize is not None:
         raise CococError(f"--quantize {quantize} is for arm-m4; target {t.name} runs float")

@@ -1,20 +1,27 @@
-"""arm-m4 kernels per layer: cococ f32 / q15 against a plain C loop (the floor) and a CMSIS-NN-style
-q15 kernel (the peer). Issue 4, benchmark (b).
+"""arm-m4 kernels per layer: cococ f32 / q15 / int8 against a plain C loop (the floor) and a
+CMSIS-NN-style q15 / int8 kernel (the peer). Issue 4, benchmark (b).
 
 For every conv / dense layer of LeNet-5 (examples/lenet) and LeNet-300-100 (examples/lenet300),
 estimated cycles and executed instructions per MAC on the emulated Cortex-M4
 (runtime/mcu: unicorn + the Cortex-M4 cycle table of docs/mcu.md), for
 
-- **cococ f32**, **cococ q15**: `cococ.build(graph, "arm-m4", ...)`, the whole model run once in the
-  emulator; the per-layer numbers are the emulator's per-step counts (as `cococ run` prints them;
-  the conv/dense step, with its fused bias/ReLU; q15 convs include their im2col);
-- **plain C f32**, **plain C q15**: the textbook nested loops (bias, optional ReLU, and for q15 a
-  rounding shift + saturation to int16), one function per layer with the shapes as constants;
+- **cococ f32**, **cococ q15**, **cococ int8**: `cococ.build(graph, "arm-m4", ...)`, the whole
+  model run once in the emulator; the per-layer numbers are the emulator's per-step counts (as
+  `cococ run` prints them; the conv/dense step, with its fused bias/ReLU and requantisation;
+  fixed-point convs include their im2col);
+- **plain C f32**, **plain C q15**, **plain C int8**: the textbook nested loops (bias, optional
+  ReLU, and for q15/int8 a rounding shift + saturation), one function per layer with the shapes
+  as constants;
 - **CMSIS-style q15**: the arm_fully_connected_q15 / arm_nn_mat_mult_kernel_q7_q15 arrangement:
   two output rows (channels) at a time, one 32-bit activation load (two q15 lanes) feeding two
   `__smlad`s (4 MACs per two SMLADs), the k loop unrolled to two words per iteration as
   mat_mult_kernel does; convs gather each output pixel's receptive field into a q15 column first
-  (im2col, as arm_convolve_HWC_q15_basic), zero-padded to an even length.
+  (im2col, as arm_convolve_HWC_q15_basic), zero-padded to an even length;
+- **CMSIS-style int8**: arm_fully_connected_q7 / arm_nn_mat_mult_kernel_q7_q15_reordered: the
+  activations widened to a q15 column (convs: im2col, as arm_convolve_HWC_q7_basic), two output
+  rows at a time, each row's four int8 weights read as one word (stored reordered
+  [w0, w2, w1, w3]) and widened by SXTB16 / SXTB16 ROR 8 into two q15 pairs: 4 SMLADs per two
+  column loads and two weight loads.
 
 (3) and (4) are written here in C (benchmarks/m4_kernels/kernels.c.in), compiled with
 arm-none-eabi-gcc -O2 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 (the flags of
@@ -41,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 TEMPLATES = Path(__file__).resolve().parent / "m4_kernels" / "kernels.c.in"
 
-SH = 12  # q15 requantization shift of the hand-written kernels (out = sat16(round(acc / 2^SH)))
+SH = 12  # requantization shift of the hand-written kernels (out = sat16/sat8(round(acc / 2^SH)))
 
 
 @dataclass
@@ -90,14 +97,16 @@ NETS = {
 # --------------------------------------------------------------------------- cococ (1), (2)
 
 def cococ_layers(proto, weights, layers, quantize):
-    """Build with cococ for arm-m4, run once in the emulator, return {layer: (cycles, instr, macs)}."""
+    """Build with cococ for arm-m4, run once in the emulator; per layer {cycles, instructions, ...},
+    the profile, and the linked image's flash and weight bytes."""
     import cococ
     g = cococ.load(str(proto), weights=str(weights))
-    opts = {"flash": "1M" if quantize else "2M"}
+    opts = {"flash": "1M" if quantize == "q15" else "512K" if quantize else "2M"}
     with tempfile.TemporaryDirectory() as d:
         art = cococ.build(g, "arm-m4", out_dir=d, quantize=quantize, target_options=opts)
         art.run(art.random_inputs(0))
         prof = art.profile()
+        sizes = {"flash": art.report["flash"], "weight_bytes": art.report["weight_bytes"]}
     out = {}
     for L in layers:
         steps = [s for s in prof["steps"] if L.name in s["layers"] and s["macs"]]
@@ -108,7 +117,7 @@ def cococ_layers(proto, weights, layers, quantize):
             raise RuntimeError(f"{L.name}: cococ counts {s['macs']} MACs, this script {L.macs}")
         out[L.name] = {"cycles": s["cycles"], "instructions": s["instructions"], "op": s["op"],
                        "layers": s["layers"]}
-    return out, prof
+    return out, prof, sizes
 
 
 # --------------------------------------------------------------------------- hand-written C (3), (4)
@@ -140,7 +149,7 @@ def _arr(ctype, name, a, const):
 
 
 def _data(L: Layer, rng):
-    """Random f32 (exact multiples of 2^-6) and q15 data for one layer, and the numpy references."""
+    """Random f32 (exact multiples of 2^-6), q15 and int8 data for one layer, and numpy references."""
     xshape = (L.c, L.h, L.w) if L.op == "conv" else (L.c,)
     wshape = (L.o, L.kdim)
     xf = (rng.integers(-64, 64, xshape) / 64).astype(np.float32)
@@ -161,29 +170,47 @@ def _data(L: Layer, rng):
     yq = np.clip((acc + (1 << (SH - 1))) >> SH, 0 if L.relu else -32768, 32767)
     if L.relu:
         yf = np.maximum(yf, 0)
+    x8 = rng.integers(-128, 128, xshape).astype(np.int8)
+    w8 = rng.integers(-128, 128, wshape).astype(np.int8)
+    b8 = rng.integers(-(1 << 12), 1 << 12, L.o).astype(np.int32)
+    acc8 = cols(x8).astype(np.int64) @ w8.T.astype(np.int64) + b8
+    y8 = np.clip((acc8 + (1 << (SH - 1))) >> SH, 0 if L.relu else -128, 127)
     # NCHW / vector order: (o, pixels)
-    return (xf, wf, bf, yf.T.reshape(-1)), (xq, wq, bq, yq.T.reshape(-1))
+    return (xf, wf, bf, yf.T.reshape(-1)), (xq, wq, bq, yq.T.reshape(-1)), (x8, w8, b8, y8.T.reshape(-1))
 
 
 def c_source(layers, variant, seed=0):
-    """One C file: every layer's kernel for `variant` ('plain_f32', 'plain_q15', 'cmsis_q15'),
+    """One C file: every layer's kernel for `variant` ('plain_f32', 'plain_q15', 'cmsis_q15', ...),
     its data, and model_run calling them in turn; returns (source, kernel names, expected outputs)."""
     t = _templates()
     rng = np.random.default_rng(seed)
     src = t["prelude"]
     calls, names, expect, off = "", [], [], 0
     for i, L in enumerate(layers):
-        (xf, wf, bf, yf), (xq, wq, bq, yq) = _data(L, rng)
+        (xf, wf, bf, yf), (xq, wq, bq, yq), (x8, w8, b8, y8) = _data(L, rng)
         name = f"k{i}_{L.name}"
-        kp = L.kdim + (L.kdim & 1)  # padded to an even length (cmsis)
+        kp = L.kdim + (L.kdim & 1)  # padded to an even length (cmsis q15)
+        kp4 = (L.kdim + 3) // 4 * 4  # padded to a multiple of 4 (cmsis int8)
         consts = dict(NAME=name, C=L.c, H=L.h, W=L.w, O=L.o, KH=L.k, KW=L.k, OH=L.oh, OW=L.ow, K=L.kdim,
-                      KP=kp, KP2=kp // 2, RELU=int(L.relu), LO=0 if L.relu else -32768, SH=SH, NOUT=L.n_out)
+                      KP=kp, KP2=kp // 2, KP4=kp4, KW4=kp4 // 4, RELU=int(L.relu), LO=0 if L.relu else -32768,
+                      LO8=0 if L.relu else -128, SH=SH, SH8=SH, NOUT=L.n_out)
         src += _fill(t[f"{variant}_{L.op}"], **consts)
         p = f"L{i}"
         if variant == "plain_f32":
             src += _arr("float", f"{p}_x", xf, False) + _arr("float", f"{p}_w", wf, True) + _arr("float", f"{p}_b", bf, True)
             calls += f"  {name}({p}_x, {p}_w, {p}_b, out + {off});\n"
             expect.append(yf)
+        elif variant.endswith("int8"):
+            w = w8
+            if variant == "cmsis_int8":
+                w = np.zeros((L.o, kp4), np.int8)
+                w[:, :L.kdim] = w8
+                w = w.reshape(L.o, kp4 // 4, 4)[:, :, [0, 2, 1, 3]].reshape(L.o, kp4)
+            src += (_arr("int8_t", f"{p}_x", x8, False) + _arr("int8_t", f"{p}_w", w, True)
+                    + _arr("int32_t", f"{p}_b", b8, True) + f"int8_t {p}_y[{L.n_out}] __attribute__((aligned(4)));\n")
+            calls += (f"  {name}({p}_x, {p}_w, {p}_b, {p}_y);\n"
+                      f"  for (int i = 0; i < {L.n_out}; ++i) out[{off} + i] = (float){p}_y[i];\n")
+            expect.append(y8.astype(np.float64))
         else:
             w = wq
             if variant == "cmsis_q15" and kp != L.kdim:
@@ -235,31 +262,34 @@ def c_layers(layers, variant, workdir=None):
 # --------------------------------------------------------------------------- report
 
 VARIANTS = [("cococ_f32", "cococ f32"), ("plain_f32", "plain C f32"), ("cococ_q15", "cococ q15"),
-            ("plain_q15", "plain C q15"), ("cmsis_q15", "CMSIS-style q15")]
+            ("plain_q15", "plain C q15"), ("cmsis_q15", "CMSIS-style q15"), ("cococ_int8", "cococ int8"),
+            ("plain_int8", "plain C int8"), ("cmsis_int8", "CMSIS-style int8")]
+QUANT = {"cococ_f32": None, "cococ_q15": "q15", "cococ_int8": "int8"}
 
 
 def measure(net):
     title, proto, weights, layers = NETS[net]
-    res = {}
+    res, sizes = {}, {}
     for v, _ in VARIANTS:
         t0 = time.time()
         if v.startswith("cococ"):
-            res[v], _ = cococ_layers(proto, weights, layers, "q15" if v == "cococ_q15" else None)
+            res[v], _, sizes[v] = cococ_layers(proto, weights, layers, QUANT[v])
         else:
             res[v] = c_layers(layers, v)
         print(f"  {net} {v}: {time.time() - t0:.0f} s", file=sys.stderr)
-    return title, layers, res
+    return title, layers, res, sizes
 
 
 def tables(results):
     head = ["net", "layer", "MACs"] + [lab for _, lab in VARIANTS]
     cyc, ins, data = [], [], []
-    for net, (title, layers, res) in results.items():
+    for net, (title, layers, res, _) in results.items():
         for L in layers:
             per = {v: res[v][L.name] for v, _ in VARIANTS}
             lname = "+".join(per["cococ_q15"]["layers"])
             cyc.append([title, lname, f"{L.macs:,}"] + [f"{per[v]['cycles'] / L.macs:.2f}" for v, _ in VARIANTS]
                        + [f"{per['cococ_q15']['cycles'] / per['cmsis_q15']['cycles']:.2f}",
+                          f"{per['cococ_int8']['cycles'] / per['cmsis_int8']['cycles']:.2f}",
                           f"{per['cococ_q15']['cycles'] / per['plain_q15']['cycles']:.2f}",
                           f"{per['cococ_f32']['cycles'] / per['plain_f32']['cycles']:.2f}"])
             ins.append([title, lname, f"{L.macs:,}"] + [f"{per[v]['instructions'] / L.macs:.2f}" for v, _ in VARIANTS])
@@ -275,21 +305,30 @@ def main(argv=None) -> int:
     from report import markdown_table, write_section
     results = {net: measure(net) for net in (args.net or list(NETS))}
     head, cyc, ins, data = tables(results)
-    t_cyc = markdown_table(head + ["cococ q15 / CMSIS", "cococ q15 / plain q15", "cococ f32 / plain f32"], cyc)
+    t_cyc = markdown_table(head + ["cococ q15 / CMSIS q15", "cococ int8 / CMSIS int8", "cococ q15 / plain q15",
+                                   "cococ f32 / plain f32"], cyc)
     t_ins = markdown_table(head, ins)
+    sizes = [[title, v.split("_")[1], f"{sz[v]['weight_bytes']:,}", f"{sz[v]['flash']:,}"]
+             for title, _, _, sz in results.values() for v in QUANT]
+    t_size = markdown_table(["net", "cococ", "weight bytes", "flash bytes (linked ELF)"], sizes)
     body = f"""## arm-m4 kernels: cycles and instructions per MAC (issue 4, benchmark b)
 
 `python benchmarks/m4_kernels.py`. Every conv/dense layer of LeNet-5 and LeNet-300-100, batch 1,
 on the emulated Cortex-M4 (runtime/mcu: unicorn, cycle estimate from the Cortex-M4 TRM table in
-docs/mcu.md; no flash wait states). cococ f32 / q15: `cococ.build(graph, "arm-m4")` (q15:
-`quantize="q15"`), the whole model run once, the layer's step as `cococ run` prints it (bias and
-ReLU fused; q15 convs include their im2col). Plain C: textbook nested loops, shapes as constants,
-bias/ReLU, q15 with a rounding shift and saturation (the floor to beat). CMSIS-style q15: two
-output channels at a time, one 32-bit load of two q15 activations feeding two `__smlad` (4 MACs
-per two SMLADs), two words per loop iteration, convs through a per-pixel im2col column (the peer
-to match; benchmarks/m4_kernels/kernels.c.in). Hand-written kernels: arm-none-eabi-gcc -O2
--mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16, outputs checked against numpy.
-Ratios below 1 mean cococ is faster.
+docs/mcu.md; no flash wait states). cococ f32 / q15 / int8: `cococ.build(graph, "arm-m4")`
+(`quantize="q15"` / `"int8"`, calibrated on random inputs), the whole model run once, the layer's
+step as `cococ run` prints it (bias, ReLU and the per-channel requantisation fused; fixed-point
+convs include their im2col). Plain C: textbook nested loops, shapes as constants, bias/ReLU,
+q15/int8 with a rounding shift and saturation (the floor to beat). CMSIS-style q15: two output
+channels at a time, one 32-bit load of two q15 activations feeding two `__smlad` (4 MACs per two
+SMLADs), two words per loop iteration, convs through a per-pixel im2col column. CMSIS-style int8
+(arm_fully_connected_q7 / arm_nn_mat_mult_kernel_q7_q15_reordered): activations widened to a q15
+column, two output channels at a time, four reordered int8 weights per 32-bit load widened by
+SXTB16 / SXTB16 ROR 8, 4 SMLADs per two column loads and two weight loads (the peers to match;
+benchmarks/m4_kernels/kernels.c.in; their requantisation is one fixed shift, cococ's a
+per-channel multiplier and shift). Hand-written kernels: arm-none-eabi-gcc -O2 -mcpu=cortex-m4
+-mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16, outputs checked against numpy. Ratios below 1 mean
+cococ is faster.
 
 Estimated cycles per MAC:
 
@@ -298,6 +337,10 @@ Estimated cycles per MAC:
 Executed instructions per MAC:
 
 {t_ins}
+
+Model size (the same builds):
+
+{t_size}
 """
     print(body)
     if not args.no_write:

@@ -1,12 +1,14 @@
 """quantize: symmetric fixed-point (q15 or int8) scales for weights and activations.
 
 Scalpel ran its Cortex-M4 kernels in q15 (seed 004 §4); this pass decides the scales, the
-MCU backend turns them into integer kernels (SMLAD loops, see backends/mcu/qkernels.py).
+MCU backend turns them into integer kernels (SMLAD loops: backends/mcu/qkernels.py for q15,
+SXTB16 + SMLAD: backends/mcu/i8kernels.py for int8).
 
 - Weights of conv2d/dense: scale = max|w| / qmax, per output channel (`per-channel=true`,
   the default) or per tensor; the weight data becomes the fake-quantized values round(w/s)*s
   (float32), so the reference interpreter runs exactly the weights the device will hold.
-  The scale goes to `Param.attrs` ("qformat", "scale").
+  The scale goes to `Param.attrs` ("qformat", "scale"). A pruned (csr / simd_group) weight
+  keeps its format and stored entries, so the MCU backend can still run its sparse kernel.
 - Activations: calibrated by running the reference interpreter on `samples` inputs (random
   normal, or the arrays given to `run_on`) and taking max|x| of every value; scale =
   max / qmax. They stay float in the IR: the rounding of activations is what the device adds.
@@ -84,9 +86,26 @@ class Quantize:
         s = np.maximum(s, y_peak / (s_in * 2.0 ** 30))
         s[s == 0] = 1.0 / qmax
         q = np.clip(np.round(flat / s[:, None]), -qmax - 1, qmax)
-        p.data = (q * s[:, None]).reshape(w.shape).astype(np.float32)
-        p.format, p.arrays = "dense", {}
+        wq = (q * s[:, None]).reshape(w.shape).astype(np.float32)
+        if p.format == "dense":
+            p.data = wq
+        else:  # pruned: keep the stored pattern, so the backends still see (and run) the sparse form
+            p.arrays = _same_pattern(p, wq).arrays
         p.attrs.update(qformat=self.dtype, scale=[float(x) for x in s] if self.per_channel else float(s[0]))
+
+
+def _same_pattern(p, w: np.ndarray):
+    """`w` compressed in `p`'s format with exactly `p`'s stored entries (csr elements or
+    simd_group groups) and index width: quantizing must not change what pruning removed."""
+    from cococ.ir.core import Param
+    from cococ.ir.formats import compress, matrix_shape
+    rows, cols = matrix_shape(p.shape)
+    width = int(p.attrs["width"]) if p.format == "simd_group" else 1
+    r = np.repeat(np.arange(rows), np.diff(p.arrays["indptr"].astype(np.int64)))
+    keep = np.zeros((rows, -(-cols // width)), bool)
+    keep[r, p.arrays["indices"].astype(np.int64) // width] = True
+    index = "i16" if p.arrays["indices"].dtype == np.int16 else "i32"
+    return compress(Param.from_array(w), p.format, width=width, keep=keep, index_dtype=index)
 
 
 def _calibration_inputs(g: Graph, samples, n: int, seed: int):

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,8 @@ def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | Non
     except ImportError:
         pass
     prog = lower(graph, quantize)
+    for w in prog.warnings:  # a compressed layer kept dense (backends/mcu/sparse.py): say so
+        warnings.warn(w, stacklevel=2)
     generate_c(list(prog.kernels.values()))
     intervals = arena_intervals(prog)
     arena = plan_arena(intervals)
@@ -157,7 +160,7 @@ def make_report(graph: Graph, prog: Program, arena: int, intervals, target: Targ
     layers = []
     for i, s in enumerate(prog.steps):
         wbytes = sum(a.data.nbytes for a in s.args if hasattr(a, "symbol"))
-        layers.append({"step": i, "layers": s.layers, "op": s.op, "kernel": s.kernel.name,
+        layers.append({"step": i, "layers": s.layers, "op": s.op, "kernel": s.format, "function": s.kernel.name,
                        "origin": s.kernel.origin, "macs": int(s.macs), "weight_bytes": int(wbytes),
                        "params": int(sum(a.data.size for a in s.args if hasattr(a, "symbol"))),
                        "output_bytes": int(sum(t.nbytes for t in s.outputs)),
@@ -175,4 +178,5 @@ def make_report(graph: Graph, prog: Program, arena: int, intervals, target: Targ
                           for iv in intervals],
         "kernels": {k.name: {"origin": k.origin, "doc": k.meta.get("doc", "")} for k in prog.kernels.values()},
         "steps": layers,
+        "sparse": prog.choices, "warnings": prog.warnings,
     }

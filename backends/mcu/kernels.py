@@ -88,7 +88,7 @@ def dense(name, x_shape, w_shape, bias: bool, act: str | None) -> Kernel:
 
 
 def pool2d(name, op, x_shape, y_shape, attrs, act: str | None = None, dtype: str = "float32") -> Kernel:
-    """max_pool / avg_pool (with the IR's divisor rules) and the global pools (max: f32 or q15)."""
+    """max_pool / avg_pool (with the IR's divisor rules) and the global pools (max: f32, q15 or int8)."""
     tvm, te = _te()
     x = te.placeholder(x_shape, name="x", dtype=dtype)
     _, _, h, w = x_shape
@@ -104,7 +104,7 @@ def pool2d(name, op, x_shape, y_shape, attrs, act: str | None = None, dtype: str
         return _padded(tvm, x, x_shape, n, c, i * sh - t + rh, j * sw - l + rw, fill)
 
     if is_max:
-        lowest = -3.4028234e38 if dtype == "float32" else -32768
+        lowest = {"float32": -3.4028234e38, "int8": -128}.get(dtype, -32768)
         acc = te.compute(y_shape, lambda n, c, i, j: te.max(win(n, c, i, j, lowest), axis=[rh, rw]), name="acc")
         y = te.compute(y_shape, lambda n, c, i, j: _act(tvm, acc[n, c, i, j], act, dtype), name="y")
     else:

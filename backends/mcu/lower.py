@@ -3,8 +3,8 @@
 This is where layers become calls: conv/dense absorb a following ReLU (the kernel applies it
 in its output loop), views (flatten, reshape, identity, dropout) become aliases that share
 their input's storage, batchnorm/scale/bias become one per-channel affine whose two vectors
-are folded here, and in q15 mode conv/dense/pools/relu run on int16 tensors with
-quantize/dequantize calls inserted where a float layer meets a q15 one. Kernels with the same
+are folded here, and in q15 (int8) mode conv/dense/pools/relu run on int16 (int8) tensors with
+quantize/dequantize calls inserted where a float layer meets a fixed-point one. Kernels with the same
 configuration are generated once and called from every layer that needs them.
 """
 from __future__ import annotations
@@ -19,15 +19,16 @@ from cococ.ir.core import CococError, Graph, Layer
 
 ALIASES = {"flatten", "reshape", "identity", "dropout"}
 Q15_OPS = {"conv2d", "dense", "max_pool", "relu", "global_max_pool"}
-NP_OF = {"float32": np.float32, "int16": np.int16, "int32": np.int32}
+NP_OF = {"float32": np.float32, "int16": np.int16, "int32": np.int32, "int8": np.int8}
+QDTYPE = {"q15": "int16", "int8": "int8"}  # --quantize -> the tensors' C type
 
 
 @dataclass(eq=False)
 class Tensor:
     name: str
-    dtype: str                              # "float32" | "int16"
+    dtype: str                              # "float32" | "int16" | "int8"
     shape: tuple[int, ...]
-    scale: float | None = None              # q15: real = int * scale
+    scale: float | None = None              # q15 / int8: real = int * scale
     home: str = "arena"                     # "arena" | "in" | "out"
     io_offset: int = 0                      # element offset in the in/out buffer
     root: "Tensor | None" = None            # views share their root's storage
@@ -52,7 +53,8 @@ class Weight:
 
     @property
     def dtype(self) -> str:
-        return {np.dtype(np.float32): "float32", np.dtype(np.int16): "int16", np.dtype(np.int32): "int32"}[self.data.dtype]
+        return {np.dtype(np.float32): "float32", np.dtype(np.int16): "int16", np.dtype(np.int32): "int32",
+                np.dtype(np.int8): "int8"}[self.data.dtype]
 
 
 @dataclass(eq=False)
@@ -62,6 +64,7 @@ class Step:
     layers: list[str]
     op: str
     macs: int = 0
+    format: str = "dense"                    # the weight kernel: dense, csr or simd_group (sparse.py)
 
     @property
     def outputs(self) -> list[Tensor]:
@@ -79,6 +82,8 @@ class Program:
     steps: list[Step] = field(default_factory=list)
     kernels: dict[tuple, Kernel] = field(default_factory=dict)
     quant: str | None = None
+    choices: list[dict] = field(default_factory=list)   # per compressed weight: kernel chosen and why
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def weights(self) -> list[Weight]:
@@ -86,7 +91,7 @@ class Program:
 
 
 def lower(graph: Graph, quant: str | None = None) -> Program:
-    """Turn a verified, shape-inferred graph into a Program (quant: None or "q15")."""
+    """Turn a verified, shape-inferred graph into a Program (quant: None, "q15" or "int8")."""
     return _Lowering(graph, quant).run()
 
 
@@ -125,7 +130,7 @@ class _Lowering:
 
     def scale_of(self, vname: str) -> float:
         if vname not in self.scales:
-            raise CococError(f"no q15 scale for value %{vname}: re-run the quantize pass on this graph")
+            raise CococError(f"no {self.quant} scale for value %{vname}: re-run the quantize pass on this graph")
         return self.scales[vname]
 
     def as_dtype(self, t: Tensor, dtype: str, vname: str) -> Tensor:
@@ -133,14 +138,15 @@ class _Lowering:
         if t.dtype == dtype:
             return t
         from cococ.backends.mcu import qkernels as Q
-        if dtype == "int16":
+        if dtype != "float32":
             s = t.scale or self.scale_of(vname)
-            out = Tensor(f"{t.name}_q", "int16", t.shape, scale=s)
-            k = self.kernel(("quantize", t.size, s), lambda n: Q.quantize(n, t.size, s))
+            out = Tensor(f"{t.name}_q", dtype, t.shape, scale=s)
+            k = self.kernel(("quantize", dtype, t.size, s), lambda n: Q.quantize(n, t.size, s, dtype))
         else:
             out = Tensor(f"{t.name}_f", "float32", t.shape)
-            k = self.kernel(("dequantize", t.size, t.scale), lambda n: Q.dequantize(n, t.size, t.scale))
-        self.prog.steps.append(Step(k, [t, out], [], "quantize" if dtype == "int16" else "dequantize"))
+            k = self.kernel(("dequantize", t.dtype, t.size, t.scale),
+                            lambda n: Q.dequantize(n, t.size, t.scale, t.dtype))
+        self.prog.steps.append(Step(k, [t, out], [], "quantize" if dtype != "float32" else "dequantize"))
         return out
 
     # -- the walk --------------------------------------------------------------------------
@@ -184,7 +190,7 @@ class _Lowering:
     def layer(self, layer: Layer, act: str | None, final: Layer) -> None:
         op, a = layer.op, layer.attrs
         q = self.quant is not None and op in Q15_OPS and not (op == "conv2d" and a["groups"] != 1)
-        dtype = "int16" if q else "float32"
+        dtype = QDTYPE[self.quant] if q else "float32"
         ins = [self.as_dtype(self.cur[id(v)], dtype, v.name) for v in layer.inputs]
         xs = [v.type.shape for v in layer.inputs]
         yv = final.output
@@ -196,12 +202,22 @@ class _Lowering:
         params = {k: p.dense() for k, p in layer.params.items()}
         names = [layer.name] + ([final.name] if final is not layer else [])
         cost = layer.opdef.cost(layer, [v.type for v in layer.inputs], [v.type for v in layer.outputs])
-        if q:
+        sparse = None
+        if op in ("conv2d", "dense") and "weight" in layer.params and layer.params["weight"].format != "dense":
+            from cococ.backends.mcu.sparse import lower_sparse
+            sparse = lower_sparse(self, layer, ins, out, act)  # None: the dense kernel below
+        if sparse:
+            k, args = sparse[:2]
+        elif q and self.quant == "int8":
+            from cococ.backends.mcu.i8kernels import lower_int8
+            k, args = lower_int8(self, layer, ins, out, params, act)
+        elif q:
             from cococ.backends.mcu.qkernels import lower_q15
             k, args = lower_q15(self, layer, ins, out, params, act)
         else:
             k, args = self.lower_f32(layer, ins, out, params, act, xs)
-        self.prog.steps.append(Step(k, args, names, op + (f"+{act}" if act else ""), cost.macs))
+        self.prog.steps.append(Step(k, args, names, op + (f"+{act}" if act else ""), cost.macs,
+                                    sparse[2] if sparse else "dense"))
         self.cur[id(yv)] = out
 
     def lower_f32(self, layer, ins, out, params, act, xs):

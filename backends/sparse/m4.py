@@ -1,7 +1,8 @@
 """Run one q15 sparse kernel on the emulated Cortex-M4 and count its cycles.
 
 The image is the smallest thing runtime/mcu's Emulator runs: the kernel's C (TVM codegen,
-backends/sparse/build.py), the param's arrays and the input as initialised globals, and a
+backends/sparse/build.py for MV, build_mm.py for MM), the param's arrays and the input
+(vector, or the XT im2col buffer) as initialised globals, and a
 `model_run` that calls the kernel once and copies y's int32 words into `model_output`
 (a float array to the Emulator; we read the bits back as int32). The kernel is named
 `k0_<format>` so the Emulator counts its cycles apart from the wrapper's. Compiled with the
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cococ.backends.sparse.build import c_file, kernel_q15, q15_args, x_q15
+from cococ.backends.sparse.build_mm import kernel_q15_mm, x_q15_mm
 from cococ.ir.core import CococError, Param
 
 GCC = "arm-none-eabi-gcc"
@@ -53,35 +55,55 @@ def _array(name: str, a: np.ndarray, const: bool) -> str:
     return f"{q}{C_ELEM[a.dtype]} {name}[{a.size}] __attribute__((aligned(4))) = {{{vals}}};\n"
 
 
-def source(param: Param, x: np.ndarray, name: str) -> str:
-    k = kernel_q15(param, name)
-    args = q15_args(param) + [("x", x_q15(param, x))]
-    rows = param.shape[0]
-    text = c_file([k]) + "\n"
+def _image(kernel, args: list[tuple[str, np.ndarray]], out_len: int) -> str:
+    """C of the emulator image: kernel, arrays as globals, `model_run` calling it once."""
+    text = c_file([kernel]) + "\n"
     # weights in flash (const, as a deployed model keeps them), the input in SRAM
     text += "".join(_array(f"a_{n}", a, n != "x") for n, a in args)
-    text += f"int32_t a_y[{rows}];\nfloat model_input[1];\nfloat model_output[{rows}];\n"
+    text += f"int32_t a_y[{out_len}];\nfloat model_input[1];\nfloat model_output[{out_len}];\n"
     call = ", ".join(f"a_{n}" for n, _ in args)
     text += ("__attribute__((section(\".text.model_run\"))) void model_run(const float* in, float* out) {\n"
-             f"  (void)in;\n  {name}({call}, a_y);\n"
-             f"  for (int i = 0; i < {rows}; ++i) ((int32_t*)out)[i] = a_y[i];\n}}\n")
+             f"  (void)in;\n  {kernel.name}({call}, a_y);\n"
+             f"  for (int i = 0; i < {out_len}; ++i) ((int32_t*)out)[i] = a_y[i];\n}}\n")
     return text
 
 
+def source(param: Param, x: np.ndarray, name: str) -> str:
+    return _image(kernel_q15(param, name), q15_args(param) + [("x", x_q15(param, x))], param.shape[0])
+
+
+def source_mm(param: Param, x: np.ndarray, name: str) -> str:
+    """The MM image: x is X[cols, n], passed as the XT im2col buffer (build_mm.x_q15_mm)."""
+    n = int(np.asarray(x).shape[1])
+    return _image(kernel_q15_mm(param, name, n), q15_args(param) + [("x", x_q15_mm(param, x))],
+                  param.shape[0] * n)
+
+
 def run_on_m4(param: Param, x: np.ndarray, workdir: str | Path | None = None) -> M4Run:
-    """Compile `param`'s q15 kernel with `x` baked in, run it once, return y and its cycles."""
+    """Compile `param`'s q15 MV kernel with `x` baked in, run it once, return y and its cycles."""
+    return _run(source(param, x, f"k0_{param.format}"), f"k0_{param.format}", param.format, workdir)
+
+
+def run_mm_on_m4(param: Param, x: np.ndarray, workdir: str | Path | None = None) -> M4Run:
+    """The same for the q15 MM kernel, X[cols, n] int16; y comes back as Y[rows, n] int32."""
+    name = f"k0_mm_{param.format}"
+    r = _run(source_mm(param, x, name), name, param.format, workdir)
+    r.y = r.y.reshape(param.shape[0], -1)
+    return r
+
+
+def _run(text: str, name: str, what: str, workdir) -> M4Run:
     from cococ.runtime.mcu.emulator import Emulator
     if not available():
         raise CococError(f"{GCC} not found: the Cortex-M4 kernels cannot be compiled")
-    name = f"k0_{param.format}"
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         d = Path(d)
-        (d / "k.c").write_text(source(param, x, name))
+        (d / "k.c").write_text(text)
         (d / "k.ld").write_text(LDSCRIPT)
         r = subprocess.run([GCC, *CFLAGS, "k.c", "-T", "k.ld", "-o", "k.elf"], cwd=d,
                            capture_output=True, text=True)
         if r.returncode:
-            raise CococError(f"{GCC} failed on the {param.format} kernel:\n{r.stderr[-2000:]}")
+            raise CococError(f"{GCC} failed on the {what} kernel:\n{r.stderr[-2000:]}")
         emu = Emulator(d / "k.elf")
         res = emu.run(np.zeros(1, np.float32))
     step = [s for s in res.steps if s.kernel == name]

@@ -3,7 +3,8 @@
     lower.py          graph -> Relax module, one call_tir per fused group (fusion decided on the IR)
     te_ops.py         per-op TE lowering table (+ compile-time weight packing / batchnorm folding)
     schedule_x86.py   cococ's s_tir schedules (register-blocked conv, vectorized dense, generic)
-    schedule_cuda.py  dlight GPU rules
+    schedule_cuda.py  dlight GPU rules + cococ's ThreadPerOutput (depthwise conv, pools)
+    nvcc.py           nvcc on the generated CUDA at build time (kernels.fatbin), reused at load
     tune.py           MetaSchedule tuning, database next to the artifact
     build.py          build_tvm: the steps; artifact.py: TVMArtifact (model.so + manifest)
     relax_export.py   to_relax(graph)

@@ -37,6 +37,8 @@ class TVMArtifact(Artifact):
             if not dev.exist:
                 raise CococError("no CUDA device on this machine: the cuda artifact builds here but runs "
                                  "where a GPU is present")
+            from cococ.backends.tvm.nvcc import use_prebuilt
+            use_prebuilt(self.dir)  # the library may hold CUDA source: load kernels.fatbin for it
         else:
             dev = tvm.cpu(0)
             threads = (self.manifest.get("options") or {}).get("threads")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import tvm
@@ -19,6 +20,7 @@ from tvm import relax
 from cococ.backends.target import Target, get_target, host_simd
 from cococ.backends.tvm.artifact import LIBRARY, TVMArtifact
 from cococ.backends.tvm.lower import lower_graph
+from cococ.backends.tvm.sparse import choices as sparse_choices
 from cococ.backends.tvm.te_ops import LowerCtx
 from cococ.ir.core import CococError, Graph
 from cococ.runtime.artifact import io_spec
@@ -32,6 +34,8 @@ def tvm_target(t: Target) -> tvm.target.Target:
     if d.get("kind") == "llvm" and d.get("mcpu") in (None, "native"):
         from tvm.target import codegen
         d["mcpu"] = codegen.llvm_get_system_cpu()
+    if d.get("kind") == "cuda":  # dlight sizes its shared-memory tiles by it (48 KiB: static limit of every GPU)
+        d.setdefault("max_shared_memory_per_block", 49152)
     host = d.pop("host", None)
     return tvm.target.Target(d, host=host) if host else tvm.target.Target(d)
 
@@ -59,7 +63,12 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     infer_shapes(graph)
     lanes = f32_lanes(t)
     target_obj = tvm_target(t)
-    mod = lower_graph(graph, LowerCtx(oc_block=lanes if t.name == "x86" else 1))
+    x86 = t.name == "x86"
+    mod = lower_graph(graph, LowerCtx(oc_block=lanes if x86 else 1, sparse=x86))
+    sparse = [c.as_dict() for c in sparse_choices(graph)] if x86 else []
+    for c in sparse:  # a compressed layer kept dense: say so (backends/tvm/sparse.py)
+        if c["reason"]:
+            warnings.warn(c["reason"], stacklevel=2)
     timings["lower_s"] = time.perf_counter() - t0
 
     database = None
@@ -79,12 +88,19 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     with _environ(env):
         ex = relax.build(mod, target_obj, relax_pipeline=relax.pipeline.default_build_pipeline())
     timings["codegen_s"] = time.perf_counter() - t1
+    if t.name == "cuda":  # nvcc here: without a CUDA driver TVM only stores the source (nvcc.py)
+        from cococ.backends.tvm import nvcc
+        t1 = time.perf_counter()
+        cuda_src = cuda_source(ex)
+        fatbin = nvcc.compile_fatbin(cuda_src, target_obj)
+        timings["nvcc_s"] = time.perf_counter() - t1
 
     work = Path(tempfile.mkdtemp(prefix="cococ-tvm-"))
     t1 = time.perf_counter()
     ex.export_library(str(work / LIBRARY))
     if t.name == "cuda":
-        (work / "kernels.cu").write_text(cuda_source(ex))
+        (work / nvcc.SOURCE).write_text(cuda_src)
+        (work / nvcc.FATBIN).write_bytes(fatbin)
     timings["export_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     manifest = {
@@ -92,7 +108,7 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
         "options": {"tune": tune, "threads": threads, "target_options": dict(t.options)},
         "tvm_target": str(target_obj), "library": LIBRARY, "lanes": lanes,
         "kernels": sum(isinstance(f, tvm.tirx.PrimFunc) for f in mod.functions.values()),
-        "tuned_kernels": tuned, "build_times": {k: round(v, 3) for k, v in timings.items()},
+        "tuned_kernels": tuned, "sparse": sparse, "build_times": {k: round(v, 3) for k, v in timings.items()},
     }
     return TVMArtifact(t.name, manifest, work, graph)
 

@@ -96,6 +96,11 @@ def _sanitize(name: str) -> str:
 
 
 def _emit_group(bb: relax.BlockBuilder, group: list[Layer], env: dict[int, relax.Expr], ctx: LowerCtx) -> None:
+    if ctx.sparse:
+        from cococ.backends.tvm import sparse
+        c = sparse.choice(group[0])
+        if c is not None and c.kernel != "dense":
+            return sparse.emit(bb, group, env, ctx, LOWERINGS, _name(group[0]))
     inside = {id(v) for l in group for v in l.outputs}
     ext: list[Value] = []
     for l in group:

@@ -25,8 +25,10 @@ from cococ.ir.ops.tensor import reshape_target
 
 @dataclass(frozen=True)
 class LowerCtx:
-    """Target facts the lowering needs: conv/dense output channels per vector (1 = unpacked)."""
+    """Target facts the lowering needs: conv/dense output channels per vector (1 = unpacked);
+    sparse: run compressed FC weights with the sparse kernels (x86, backends/tvm/sparse.py)."""
     oc_block: int = 1
+    sparse: bool = False
 
 
 @dataclass(frozen=True)

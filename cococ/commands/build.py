@@ -2,6 +2,7 @@
 
     cococ build --target=arm-m4 net.prototxt --weights net.caffemodel -o build/net-m4
     cococ build --target=arm-m4 net.prototxt --init random --quantize q15 --target-opt sram=192K
+    cococ build --target=arm-m4 lenet.prototxt --weights lenet.safetensors --quantize int8 --quant-data digits
     cococ build --target=x86 net.onnx -p canonicalize --tune 64 -o build/net-x86
 """
 from __future__ import annotations
@@ -23,8 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--pipeline", default="", metavar="PIPELINE",
                         help="passes to run before code generation, e.g. 'canonicalize,dce'")
     parser.add_argument("--dump-ir", action="store_true", help="print the IR that is compiled (after the pipeline)")
-    parser.add_argument("--quantize", choices=["q15"], help="fixed point for arm-m4 (runs the quantize pass "
-                        "unless the pipeline did), calibrated on random inputs")
+    parser.add_argument("--quantize", choices=["q15", "int8"], help="fixed point for arm-m4 (runs the quantize pass "
+                        "unless the pipeline did), calibrated on random inputs or on --quant-data")
+    parser.add_argument("--quant-data", metavar="DATA", help="--quantize: calibrate on 64 training images of DATA "
+                        "(digits, .npz, image folder) and report top-1 accuracy, f32 vs the device, on its test split")
     parser.add_argument("--tune", type=int, default=0, metavar="N",
                         help="x86/cuda: MetaSchedule trials per task (0: untuned)")
     add_load_arguments(parser)
@@ -58,11 +61,31 @@ def run(args: argparse.Namespace) -> int:
         if target.is_mcu:
             raise CococError("--tune is for x86/cuda; arm-m4 kernels are not tuned")
         options["tune"] = args.tune
+    if args.quant_data:
+        if not args.quantize:
+            raise CococError("--quant-data goes with --quantize q15|int8")
+        from cococ.backends.mcu.qeval import calibration_samples
+        options["calibration"] = calibration_samples(graph, args.quant_data, seed=args.seed)
     art = build(graph, target, out_dir=out, quantize=args.quantize, **options)
     print(f"built {graph.name} for {target.name} -> {art.dir or out}")
     if target.is_mcu:
         _print_mcu_summary(art, target)
+        if args.quant_data:
+            _print_accuracy(graph, art, args.quant_data)
     return 0
+
+
+def _print_accuracy(graph, art, data: str) -> None:
+    """What the fixed point costs: f32 vs the built ELF (emulated) on the test split."""
+    import json
+
+    from cococ.backends.mcu.qeval import accuracy
+    a = accuracy(graph, art, data)
+    q = art.report["quantize"]
+    print(f"  accuracy on {data} ({a['n']} test images): f32 {100 * a['f32']:.2f}%, {q} on the device "
+          f"{100 * a['device']:.2f}% (drop {100 * (a['f32'] - a['device']):.2f} points), "
+          f"top-1 agreement {100 * a['agreement']:.1f}%")
+    (art.dir / "accuracy.json").write_text(json.dumps(a, indent=2) + "\n")
 
 
 def _print_mcu_summary(art, target) -> None:

@@ -1,6 +1,7 @@
-"""Convert a network between formats: .ir, .prototxt, .onnx in; .ir, .onnx, .dot out.
+"""Convert a network between formats: .ir, .prototxt, .onnx in; .ir, .prototxt, .onnx, .dot out.
 
     cococ convert net.prototxt --weights net.caffemodel -o net.ir   # net.ir + side-car net.npz
+    cococ convert net.ir -o net.prototxt                            # + net.safetensors if it has weights
     cococ convert net.ir -o net.onnx
     cococ convert net.ir -o net.dot
 """
@@ -13,14 +14,15 @@ from pathlib import Path
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError, Graph
 
-WRITERS = (".ir", ".onnx", ".dot")
+WRITERS = (".ir", ".prototxt", ".onnx", ".dot")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="IN", help="network: .ir, .prototxt or .onnx")
     parser.add_argument("-o", "--output", metavar="OUT", required=True,
                         help="output file; its suffix picks the format: .ir (weights in a side-car .npz), "
-                             ".onnx, .dot; '-' prints the IR to stdout")
+                             ".prototxt (Caffe deploy net; weights in a side-car .safetensors), .onnx, .dot; "
+                             "'-' prints the IR to stdout")
     parser.add_argument("--inline-weights", action="store_true",
                         help="write weights inside the .ir text instead of a side-car .npz")
     add_load_arguments(parser)
@@ -35,8 +37,7 @@ def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
     path = Path(out)
     suffix = path.suffix.lower()
     if suffix not in WRITERS:
-        hint = " (cococ reads .prototxt but does not write it)" if suffix == ".prototxt" else ""
-        raise CococError(f"{out}: cannot write '{suffix or path.name}' files{hint}; "
+        raise CococError(f"{out}: cannot write '{suffix or path.name}' files; "
                          f"output formats: {', '.join(WRITERS)}")
     if not path.parent.is_dir():
         raise CococError(f"{out}: folder {path.parent} does not exist")
@@ -44,6 +45,9 @@ def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
         if suffix == ".ir":
             from cococ.ir.printer import save_ir
             save_ir(graph, path, weights="inline" if inline_weights else "npz")
+        elif suffix == ".prototxt":
+            from cococ.frontend.prototxt.writer import save_prototxt
+            save_prototxt(graph, path)
         elif suffix == ".dot":
             from cococ.ir.dot import to_dot
             path.write_text(to_dot(graph), encoding="utf-8")

@@ -8,7 +8,10 @@ Pre-trains the tuning blocks of the promising subspace, then evaluates candidate
 the objective implies, each assembled from pre-trained blocks, fine-tuned and tested, and stops
 as soon as the answer is certain. `--baseline` runs the same search with default networks.
 Everything finished goes into RUNDIR/run.sqlite as it finishes: `--resume` continues a killed
-run. Writes RUNDIR/pruned.ir (+ .npz), pruned.onnx, pruned.safetensors and report.{json,md,png}.
+run. Writes the chosen network as RUNDIR/pruned.prototxt + pruned.safetensors (Caffe deploy net
+and its weights: `cococ build RUNDIR/pruned.prototxt --weights RUNDIR/pruned.safetensors`),
+pruned.ir (+ .npz) and pruned.onnx, and the report: report.{json,md,html} with Wootz Figure 6
+(fine-tuning curves) and Figure 7 (accuracy vs size) as PNGs.
 """
 from __future__ import annotations
 
@@ -36,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--address", default="auto", help="Ray cluster address (auto or HOST:PORT)")
     parser.add_argument("--workers", type=int, default=0, help="parallel workers (default: the cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of this process (pre-training, metrics); default 1: the nets are "
+                             "small, and on a busy machine more threads are slower")
     parser.add_argument("--steps", type=int, help="fine-tuning iterations per candidate (default: solver max_iter)")
     parser.add_argument("--pretrain-steps", type=int, help="pre-training iterations per group (default: --steps)")
     parser.add_argument("--blocks", choices=("sequitur", "modules"), default="sequitur",
@@ -76,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
     from cococ.runtime.explore.report import print_table, table_row, write_report
     from cococ.runtime.explore.search import trained_network
 
+    if args.threads < 1:
+        raise CococError(f"--threads {args.threads}: must be at least 1")
+    # Pre-training runs in this process. Measured on the shared 2-core machine (load ~8): 20
+    # pre-training steps of one ResNet-example group took 13 s with 1 torch thread, 76 s with 2.
+    import torch
+    torch.set_num_threads(args.threads)
     full, configs, objective, solver, pre = load_inputs(args)
     if args.no_comp and not args.baseline:
         raise CococError("--no-comp leaves nothing to run; add --baseline")
@@ -99,8 +111,10 @@ def run(args: argparse.Namespace) -> int:
     a = chosen.answer
     print(f"chosen ({chosen.mode}): rates {list(a['config'])}, {a['params']} params "
           f"({100 * a['params'] / res.full_size:.1f}% of full), {a['macs']} MACs, accuracy {a['accuracy']:.4f}")
-    print(f"wrote {out / 'pruned.ir'}, {out / 'pruned.onnx'}, {out / 'pruned.safetensors'}, {paths['md']}, "
-          f"{paths['png']}; build it with: cococ build {out / 'pruned.ir'} --target arm-m4")
+    print(f"wrote {out / 'pruned.prototxt'} + {out / 'pruned.safetensors'}, {out / 'pruned.ir'}, "
+          f"{out / 'pruned.onnx'}; report {paths['md']}, {paths['html']}")
+    print(f"build it with: cococ build {out / 'pruned.prototxt'} --weights {out / 'pruned.safetensors'} "
+          "--target arm-m4")
     return 0
 
 
@@ -115,10 +129,17 @@ def full_accuracy(full, data) -> float:
 
 
 def write_network(g, stem: Path) -> None:
+    """The chosen network in every form a user takes further: Caffe (prototxt + safetensors
+    weights, keys `layer/param`, which `--weights` reads), cococ IR (+ .npz) and ONNX."""
+    from cococ.frontend.prototxt.writer import save_prototxt
     from cococ.ir.printer import save_ir
     from cococ.runtime.train import save_weights
     save_ir(g, stem.with_suffix(".ir"))
     save_weights(g, stem.with_suffix(".safetensors"))
+    try:
+        save_prototxt(g, stem.with_suffix(".prototxt"), weights=False)   # the weights: just above
+    except CococError as e:      # an op Caffe cannot express (a graph that came from ONNX)
+        print(f"skipped {stem.with_suffix('.prototxt')}: {e}")
     try:
         import onnx
 

@@ -16,6 +16,7 @@ from cococ.ir.core import CococError
 
 F32_TOL = 1e-4          # |y - ref| <= F32_TOL * (1 + |ref|)
 Q15_TOL = 0.01          # q15: |y - ref| <= Q15_TOL * max|ref| (1% of the output's range; docs/mcu.md)
+QUANT_TOL = {"q15": Q15_TOL, "int8": 0.15}  # int8: 15% of the output's range (docs/mcu.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,15 +86,16 @@ def print_profile(p: dict) -> None:
 def check(art, inputs, outputs) -> int:
     from cococ.runtime.interpreter import run as interpret
     ref = interpret(art.load_graph(), inputs)
-    q15 = (art.manifest.get("options") or {}).get("quantize") == "q15"
+    quant = (art.manifest.get("options") or {}).get("quantize")
+    tol = QUANT_TOL.get(quant)
     ok = True
     for name, y in outputs.items():
         r = ref[name]
         err = float(np.max(np.abs(y - r))) if r.size else 0.0
-        if q15:
-            bound = Q15_TOL * float(np.max(np.abs(r)))
+        if tol is not None:
+            bound = tol * float(np.max(np.abs(r)))
             good = err <= bound
-            desc = f"max |err| {err:.3g} (bound {bound:.3g} = {Q15_TOL:g} x max|ref|)"
+            desc = f"max |err| {err:.3g} (bound {bound:.3g} = {tol:g} x max|ref|, {quant})"
         else:
             good = bool(np.all(np.abs(y - r) <= F32_TOL * (1 + np.abs(r))))
             desc = f"max |err| {err:.3g} (tolerance {F32_TOL:g} x (1 + |ref|))"

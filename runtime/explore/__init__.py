@@ -91,7 +91,7 @@ def explore(full: Graph, configs: Sequence, objective: Objective, solver, data, 
             order, _ = order_candidates(objective, statics)
             if order:
                 pretrain_groups(full, plan, ds, pretrain_solver or solver, store, db,
-                                steps=pretrain_steps, progress=progress)
+                                steps=pretrain_steps, progress=progress, executor=executor, address=address)
             task = Task(full, "comp", solver, ds, steps, list(plan.blocks), str(run_dir / "blocks"),
                         teacher_hash(full), seed, str(run_dir / "networks"))
             run.comp = search(task, configs, objective, statics, db, plan.composite, executor=executor,

@@ -1,12 +1,13 @@
-"""Executors: where candidates are evaluated. Both use Wootz's assignment (§6.2): with p workers,
-worker i takes the i + p·j-th candidate of the exploration order.
+"""Executors: where candidates are evaluated. Both use Wootz's assignment (§6.2): with p workers
+(processes here, nodes on Ray), worker i takes the i + p·j-th candidate of the exploration order.
 
 `run_local`: one process (workers=1, in this process) or p worker processes on this machine. The
 parent is the only writer of the run database; a worker reports each result as it finishes.
 When a satisfying candidate at position k is found, candidates after k cannot beat it: workers
 skip them, and a worker busy with one after k is stopped (its later ones are after k too).
-`run_ray`: one Ray task per candidate on a cluster (`address` "auto" or HOST:PORT), same order
-and stopping rule (later tasks cancelled), a task whose worker dies retried by Ray.
+`run_ray` (ray_exec.py): one Ray task per candidate on a cluster (`address` "auto" or
+HOST:PORT), the k-th on node k mod n, same stopping rule (later tasks cancelled), a task whose
+worker or node dies retried by Ray.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ import queue as queue_mod
 import socket
 
 from cococ.ir.core import CococError
+from cococ.runtime.explore.ray_exec import run_ray
+
+__all__ = ["run_local", "run_ray"]
 
 
 def _bar(total: int, on: bool, desc: str):
@@ -127,46 +131,3 @@ def _run_processes(task, jobs, todo, p, col):
             if pr.is_alive():
                 pr.terminate()
             pr.join(timeout=5)
-
-
-def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on_result=None, progress=True):
-    try:
-        import ray
-    except ImportError:
-        raise CococError("--executor ray needs the 'ray' package (pip install ray)") from None
-    from cococ.runtime.explore.search import evaluate_candidate
-    if not ray.is_initialized():
-        ray.init(address=address or "auto", ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(max_retries=3, num_cpus=1)(
-        lambda t, idx, cfg, comp, static: evaluate_candidate(t, idx, cfg, comp, static,
-                                                            f"ray:{ray.get_runtime_context().get_node_id()[:8]}"))
-    p = max(1, int(workers) or int(ray.cluster_resources().get("CPU", 1)))
-    bar = _bar(len(todo), progress, f"explore[{task.mode}]")
-    col = _Collector(db, objective, early, task.mode, on_result, bar)
-    task_ref = ray.put(task)
-    # Wootz's assignment: position w + p·j goes to slot w; slots run in lock step, j by j
-    pending: dict = {}
-    queue = list(todo)
-    try:
-        while queue or pending:
-            while queue and len(pending) < p:
-                pos = queue.pop(0)
-                if not col.useful(pos):
-                    continue
-                _, idx, cfg, comp, static = jobs[pos]
-                pending[remote.remote(task_ref, idx, cfg, comp, static)] = pos
-            if not pending:
-                break
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                pos = pending.pop(ref)
-                col.add(pos, ray.get(ref))
-            if col.bound is not None:
-                for ref, pos in list(pending.items()):
-                    if pos >= col.bound:
-                        ray.cancel(ref, force=True)
-                        pending.pop(ref)
-                queue = [q for q in queue if q < col.bound]
-    finally:
-        if bar is not None:
-            bar.close()

@@ -1,5 +1,9 @@
-"""The prune report: Wootz Table 3's columns (terminal table with rich, JSON, Markdown) and
-Figure 7's plot (final accuracy vs model size, default vs block-trained networks)."""
+"""The prune report: Wootz Table 3's columns (terminal table with rich, JSON, Markdown, HTML),
+Figure 6 (test accuracy during fine-tuning, block-trained vs default) and Figure 7 (final
+accuracy vs model size, default vs block-trained) as PNGs the Markdown and HTML embed.
+
+The figures are built by `figure_*` functions that return the matplotlib Figure (tests inspect
+its series) and saved by `plot_*`; everything they show comes from the evaluation records."""
 from __future__ import annotations
 
 import json
@@ -68,12 +72,23 @@ def print_table(rows: list[dict], title: str = "cococ prune") -> None:
     Console().print(t)
 
 
-def plot_accuracy_vs_size(run, path) -> Path:
+MODES = (("base", "default (base)", "x", "--"), ("comp", "block-trained (comp)", "o", "-"))
+
+
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def figure_accuracy_vs_size(run):
+    """Wootz Figure 7: final accuracy vs model size of every evaluated candidate, one scatter
+    series per mode (default vs block-trained), with the full model and the threshold as lines."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for s, label, mark in ((run.base, "default (base)", "x"), (run.comp, "block-trained (comp)", "o")):
+    for mode, label, mark, _ in MODES:
+        s = getattr(run, mode)
         if s is None or not s.evaluated:
             continue
         ax.scatter([100 * e["params"] / run.full_size for e in s.evaluated], [e["accuracy"] for e in s.evaluated],
@@ -88,12 +103,78 @@ def plot_accuracy_vs_size(run, path) -> Path:
     ax.set_title("evaluated candidates (Wootz Fig. 7)")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def figure_curves(run, max_candidates: int = 8):
+    """Wootz Figure 6: test accuracy during fine-tuning, block-trained (solid) vs default (dashed).
+
+    One colour per candidate, one line per (candidate, mode) with a recorded curve. Candidates
+    evaluated in both modes come first (they are the comparison the figure is for), then the
+    rest in evaluation order, at most `max_candidates` so the lines stay readable.
+    """
+    plt = _pyplot()
+    recs = {m: {e["idx"]: e for e in getattr(run, m).evaluated if e.get("curve")}
+            for m, *_ in MODES if getattr(run, m) is not None}
+    both = [i for i in recs.get("comp", {}) if i in recs.get("base", {})]
+    rest = [i for m in recs for i in recs[m] if i not in both]
+    chosen = list(dict.fromkeys(both + rest))[:max_candidates]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, idx in enumerate(chosen):
+        for mode, label, _, ls in MODES:
+            e = recs.get(mode, {}).get(idx)
+            if e is None:
+                continue
+            it, acc = zip(*e["curve"])
+            size = 100 * e["params"] / run.full_size
+            ax.plot(it, acc, ls=ls, marker=".", color=colors[k % len(colors)],
+                    label=f"#{idx} ({size:.0f}%) {mode}")
+    t = _threshold(run.objective)
+    if t is not None:
+        ax.axhline(t, color="red", ls=":", lw=1)
+    ax.set_xlabel("fine-tuning iteration")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("fine-tuning curves: block-trained (solid) vs default (dashed) (Wootz Fig. 6)")
+    ax.title.set_fontsize(9)
+    if chosen:
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig, path) -> Path:
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return Path(path)
 
 
+def plot_accuracy_vs_size(run, path) -> Path:
+    return _save(figure_accuracy_vs_size(run), path)
+
+
+def plot_curves(run, path) -> Path:
+    return _save(figure_curves(run), path)
+
+
+def html(row: dict, md_intro: str, images: dict[str, str]) -> str:
+    """A self-contained page: the Table 3 row, the answers and both figures (relative PNGs)."""
+    from html import escape
+    head = "".join(f"<th>{escape(k)}</th>" for k in COLUMNS)
+    cells = "".join(f"<td>{escape(_fmt(k, row[k]))}</td>" for k in COLUMNS)
+    figs = "".join(f'<figure><img src="{escape(src)}" alt="{escape(alt)}"><figcaption>{escape(alt)}</figcaption>'
+                   f"</figure>" for alt, src in images.items())
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>cococ prune report</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #999;padding:.2em .5em;text-align:right}img{max-width:100%}</style></head>"
+            f"<body><h1>cococ prune report</h1><p>{escape(md_intro)}</p><table><tr>{head}</tr><tr>{cells}</tr>"
+            f"</table><p>Answer (comp): {escape(str(row['answer comp']))}; answer (base): "
+            f"{escape(str(row['answer base']))}.</p>{figs}</body></html>\n")
+
+
 def write_report(run, out_dir) -> dict[str, Path]:
+    """report.json (everything, curves included), report.md and report.html (table + figures),
+    accuracy_vs_size.png (Figure 7) and finetune_curves.png (Figure 6)."""
     out = Path(out_dir)
     row = table_row(run)
     data = {"objective": str(run.objective), "full_size": run.full_size, "full_accuracy": run.full_accuracy,
@@ -101,15 +182,21 @@ def write_report(run, out_dir) -> dict[str, Path]:
             "evaluations": {m: [{k: e[k] for k in ("idx", "config", "params", "macs", "accuracy", "curve",
                                                   "seconds", "worker")} for e in s.evaluated]
                             for m, s in (("base", run.base), ("comp", run.comp)) if s is not None}}
-    paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "accuracy_vs_size.png"}
+    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html",
+             "png": out / "accuracy_vs_size.png", "curves": out / "finetune_curves.png"}
     paths["json"].write_text(json.dumps(data, indent=1, default=list))
-    md = [f"# cococ prune report\n", f"Objective: `{run.objective}`; {len(run.configs)} configurations, "
-          f"{run.blocks} tuning blocks; full model {run.full_size} parameters"
-          + (f", accuracy {run.full_accuracy:.4f}" if run.full_accuracy is not None else "") + ".\n",
-          markdown([row]), f"\nAnswer (comp): {row['answer comp']}; answer (base): {row['answer base']}.\n",
-          "\nTimes are compute seconds on one node (training of each evaluated configuration, plus "
-          "tuning-block pre-training for comp); overhead is pre-training's share of comp's time.\n",
-          "\n![accuracy vs size](accuracy_vs_size.png)\n"]
+    intro = (f"Objective: `{run.objective}`; {len(run.configs)} configurations, {run.blocks} tuning blocks; "
+             f"full model {run.full_size} parameters"
+             + (f", accuracy {run.full_accuracy:.4f}" if run.full_accuracy is not None else "") + ".")
+    note = ("Times are compute seconds on one node (training of each evaluated configuration, plus "
+            "tuning-block pre-training for comp); overhead is pre-training's share of comp's time.")
+    images = {"Fine-tuning curves, block-trained vs default (Wootz Fig. 6)": paths["curves"].name,
+              "Final accuracy vs model size (Wootz Fig. 7)": paths["png"].name}
+    md = ["# cococ prune report\n\n", intro + "\n\n", markdown([row]),
+          f"\nAnswer (comp): {row['answer comp']}; answer (base): {row['answer base']}.\n\n", note + "\n"]
+    md += [f"\n![{alt}]({src})\n" for alt, src in images.items()]
     paths["md"].write_text("".join(md))
+    paths["html"].write_text(html(row, intro + " " + note, images))
+    plot_curves(run, paths["curves"])
     plot_accuracy_vs_size(run, paths["png"])
     return paths

@@ -12,7 +12,10 @@ them into the IR's Params by those names. Besides plain forward it gives what pr
   axis) per param; masked entries get zero gradients and are zeroed again by `apply_masks()`
   (the trainer calls it after every optimizer step), so pruned weights stay pruned through
   momentum and weight decay;
-- taps: `forward(x, taps=["conv1"])` also returns the named values (teacher-student losses).
+- taps: `forward(x, taps=["conv1"])` also returns the named values (teacher-student losses);
+- attributes: `layer_names(op)`, `attrs(layer)`, `set_attrs(layer, ratio=...)` read and change
+  a lowered layer's attributes between iterations without touching the IR (node pruning scales
+  dropout ratios while it trains, Scalpel eq. 8).
 
 Each op's torch code is a lowering in `lowering.LOWERINGS`; an op without one is an error
 naming the layer.
@@ -118,6 +121,32 @@ class GraphModule(nn.Module):
 
     def frozen_layers(self) -> list[str]:
         return [s[0].name for s in self._steps if s[3]]
+
+    # ---- attributes -------------------------------------------------------------------------
+    def layer_names(self, op: str | None = None) -> list[str]:
+        """The lowered layers (all, or those of IR op `op`), in execution order."""
+        return [s[0].name for s in self._steps if op is None or s[0].op == op]
+
+    def attrs(self, layer: str) -> dict:
+        """A copy of `layer`'s attributes as the module runs them (defaults filled)."""
+        return dict(self._step(layer)[0].attrs)
+
+    def set_attrs(self, layer: str, **attrs) -> None:
+        """Change attributes of a lowered layer for the following forward passes, e.g. a
+        dropout ratio that node pruning scales during training (Scalpel eq. 8). The IR graph is
+        untouched: the module runs a copy of each layer."""
+        filled = self._step(layer)[0]
+        unknown = [k for k in attrs if k not in filled.opdef.attrs]
+        if unknown:
+            raise filled.error(f"unknown attribute '{unknown[0]}' for {filled.op} "
+                               f"(known: {', '.join(filled.opdef.attrs) or 'none'})")
+        filled.attrs.update(attrs)
+
+    def _step(self, layer: str):
+        for s in self._steps:
+            if s[0].name == layer:
+                return s
+        raise CococError(f"no layer '{layer}' in the module (layers: {', '.join(self.layer_names())})")
 
     # ---- masks ------------------------------------------------------------------------------
     def set_mask(self, key: str, mask, axis: int | None = None) -> None:

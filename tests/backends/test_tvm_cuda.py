@@ -1,8 +1,10 @@
-"""The cuda backend: LeNet and a small ResNet compile to CUDA C and through nvcc on any machine;
-they run (and are checked against the reference interpreter) only where a GPU is present."""
+"""The cuda backend: LeNet and a small ResNet compile to CUDA C and through nvcc on any machine
+(SqueezeNet from the corpus too, behind -m slow); they run (and are checked against the reference
+interpreter) only where a GPU is present, and skip saying so elsewhere."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ pytest.importorskip("tvm")
 
 from cococ.runtime.interpreter import run  # noqa: E402
 
-from tests.backends.test_tvm_x86 import close, lenet, rand, small_resnet  # noqa: E402
+from tests.backends.test_tvm_x86 import close, lenet, rand, small_resnet, with_logits  # noqa: E402
 
 
 def has_gpu() -> bool:
@@ -36,8 +38,9 @@ def test_compiles_to_cuda_with_nvcc(built, tmp_path):
     src = art.cuda_source()
     assert "__global__" in src and "extern \"C\"" in src
     assert (art.dir / "model.so").stat().st_size > 0
+    assert (art.dir / "kernels.fatbin").stat().st_size > 0 and art.manifest["build_times"]["nvcc_s"] > 0
     art.save(tmp_path / "a")
-    assert (tmp_path / "a" / "kernels.cu").exists()
+    assert (tmp_path / "a" / "kernels.cu").exists() and (tmp_path / "a" / "kernels.fatbin").exists()
 
 
 def test_runs_on_gpu(built):
@@ -46,3 +49,33 @@ def test_runs_on_gpu(built):
     graph, art = built
     x = rand(*graph.inputs[0].type.shape)
     assert close(art.run(x)["prob"], run(graph, [x])["prob"])
+
+
+SQUEEZENET = Path(__file__).resolve().parents[2] / "../shared/corpus/prototxt/SqueezeNet/SqueezeNet_v1.1/deploy.prototxt"
+
+
+@pytest.mark.slow
+def test_corpus_squeezenet_compiles_with_nvcc():
+    """Issue 4's done-when for cuda, on the cheapest corpus net (about a minute on 2 busy cores);
+    benchmarks/cuda_compile.py builds all four nets."""
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc is not on PATH: the cuda backend compiles with it")
+    if not SQUEEZENET.exists():
+        pytest.skip(f"corpus file {SQUEEZENET} not present")
+    import cococ
+    from cococ.backends.tvm import build_tvm
+    graph = cococ.load(SQUEEZENET, init="random")
+    with_logits(graph)
+    art = build_tvm(graph, "cuda")
+    src = art.cuda_source()
+    assert src.count("__global__") >= art.manifest["kernels"] >= 20
+    assert (art.dir / "kernels.fatbin").stat().st_size > 0
+    print(f"squeezenet cuda: {art.manifest['kernels']} kernels, build {art.manifest['build_times']}")
+    if not has_gpu():
+        print("no CUDA GPU on this machine: SqueezeNet was compiled with nvcc, not run")
+        return
+    x = art.random_inputs()
+    got, ref = art.run(x), run(graph, x)
+    for k in ref:  # as the x86 test, relative to the output's scale; 1e-3: nvcc's --use_fast_math
+        err = float(np.abs(got[k] - ref[k]).max())
+        assert err <= 1e-3 * (1 + float(np.abs(ref[k]).max())), (k, err)

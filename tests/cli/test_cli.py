@@ -144,7 +144,7 @@ BROKEN_IR = """graph @b {
     (["opt", BN_NET, "--dump-ir=after:nope"], "IR dump mode 'after:nope': unknown pass 'nope'"),
     (["opt", BN_NET, "--dump-ir=sometimes"], "unknown IR dump mode 'sometimes'"),
     (["opt", "broken.ir"], "broken.ir:3:28: layer 'y': use of undefined value %z"),
-    (["convert", BN_NET, "-o", "x.prototxt"], "cannot write '.prototxt' files"),
+    (["convert", BN_NET, "-o", "x.caffemodel"], "cannot write '.caffemodel' files"),
     (["convert", BN_NET, "-o", "x.bin"], "cannot write '.bin' files"),
     (["convert", BN_NET, "-o", "nodir/x.ir"], "folder nodir does not exist"),
     (["opt", BN_NET, "--bogus"], "unrecognized arguments: --bogus"),

@@ -1,0 +1,222 @@
+"""The arm-m4 executor's per-layer kernel choice for compressed (csr / simd_group) weights.
+
+Called by lower.py for a conv2d/dense layer whose weight is not dense. A dense (FC) layer at
+batch 1 gets the sparse matrix-vector kernel of its format (sparse_kernels.py) with the
+format's arrays (A', IA', JA') as const weights in flash — so the image shrinks with the
+weight — *if* that kernel is faster than the layer's dense kernel. "Faster" is measured, not
+assumed: both kernels of this very layer (its sizes, its sparsity pattern, its epilogue) are
+compiled into one small image and run once in the emulator of runtime/mcu, and the cycle
+counts compared. Without arm-none-eabi-gcc there is nothing to run, and the measured
+break-even table of benchmarks/sparse_breakeven.py decides (backends/sparse/choose.py).
+A layer kept dense gets a warning naming it (Scalpel's rule: never ship a slower "speedup").
+
+Not sparse (dense kernel, with the reason recorded): batch > 1 (the kernels are
+matrix-vector), q15 simd_group of width != 2 (the SMLAD kernel reads pairs), and every conv —
+a conv needs a matrix-matrix kernel over its im2col matrix; backends/sparse/tir_mm.py has the
+loops, `_conv` below is where they plug in.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cococ.backends.mcu import kernels as K
+from cococ.backends.mcu import sparse_kernels as S
+from cococ.backends.mcu.codegen import C_TYPES, Kernel, generate_c
+from cococ.backends.sparse.choose import Choice, crossing, estimate, keep_dense_message, kernel_sparsity, table
+from cococ.ir.core import CococError
+from cococ.ir.formats import matrix_shape
+
+TARGET = "arm-m4"
+TVM_INDEX = {np.dtype(np.int16): "int16", np.dtype(np.int32): "int32"}
+
+
+def lower_sparse(lw, layer, ins, out, act):
+    """(kernel, args, format) for a layer whose sparse kernel runs, or None (dense kernel);
+    the choice and any warning go to lw.prog.choices / lw.prog.warnings."""
+    p = layer.params["weight"]
+    x = ins[0]
+    c = Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared")
+    if layer.op == "conv2d":
+        c.reason = _conv(layer)
+    elif x.shape[0] != 1:
+        c.reason = (f"layer {layer.name}: {p.format} weight at batch {x.shape[0]}: the sparse FC kernels are "
+                    "matrix-vector (batch 1); kept dense")
+    elif lw.quant not in (None, "q15"):
+        c.reason = f"layer {layer.name}: no {lw.quant} sparse kernel yet; kept dense"
+    elif lw.quant and p.format == "simd_group" and int(p.attrs["width"]) != 2:
+        c.reason = (f"layer {layer.name}: q15 simd_group kernel reads pairs (width 2), this weight has width "
+                    f"{p.attrs['width']}; kept dense")
+    if c.reason:
+        return _record(lw, c, None)
+    build, args = _sparse_fc(lw, layer, x, out, act)
+    c = _compare(lw, layer, ins, out, act, build, args, c)
+    if c.kernel == "dense":
+        return _record(lw, c, None)
+    # the kernel is specialised to sizes, not to the pattern (the arrays are arguments)
+    key = ("sparse_fc", p.format, lw.quant, matrix_shape(p.shape), p.arrays["indices"].size,
+           str(p.arrays["indices"].dtype), p.attrs.get("width"), "bias" in layer.params, act)
+    k = lw.kernel(key, build)
+    return _record(lw, c, (k, args, p.format))
+
+
+def _record(lw, c: Choice, result):
+    lw.prog.choices.append(c.as_dict())
+    if c.reason:
+        lw.prog.warnings.append(c.reason)
+    return result
+
+
+def _conv(layer) -> str:
+    """The hook for sparse conv: today the reason it runs dense."""
+    p = layer.params["weight"]
+    return (f"layer {layer.name}: {p.format} conv weight runs the dense conv kernel on {TARGET} (the executor "
+            "has no sparse matrix-matrix kernel wired yet)")
+
+
+# ---- the sparse FC step -------------------------------------------------------------------------
+
+def _arrays(lw, layer, p, values: np.ndarray) -> list:
+    fix = lambda a: a if a.size else np.zeros(1, a.dtype)  # noqa: E731  (C has no empty arrays)
+    return [lw.weight(layer, "values", values), lw.weight(layer, "indptr", p.arrays["indptr"]),
+            lw.weight(layer, "indices", fix(p.arrays["indices"]))]
+
+
+def _sparse_fc(lw, layer, x, out, act):
+    """(kernel builder name -> Kernel, args) of the layer's sparse FC step."""
+    p = layer.params["weight"]
+    rows, cols = matrix_shape(p.shape)
+    a = p.arrays
+    fmt, width = p.format, int(p.attrs.get("width", 1)) if p.format == "simd_group" else 1
+    stored, index = a["indices"].size, TVM_INDEX[a["indices"].dtype]
+    relu = act == "relu"
+    vals = a["values"]
+    if lw.quant is None:
+        v = vals.astype(np.float32) if vals.size else np.zeros(width, np.float32)
+        bias = "bias" in layer.params
+        args = [x] + _arrays(lw, layer, p, v)
+        if bias:
+            args.append(lw.weight(layer, "bias", layer.params["bias"].dense().astype(np.float32)))
+        return (lambda n: S.fc_f32(n, fmt, rows, cols, stored, width, index, bias, relu)), args + [out]
+    from cococ.backends.mcu.qkernels import integer_layer
+    # the dense q15 path's integer weights, bias and requantisation, then the stored entries
+    dense = {k: q.dense() for k, q in layer.params.items()}
+    wq, bq, mm, sh, fast = integer_layer(layer, dense, x.scale, out.scale, 32767)
+    wq = np.pad(wq, ((0, 0), (0, -cols % width)))
+    row_of = np.repeat(np.arange(rows), np.diff(a["indptr"].astype(np.int64)))
+    cols_of = a["indices"].astype(np.int64)[:, None] + np.arange(width)[None, :]
+    vq = wq[row_of[:, None], cols_of].reshape(-1).astype(np.int16)
+    if not vq.size:
+        vq = np.zeros(width, np.int16)
+    args = [x] + _arrays(lw, layer, p, vq) + [lw.weight(layer, "bias_q", bq), lw.weight(layer, "mult", mm),
+                                              lw.weight(layer, "shift", sh), out]
+    return (lambda n: S.fc_q15(n, fmt, rows, cols, stored, index, relu, fast)), args
+
+
+# ---- dense or sparse? -----------------------------------------------------------------------------
+
+class _Scratch:
+    """Stands in for the lowering while building the comparison's dense kernel: same weights,
+    but kernels are not added to the model."""
+
+    def __init__(self, lw):
+        self.lw, self.quant = lw, lw.quant
+
+    def kernel(self, key, build) -> Kernel:
+        return build(f"k0_{key[0]}")
+
+    def weight(self, layer, name, data):
+        return self.lw.weight(layer, name, data)
+
+
+def _dense_step(lw, layer, ins, out, act):
+    params = {k: q.dense() for k, q in layer.params.items()}
+    if lw.quant:
+        from cococ.backends.mcu.qkernels import lower_q15
+        return lower_q15(_Scratch(lw), layer, ins, out, params, act)
+    x, w = ins[0], params["weight"]
+    bias = "bias" in params
+    k = K.dense("k0_dense", x.shape, w.shape, bias, act)
+    args = [x, lw.weight(layer, "weight", w.astype(np.float32))]
+    if bias:
+        args.append(lw.weight(layer, "bias", params["bias"].astype(np.float32)))
+    return k, args + [out]
+
+
+def _compare(lw, layer, ins, out, act, build, args, c: Choice) -> Choice:
+    p = layer.params["weight"]
+    t = table(TARGET, p.format)
+    if lw.quant == "q15" and t is not None:  # the table is of the q15 kernels: context only
+        be = crossing(t[0], t[1])
+        c.breakeven = None if be is None else round(be, 4)
+    if shutil.which(GCC) is None:
+        e = estimate(layer.name, p, TARGET)
+        if lw.quant is None:
+            e.basis += ", q15 table used for an f32 build"
+        return e
+    dk, dargs = _dense_step(lw, layer, ins, out, act)
+    dense, sparse = emulate([(dk, dargs), (build("k1_sparse"), args)])
+    c.ratio, c.basis = sparse / dense, f"emulated: {sparse:,} cycles vs {dense:,} dense"
+    c.kernel = p.format if sparse < dense else "dense"
+    if c.kernel == "dense":
+        c.reason = keep_dense_message(c, TARGET, f"emulated {sparse:,} vs {dense:,} dense cycles")
+    return c
+
+
+# ---- a two-kernel image on the emulator -----------------------------------------------------------
+
+GCC = "arm-none-eabi-gcc"
+
+
+def _c_def(name: str, a: np.ndarray, const: bool, dtype: str) -> str:
+    from cococ.backends.mcu.emit import _c_array
+    q = "const " if const else ""
+    return f"static {q}{C_TYPES[dtype]} {name}[{max(a.size, 1)}] __attribute__((aligned(4))) = {_c_array(a)};\n"
+
+
+def emulate(steps: list[tuple[Kernel, list]], seed: int = 0) -> list[int]:
+    """Cycles of each (kernel, args) step, run once in this order on random inputs."""
+    from cococ.backends.mcu.lower import Weight
+    from cococ.backends.sparse.m4 import CFLAGS, LDSCRIPT
+    from cococ.runtime.mcu.emulator import Emulator
+    generate_c([k for k, _ in steps])
+    rng = np.random.default_rng(seed)
+    names: dict[int, str] = {}
+    defs, calls = [], []
+    written = {id(a) for k, args in steps for a, spec in zip(args, k.args) if spec[2]}
+    for k, args in steps:
+        exprs = []
+        for a, (_, dtype, is_out) in zip(args, k.args):
+            key = id(a) if not isinstance(a, Weight) else a.symbol
+            if key not in names:
+                names[key] = f"m{len(names)}"
+                if isinstance(a, Weight):
+                    defs.append(_c_def(names[key], a.data, True, a.dtype))
+                else:
+                    n = a.nbytes // np.dtype({"float32": np.float32, "int16": np.int16}[a.dtype]).itemsize
+                    data = (rng.standard_normal(n).astype(np.float32) if a.dtype == "float32" else
+                            rng.integers(-8192, 8192, n).astype(np.int16))
+                    defs.append(_c_def(names[key], np.zeros_like(data) if id(a) in written else data, False, a.dtype))
+            exprs.append(names[key])
+        calls.append(f"  {k.name}({', '.join(exprs)});\n")
+    incs = sorted({"<stdint.h>", "<math.h>"} | {i for k, _ in steps for i in k.includes})
+    src = ("".join(f"#include {i}\n" for i in incs) + "\n".join(k.source for k, _ in steps) + "".join(defs)
+           + "float model_input[1];\nfloat model_output[1];\n"
+           + "__attribute__((section(\".text.model_run\"))) void model_run(const float* in, float* out) {\n"
+           + "  (void)in; (void)out;\n" + "".join(calls) + "}\n")
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "k.c").write_text(src)
+        (d / "k.ld").write_text(LDSCRIPT)
+        r = subprocess.run([GCC, *CFLAGS, "k.c", "-T", "k.ld", "-o", "k.elf", "-lm"], cwd=d,
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise CococError(f"{GCC} failed on the kernel comparison image:\n{r.stderr[-2000:]}")
+        res = Emulator(d / "k.elf").run(np.zeros(1, np.float32))
+    if len(res.steps) != len(steps):
+        raise CococError(f"the emulator saw {len(res.steps)} kernel calls, expected {len(steps)}")
+    return [s.cycles for s in res.steps]

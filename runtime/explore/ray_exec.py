@@ -1,0 +1,165 @@
+"""The Ray executor (`--executor ray --address auto|HOST:PORT`): pre-training groups and candidate
+evaluations as Ray tasks on a cluster.
+
+The driver (the `cococ prune` process) stays the only writer of the run database and of the block
+store, as with local worker processes: a task returns its result, and the driver records it the
+moment `ray.wait` hands it over. So a task that Ray retries after its worker or node died
+(`max_retries`) is recorded once, and a killed driver loses only what was in flight (`--resume`).
+
+Evaluation tasks read the pre-trained blocks from the run folder and write each network's
+weights there (search.evaluate_candidate): on a cluster of several machines the run folder must
+be on a file system every node sees (NFS); a node that cannot see it fails with a clear error.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cococ.ir.core import CococError
+
+RETRIES = 3   # a task whose worker process or node dies is run again, elsewhere if need be
+
+
+def _placer(ray, remote):
+    """Wootz's assignment over the cluster's n nodes: the k-th task goes to node k mod n, i.e.
+    node i takes tasks i, i + n, i + 2n, ... The affinity is soft: a task whose node has died
+    runs on another. (Ray's own scheduling packs short tasks onto the driver's node.)"""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1)
+    if not nodes:
+        raise CococError("the Ray cluster has no node with a CPU")
+    return lambda k: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[k % len(nodes)],
+                                                                                     soft=True))
+
+
+def connect(address: str | None):
+    """The `ray` module, connected to `address` ("auto", HOST:PORT); an existing connection to
+    another cluster is closed first (a process may search on two clusters one after the other)."""
+    try:
+        import ray
+    except ImportError:
+        raise CococError("--executor ray needs the 'ray' package (pip install 'cococ[ray]')") from None
+    if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if address in (None, "auto") or address == current:
+            return ray
+        ray.shutdown()
+    try:
+        ray.init(address=address or "auto", log_to_driver=False)
+    except ConnectionError as e:
+        raise CococError(f"cannot reach the Ray cluster at {address or 'auto'} ({e}); start one with "
+                         "`ray start --head` and pass --address HOST:PORT") from None
+    return ray
+
+
+def _node() -> str:
+    import ray
+    return f"ray:{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def _check_visible(path) -> None:
+    """The run folder (blocks in, weights out) must be this node's too, not a fresh local one."""
+    if path and not Path(path).exists():
+        raise CococError(f"{_node()}: the run folder {path} is not visible on this node; Ray nodes need "
+                         "the run folder on a shared file system")
+
+
+def _evaluate(task, idx, cfg, comp, static):
+    """One candidate on a Ray worker (search.evaluate_candidate), one thread as locally."""
+    import torch
+    torch.set_num_threads(1)
+    from cococ.runtime.explore.search import evaluate_candidate
+    _check_visible(Path(task.weights_dir).parent if task.weights_dir else task.store_dir)
+    return evaluate_candidate(task, idx, cfg, comp, static, _node())
+
+
+def _pretrain(full, blocks, data, solver, steps, teacher):
+    """One pre-training group on a Ray worker: the same `pretrain` call as locally, into a
+    node-local store; the blocks (arrays and metadata) go back to the driver, which stores them."""
+    import tempfile
+
+    import torch
+    torch.set_num_threads(1)
+    from cococ.passes.teacher_student import block_key
+    from cococ.passes.tuning_blocks import BlockPlan
+    from cococ.runtime.blocks import BlockStore, pretrain
+    with tempfile.TemporaryDirectory(prefix="cococ-blocks-") as d:
+        store = BlockStore(d, teacher)
+        t0 = time.perf_counter()
+        pretrain(full, BlockPlan(list(blocks), [], None, [list(range(len(blocks)))]), data, solver, store,
+                 steps=steps, progress=False)
+        dt = time.perf_counter() - t0
+        keys = [block_key(full, b) for b in blocks]
+        return {k: (store.get(k), store.meta(k)) for k in keys}, dt
+
+
+def pretrain_ray(full, todo, data, solver, store, db, *, steps: int, address=None, progress=True) -> float:
+    """Pre-train the groups `todo` ([(group index, blocks)]) as Ray tasks, all at once; each group's
+    blocks go into `store` and `db` as its task finishes. Returns the summed task seconds."""
+    from cococ.runtime.explore.executors import _bar
+    ray = connect(address)
+    on_node = _placer(ray, ray.remote(max_retries=RETRIES, num_cpus=1)(_pretrain))
+    full_ref, data_ref = ray.put(full), ray.put(data)
+    pending = {on_node(k).remote(full_ref, blocks, data_ref, solver, steps, store.teacher_hash): gi
+               for k, (gi, blocks) in enumerate(todo)}
+    bar = _bar(len(pending), progress, "pretrain")
+    spent = 0.0
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                gi = pending.pop(ref)
+                blocks, dt = ray.get(ref)
+                for key, (arrays, meta) in blocks.items():
+                    store.put(key, arrays, meta)
+                    db.add_block(key, gi, dt / len(blocks))
+                db.add_phase_seconds("pretrain", dt)
+                spent += dt
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if bar is not None:
+            bar.close()
+    return spent
+
+
+def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on_result=None, progress=True):
+    """Evaluate the candidates at positions `todo` in exploration order, at most p at a time,
+    position k on node k mod n (`_placer`); when a satisfying candidate at position k is found,
+    tasks after k are cancelled."""
+    from cococ.runtime.explore.executors import _bar, _Collector
+    ray = connect(address)
+    on_node = _placer(ray, ray.remote(max_retries=RETRIES, num_cpus=1)(_evaluate))
+    p = max(1, int(workers) or int(ray.cluster_resources().get("CPU", 1)))
+    bar = _bar(len(todo), progress, f"explore[{task.mode}]")
+    col = _Collector(db, objective, early, task.mode, on_result, bar)
+    task_ref = ray.put(task)
+    pending: dict = {}
+    queue = list(todo)
+    try:
+        while queue or pending:
+            while queue and len(pending) < p:
+                pos = queue.pop(0)
+                if not col.useful(pos):
+                    continue
+                _, idx, cfg, comp, static = jobs[pos]
+                pending[on_node(pos).remote(task_ref, idx, cfg, comp, static)] = pos
+            if not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                pos = pending.pop(ref)
+                col.add(pos, ray.get(ref))
+            if col.bound is not None:
+                for ref, pos in list(pending.items()):
+                    if pos >= col.bound:        # cannot beat the answer found: stop it
+                        ray.cancel(ref, force=True)
+                        pending.pop(ref)
+                queue = [q for q in queue if q < col.bound]
+    finally:
+        for ref in pending:                     # an error or an abort: nothing left running
+            ray.cancel(ref, force=True)
+        if bar is not None:
+            bar.close()

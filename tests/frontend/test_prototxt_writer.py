@@ -1,0 +1,144 @@
+"""IR -> prototxt (frontend/prototxt/writer.py) -> load_prototxt gives the same graph back:
+layer and value names, ops, attrs, shapes, params, modules; with the weights written beside it,
+the same interpreter outputs. Corpus nets (../shared/corpus) are skipped when absent."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cococ
+from cococ.frontend.prototxt import load_prototxt_text
+from cococ.frontend.prototxt.writer import save_prototxt, to_prototxt
+from cococ.ir.builder import GraphBuilder
+from cococ.ir.core import CococError
+from cococ.ir.verify import infer_shapes
+from cococ.runtime.interpreter import run
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT.parent / "shared" / "corpus" / "prototxt"
+CORPUS_NETS = ["bvlc_caffe/examples/cifar10/cifar10_quick.prototxt", "SqueezeNet/SqueezeNet_v1.1/deploy.prototxt",
+               "MobileNet-Caffe/mobilenet_v2_deploy.prototxt", "bvlc_caffe/models/bvlc_googlenet/deploy.prototxt",
+               "deep-residual-networks/prototxt/ResNet-50-deploy.prototxt",
+               "soeaver-caffe-model/cls/inception/deploy_inception-v3.prototxt"]
+
+
+def signature(g):
+    """Everything the round trip must keep, as plain data (attrs with defaults filled)."""
+    infer_shapes(g)
+    layers = [(l.op, l.name, l.module, [v.name for v in l.inputs],
+               [(v.name, tuple(v.type.shape), v.type.dtype) for v in l.outputs],
+               sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in l.attrs.items()),
+               sorted((k, tuple(p.shape)) for k, p in l.params.items())) for l in g.layers]
+    return layers, [v.name for v in g.outputs], list(g.modules), g.name
+
+
+def roundtrip(g):
+    return load_prototxt_text(to_prototxt(g))
+
+
+def same_outputs(g, h, seed=0):
+    rng = np.random.default_rng(seed)
+    feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
+    a, b = run(g, feeds), run(h, feeds)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.parametrize("net", ["lenet/lenet.prototxt", "resnet/resnet.prototxt", "lenet300/lenet300.prototxt"])
+def test_example_roundtrip_graph_and_outputs(net, tmp_path):
+    src = ROOT / "examples" / net
+    g = cococ.load(src, weights=src.with_suffix(".safetensors"))
+    assert signature(roundtrip(g)) == signature(g)
+    paths = save_prototxt(g, tmp_path / "net.prototxt")
+    assert paths["weights"] == tmp_path / "net.safetensors"
+    h = cococ.load(paths["prototxt"], weights=paths["weights"])
+    assert signature(h) == signature(g)
+    same_outputs(g, h)
+
+
+def test_resnet_modules_are_module_blocks():
+    g = cococ.load(ROOT / "examples" / "resnet" / "resnet.prototxt")
+    text = to_prototxt(g)
+    assert text.count("module {") == len(g.modules) == 6
+    assert 'input: "data"' in text and "input_shape {" in text
+
+
+@pytest.mark.parametrize("net", CORPUS_NETS)
+def test_corpus_roundtrip(net):
+    path = CORPUS / net
+    if not path.exists():
+        pytest.skip(f"corpus net {net} not present")
+    g = cococ.load(path)
+    assert signature(roundtrip(g)) == signature(g)
+
+
+@pytest.mark.parametrize("net", CORPUS_NETS[:2])
+def test_corpus_roundtrip_outputs(net):
+    path = CORPUS / net
+    if not path.exists():
+        pytest.skip(f"corpus net {net} not present")
+    g = cococ.load(path, init="random", seed=3)
+    h = roundtrip(g)
+    for l in h.layers:
+        for k, p in l.params.items():
+            l.params[k] = g.layer(l.name).params[k]
+    same_outputs(g, h)
+
+
+def test_writes_every_supported_op_kind():
+    """Ops the examples lack: asymmetric kernels, groups, dilation, leaky relu, clip, power, lrn,
+    floor pooling, eltwise coeffs, concat, reshape, slice, identity, prelu, sigmoid, tanh, bias."""
+    rng = np.random.default_rng(0)
+    w = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    b = GraphBuilder("many")
+    x = b.input("x", [1, 4, 9, 9])
+    c = b("conv2d", "c", x, {"out_channels": 4, "kernel": [3, 1], "stride": [2, 1], "pad": [1, 0, 1, 0],
+                             "groups": 2, "dilation": [2, 1]}, {"weight": w(4, 2, 3, 1), "bias": w(4)})
+    p1 = b("max_pool", "p", c, {"kernel": [2, 2], "stride": [2, 2], "ceil_mode": False})
+    r = b("leaky_relu", "lr", p1, {"alpha": 0.1})
+    k = b("clip", "cl", r, {"min": 0.0, "max": 6.0})
+    pw = b("power", "pw", k, {"power": 2.0, "scale": 0.5, "shift": 1.0})
+    n = b("lrn", "n", pw, {"size": 3, "alpha": 1e-4, "beta": 0.75, "k": 2.0, "region": "within"})
+    pr = b("prelu", "pr", n, params={"slope": w(4)})
+    sg = b("sigmoid", "sg", pr)
+    th = b("tanh", "th", pr)
+    e = b("eltwise", "e", [sg, th], {"mode": "sum", "coeffs": [1.0, -1.0]})
+    bi = b("bias", "bi", e, params={"bias": w(4)})
+    cat = b("concat", "cat", [bi, e], {"axis": 1})
+    s1, s2 = b("slice", "sl", cat, {"axis": 1, "points": [3]}, n_out=2)
+    i = b("identity", "id", s1)
+    rs = b("reshape", "rs", i, {"shape": [1, -1]})
+    g = b.graph(s2, rs)          # Caffe's outputs come in layer order
+    text = to_prototxt(g)
+    for kw in ("kernel_h: 3", "group: 2", "dilation: 2", "negative_slope: 0.1", "round_mode: FLOOR",
+               "norm_region: WITHIN_CHANNEL", "coeff: -1.0", "slice_point: 3", 'type: "Concat"'):
+        assert kw in text, kw
+    h = roundtrip(g)
+    assert signature(h) == signature(g)
+    for l in h.layers:
+        for name, prm in l.params.items():
+            l.params[name] = g.layer(l.name).params[name]
+    same_outputs(g, h)
+
+
+def test_refuses_what_caffe_cannot_say():
+    b = GraphBuilder("asym")
+    x = b.input("x", [1, 1, 6, 6])
+    y = b("conv2d", "c", x, {"out_channels": 2, "kernel": [3, 3], "pad": [0, 0, 1, 1]},
+          {"weight": np.zeros((2, 1, 3, 3), np.float32)})
+    with pytest.raises(CococError, match="symmetric"):
+        to_prototxt(b.graph(y))
+    b = GraphBuilder("avg")
+    x = b.input("x", [1, 1, 6, 6])
+    y = b("avg_pool", "p", x, {"kernel": [2, 2], "stride": [2, 2], "pad": [1, 1, 1, 1], "count_include_pad": False})
+    with pytest.raises(CococError, match="count_include_pad"):
+        to_prototxt(b.graph(y))
+    b = GraphBuilder("out")
+    x = b.input("x", [1, 1, 6, 6])
+    y = b("relu", "r", x)
+    z = b("sigmoid", "s", y)
+    with pytest.raises(CococError, match="also read"):
+        to_prototxt(b.graph(y, z))
