@@ -55,6 +55,34 @@ def fmt_t(x):
     return "—" if x is None else f"{x:.1f}"
 
 
+def keep_previous(args, full_acc, data: dict, sections: list) -> None:
+    """Carry a skipped table over from the last written section (text and JSON), so that adding a
+    Table 4 row (`--skip5`) does not erase Table 5, and vice versa. Only when the last run used the
+    same teacher accuracy and step counts, else its numbers would not be comparable: then dropped."""
+    import json
+    import re
+    prev_json = ROOT / "docs" / "benchmarks" / "wootz-tables-4-5.json"
+    perf = ROOT / "docs" / "performance.md"
+    if not prev_json.exists() or not perf.exists():
+        return
+    prev = json.loads(prev_json.read_text())
+    same = (abs(prev.get("full_accuracy", -1) - full_acc) < 1e-9 and prev.get("steps") == args.steps
+            and prev.get("pretrain_steps") == args.pretrain_steps)
+    if not same:
+        print("previous wootz-tables-4-5 run used other settings: skipped table not carried over")
+        return
+    m = re.search(r"<!-- section: wootz-tables-4-5 -->(.*?)<!-- end: wootz-tables-4-5 -->", perf.read_text(), re.S)
+    if not m:
+        return
+    text = re.sub(r"\n_Machine: .*?_\n?$", "", m.group(1).strip() + "\n").strip()
+    parts = {h: p for h, p in ((p.split(":", 1)[0], "### " + p.strip()) for p in text.split("### ")[1:])}
+    for skipped, head, keys, at in ((args.skip4, "Table 4", ("table4",), 0),
+                                    (args.skip5, "Table 5", ("table5", "table5_configs"), len(sections))):
+        if skipped and head in parts:
+            sections.insert(at, parts[head])
+            data.update({k: prev[k] for k in keys if k in prev})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
@@ -196,6 +224,8 @@ def main() -> int:
             f"1.08× (collection-1) and 1.12× (collection-2) geometric means for ResNet-50.\n\n" + "\n".join(lines))
         data["table5"] = {"rows": rows5, "geomean": gm}
 
+    if args.skip5 or args.skip4:
+        keep_previous(args, full_acc, data, sections)
     body = (f"Small ResNet example (6 modules) on `digits`, full model accuracy {full_acc:.4f} "
             f"(weights: {Path(wpath).name}).\n\n" + "\n\n".join(sections))
     print(body)

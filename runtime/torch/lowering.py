@@ -38,8 +38,10 @@ LOWERINGS: dict[str, Lowering] = {}
 
 
 def register_lowering(op: str):
-    """Decorator: make `fn` the torch lowering of IR op `op` (one per op; a second one replaces it)."""
+    """Decorator: make `fn` the torch lowering of IR op `op`; one per op (a second is a mistake)."""
     def deco(fn: Lowering) -> Lowering:
+        if op in LOWERINGS:
+            raise ValueError(f"torch lowering of {op!r} registered twice ({LOWERINGS[op].__name__}, {fn.__name__})")
         LOWERINGS[op] = fn
         return fn
     return deco
@@ -223,12 +225,3 @@ def _flatten(layer, xs, p, ctx):
 @register_lowering("reshape")
 def _reshape(layer, xs, p, ctx):
     return [xs[0].reshape(reshape_target(layer, tuple(xs[0].shape)))]
-
-
-# ---- Scalpel node pruning (issue 6; passes/node_prune.py owns this block) -----------------------
-
-@register_lowering("mask")
-def _mask(layer, xs, p, ctx):
-    """y = x · α · β per channel (ir/ops/mask.py); β gets gradients, α is set by node_prune (eq. 6)."""
-    x = xs[0]
-    return [x * _chan(p["alpha"] * p["beta"], x.dim())]
