@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from cococ.backends.mcu.codegen import Kernel
-from cococ.backends.mcu.qkernels import _parse, integer_layer, requant
+from cococ.backends.mcu.qkernels import SCALE_PRESERVING, _parse, integer_layer, requant, scale_preserving_step
 
 PRELUDE = """/* SXTB16 with ROR #8: bytes 1 and 3 of w sign-extended into two q15 lanes (CMSIS __SXTB16_RORn). */
 __attribute__((always_inline)) static inline int32_t cococ_sxtb16_ror8(int32_t w) {
@@ -145,17 +145,11 @@ def reorder_weights(wq: np.ndarray) -> np.ndarray:
 
 def lower_int8(lw, layer, ins, out, params, act):
     """(kernel, args) of one int8 layer; `lw` is the lowering (kernel cache, weights, scales)."""
-    from cococ.backends.mcu import kernels as K
     from cococ.backends.mcu.lower import Tensor, _frz
     op, a = layer.op, layer.attrs
     x = ins[0]
-    if op in ("max_pool", "global_max_pool"):
-        k = lw.kernel((op, "int8", x.shape, out.shape, _frz(a)),
-                      lambda n: K.pool2d(n, op, x.shape, out.shape, a, dtype="int8"))
-        return k, [x, out]
-    if op == "relu":
-        k = lw.kernel(("relu", "int8", x.size), lambda n: K.elementwise(n, "relu", x.size, {}, dtype="int8"))
-        return k, [x, out]
+    if op in SCALE_PRESERVING:
+        return scale_preserving_step(lw, layer, x, out, "int8", "int8")
     w2, bq, mm, sh, fast = integer_layer(layer, params, x.scale, out.scale, 127)
     o, kk = w2.shape
     wq = reorder_weights(w2)

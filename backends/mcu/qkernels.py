@@ -201,19 +201,30 @@ def integer_layer(layer, params, s_in: float, s_out: float, qmax: int):
     return wq, bq, mm, (sh - 32 if fast else sh).astype(np.int32), fast
 
 
+SCALE_PRESERVING = ("max_pool", "global_max_pool", "relu")
+
+
+def scale_preserving_step(lw, layer, x, out, quant: str, dtype: str):
+    """(kernel, args) of a max pool or relu on fixed-point values: the output keeps the input's
+    scale, so the float kernel's code runs unchanged on the integer type (q15 and int8 alike)."""
+    from cococ.backends.mcu import kernels as K
+    from cococ.backends.mcu.lower import _frz
+    op, a = layer.op, layer.attrs
+    if op == "relu":
+        k = lw.kernel(("relu", quant, x.size), lambda n: K.elementwise(n, "relu", x.size, {}, dtype=dtype))
+    else:
+        k = lw.kernel((op, quant, x.shape, out.shape, _frz(a)),
+                      lambda n: K.pool2d(n, op, x.shape, out.shape, a, dtype=dtype))
+    return k, [x, out]
+
+
 def lower_q15(lw, layer, ins, out, params, act):
     """(kernel, args) of one q15 layer; `lw` is the lowering (kernel cache, weights, scales)."""
-    from cococ.backends.mcu import kernels as K
     from cococ.backends.mcu.lower import Tensor, _frz
     op, a = layer.op, layer.attrs
     x = ins[0]
-    if op in ("max_pool", "global_max_pool"):
-        k = lw.kernel((op, "q15", x.shape, out.shape, _frz(a)),
-                      lambda n: K.pool2d(n, op, x.shape, out.shape, a, dtype="int16"))
-        return k, [x, out]
-    if op == "relu":
-        k = lw.kernel(("relu", "q15", x.size), lambda n: K.elementwise(n, "relu", x.size, {}, dtype="int16"))
-        return k, [x, out]
+    if op in SCALE_PRESERVING:
+        return scale_preserving_step(lw, layer, x, out, "q15", "int16")
     w2, bq, mm, sh, fast = integer_layer(layer, params, x.scale, out.scale, 32767)
     o, kk = w2.shape
     kp = kk + (kk % 2)
