@@ -61,12 +61,6 @@ def cnn(seed=0):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from cococ.runtime.data import load_data
-    return load_data("digits", (1, 1, 8, 8))
-
-
-@pytest.fixture(scope="module")
 def trained_mlp(digits):
     g = mlp()
     train(g, SOLVER, digits, max_iter=200, progress=False)

@@ -46,12 +46,6 @@ SOLVER = Solver(base_lr=0.05, max_iter=200, momentum=0.9, weight_decay=5e-4, ran
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from cococ.runtime.data import load_data
-    return load_data("digits", (1, 1, 8, 8))
-
-
-@pytest.fixture(scope="module")
 def trained(digits):
     g = mlp()
     train(g, SOLVER, digits, max_iter=200, progress=False)
