@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-comp", action="store_true", help="skip the composability search (with --baseline)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--address", default="auto", help="Ray cluster address (auto or HOST:PORT)")
-    parser.add_argument("--workers", type=int, default=0, help="parallel workers (default: the cores)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="candidates evaluated at once (default: this machine's cores; with --executor ray, "
+                             "the cluster's CPUs)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of this process (pre-training, metrics); default 1: the nets are "
                              "small, and on a busy machine more threads are slower")
@@ -88,12 +90,22 @@ def run(args: argparse.Namespace) -> int:
     # pre-training steps of one ResNet-example group took 13 s with 1 torch thread, 76 s with 2.
     import torch
     torch.set_num_threads(args.threads)
+    if args.workers < 0:
+        raise CococError(f"--workers {args.workers}: must be at least 1 (0: the default)")
     full, configs, objective, solver, pre = load_inputs(args)
     if args.no_comp and not args.baseline:
         raise CococError("--no-comp leaves nothing to run; add --baseline")
     steps = args.steps or int(solver.max_iter)
     out = Path(args.output)
-    workers = args.workers or max(1, min(os.cpu_count() or 1, len(configs)))
+    if args.executor == "ray":      # connect first: a missing cluster is refused before any training
+        from cococ.runtime.explore.ray_exec import cluster_cpus, connect
+        ray = connect(args.address)
+        workers = args.workers or cluster_cpus(ray)
+        nodes = sum(1 for n in ray.nodes() if n["Alive"])
+        print(f"ray cluster {ray.get_runtime_context().gcs_address}: {nodes} node(s), {cluster_cpus(ray)} CPUs; "
+              f"{workers} candidates at a time")
+    else:
+        workers = args.workers or max(1, min(os.cpu_count() or 1, len(configs)))
     res = explore(full, configs, objective, solver, args.data, out, steps=steps,
                   pretrain_steps=args.pretrain_steps or steps, pretrain_solver=pre, baseline=args.baseline,
                   comp=not args.no_comp, executor=args.executor, workers=workers,

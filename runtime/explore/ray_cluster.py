@@ -48,13 +48,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def use_loopback() -> None:
-    """Make this process (a driver) connect on loopback: the environment for Ray not yet
-    imported, and Ray's module constant if it already is."""
-    os.environ.update(LOOPBACK_ENV)
+def keep_loopback() -> None:
+    """Keep this driver's 127.0.0.1 as 127.0.0.1: without it Ray swaps a loopback address for the
+    machine's routable one, where a loopback head does not listen, and `ray.init` waits forever.
+    Sets the environment for Ray not yet imported, and Ray's module constant if it already is."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     if "ray" in sys.modules:
         from ray._private import ray_constants
         ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def use_loopback() -> None:
+    """Make this process (a driver) connect to a LocalCluster: loopback, and no token (the
+    cluster runs without one)."""
+    os.environ.update(LOOPBACK_ENV)
+    keep_loopback()
 
 
 class LocalCluster:

@@ -12,6 +12,7 @@ be on a file system every node sees (NFS); a node that cannot see it fails with 
 """
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -32,6 +33,31 @@ def _placer(ray, remote):
                                                                                      soft=True))
 
 
+def _listens(host: str, port: int) -> None:
+    socket.create_connection((host, port), timeout=10).close()
+
+
+def _reachable(address: str) -> None:
+    """Refuse HOST:PORT where nothing listens, at once: `ray.init` would retry for minutes.
+    Ray turns a 127.0.0.1 address into the machine's routable one; a head that listens on
+    loopback only (ray_cluster.LocalCluster) is kept on loopback instead (keep_loopback)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise CococError(f"--address {address}: expected auto or HOST:PORT (the head's GCS port, e.g. 6379)")
+    try:
+        _listens(host, int(port))
+    except OSError as e:
+        raise CococError(f"no Ray cluster at {address} ({e.strerror or e}); start one with "
+                         "`ray start --head --port=PORT` and pass --address HOST:PORT") from None
+    if host in ("127.0.0.1", "localhost"):
+        from ray._private.services import get_node_ip_address
+        try:
+            _listens(get_node_ip_address(), int(port))
+        except OSError:
+            from cococ.runtime.explore.ray_cluster import keep_loopback
+            keep_loopback()
+
+
 def connect(address: str | None):
     """The `ray` module, connected to `address` ("auto", HOST:PORT); an existing connection to
     another cluster is closed first (a process may search on two clusters one after the other)."""
@@ -41,15 +67,28 @@ def connect(address: str | None):
         raise CococError("--executor ray needs the 'ray' package (pip install 'cococ[ray]')") from None
     if ray.is_initialized():
         current = ray.get_runtime_context().gcs_address
-        if address in (None, "auto") or address == current:
+        # the name given may differ from the GCS address Ray resolved it to (127.0.0.1, a host name)
+        if address in (None, "auto", current) or _connected.get(address) == current:
             return ray
         ray.shutdown()
+    if address not in (None, "auto") and "://" not in address:
+        _reachable(address)
     try:
         ray.init(address=address or "auto", log_to_driver=False)
     except ConnectionError as e:
         raise CococError(f"cannot reach the Ray cluster at {address or 'auto'} ({e}); start one with "
                          "`ray start --head` and pass --address HOST:PORT") from None
+    if address:
+        _connected[address] = ray.get_runtime_context().gcs_address
     return ray
+
+
+_connected: dict[str, str] = {}    # --address as given -> the GCS address it connected to
+
+
+def cluster_cpus(ray) -> int:
+    """The cluster's CPUs: the default number of candidates evaluated at once."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _node() -> str:
@@ -132,7 +171,7 @@ def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on
     from cococ.runtime.explore.executors import _bar, _Collector
     ray = connect(address)
     on_node = _placer(ray, ray.remote(max_retries=RETRIES, num_cpus=1)(_evaluate))
-    p = max(1, int(workers) or int(ray.cluster_resources().get("CPU", 1)))
+    p = max(1, int(workers) or cluster_cpus(ray))
     bar = _bar(len(todo), progress, f"explore[{task.mode}]")
     col = _Collector(db, objective, early, task.mode, on_result, bar)
     task_ref = ray.put(task)

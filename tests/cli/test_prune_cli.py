@@ -1,4 +1,5 @@
-"""`cococ prune` end to end on a tiny network: outputs, kill -9 and --resume, malicious subspace."""
+"""`cococ prune` end to end on a tiny network: outputs, kill -9 and --resume, malicious subspace,
+`--executor ray` errors (the ray runs themselves: tests/runtime/test_explore_ray.py)."""
 from __future__ import annotations
 
 import json
@@ -17,20 +18,16 @@ from cococ.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "runtime"))
-from test_explore import modular_net, solver  # noqa: E402
+from test_explore import teacher  # noqa: E402
 
-SOLVER = 'base_lr: 0.1\nmomentum: 0.9\nmax_iter: 8\nlr_policy: "fixed"\nrandom_seed: 3\n'
+SOLVER = 'base_lr: 0.02\nmomentum: 0.9\nmax_iter: 8\nlr_policy: "fixed"\nrandom_seed: 3\n'
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     from cococ.ir.printer import save_ir
-    from cococ.ir.verify import infer_shapes
-    from cococ.runtime.train import train
     d = tmp_path_factory.mktemp("net")
-    g = modular_net()
-    infer_shapes(g)
-    train(g, solver(150), "digits", progress=False, threads=1)
+    g, _ = teacher()
     save_ir(g, d / "net.ir")
     (d / "solver.prototxt").write_text(SOLVER)
     (d / "sub.json").write_text(json.dumps([[0.0, 0.0], [0.75, 0.75], [0.5, 0.0], [0.0, 0.5], [0.5, 0.5]]))
@@ -109,3 +106,23 @@ def test_malicious_pickle_subspace_is_refused(net, tmp_path, capsys):
     assert main(a) == 1
     assert "refusing" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_ray_without_cluster_is_a_clean_error(net, tmp_path, capsys):
+    """Nothing listens at the address: refused at once with one line (`ray.init` alone would
+    retry for minutes), before anything is trained."""
+    pytest.importorskip("ray")
+    from cococ.runtime.explore.ray_cluster import free_port
+    assert main(argv(net, tmp_path / "run", "--executor", "ray", "--address", f"127.0.0.1:{free_port()}")) == 1
+    err = capsys.readouterr().err
+    assert "no Ray cluster at 127.0.0.1:" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "run.sqlite").exists()
+    assert main(argv(net, tmp_path / "run", "--executor", "ray", "--address", "head-without-port")) == 1
+    assert "expected auto or HOST:PORT" in capsys.readouterr().err
+
+
+def test_ray_not_installed_is_a_clean_error(net, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)          # `import ray` raises ImportError
+    assert main(argv(net, tmp_path / "run", "--executor", "ray")) == 1
+    err = capsys.readouterr().err
+    assert "--executor ray needs the 'ray' package" in err and "Traceback" not in err

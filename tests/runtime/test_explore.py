@@ -43,17 +43,27 @@ def modular_net(seed=0) -> Graph:
 
 
 def solver(max_iter=40) -> Solver:
-    return Solver(base_lr=0.1, max_iter=max_iter, momentum=0.9, random_seed=3)
+    """Fine-tuning and pre-training: at lr 0.02, 8 steps leave the candidates' accuracies apart
+    (0.31 to 0.88 for CONFIGS); at 0.1 every candidate collapsed to one class (0.10)."""
+    return Solver(base_lr=0.02, max_iter=max_iter, momentum=0.9, random_seed=3)
 
 
-@pytest.fixture(scope="module")
-def trained():
+def teacher() -> tuple[Graph, float]:
+    """modular_net trained to ~0.83 test accuracy on digits in ~2 s (lr 0.05, 300 iterations;
+    lr 0.1 diverged to 0.10, 0.02 reaches only 0.26 in 100)."""
     from cococ.ir.verify import infer_shapes
     from cococ.runtime.train import train
     g = modular_net()
     infer_shapes(g)
-    res = train(g, solver(150), "digits", progress=False, threads=1)
+    res = train(g, Solver(base_lr=0.05, max_iter=300, momentum=0.9, random_seed=3), "digits",
+                progress=False, threads=1)
+    assert res.accuracy > 0.5, f"the teacher did not learn: {res.accuracy}"    # else the tests mean nothing
     return g, res.accuracy
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return teacher()
 
 
 CONFIGS = [(0.0, 0.0), (0.75, 0.75), (0.5, 0.0), (0.0, 0.5), (0.25, 0.25), (0.5, 0.5)]
@@ -92,6 +102,8 @@ def test_search_returns_first_satisfying_in_order(trained, tmp_path):
         assert s.answer["accuracy"] >= t
         assert all(done[i]["accuracy"] < t for i in s.order[:pos])      # every earlier one failed
         assert set(done) == set(s.order[:pos + 1])                        # nothing after it ran
+    # the threshold is informative: some candidate before the answer failed it
+    assert any(s.answer is not None and s.order.index(s.answer["idx"]) > 0 for s in (r.comp, r.base))
     assert r.comp.pretrain_seconds > 0 and r.base.pretrain_seconds == 0
 
 
@@ -120,6 +132,7 @@ def test_kill_and_resume_loses_and_repeats_nothing(trained, tmp_path):
     con = sqlite3.connect(tmp_path / "k" / "run.sqlite")
     rows = con.execute("SELECT mode, idx, accuracy FROM evaluations").fetchall()
     assert len(rows) == len(set((m, i) for m, i, _ in rows)) == 2 * len(CONFIGS)
+    assert len({round(a, 4) for *_, a in rows}) >= 4                     # the candidates differ
     refc = sqlite3.connect(tmp_path / "ref" / "run.sqlite")
     want = sorted(refc.execute("SELECT mode, idx, accuracy FROM evaluations").fetchall())
     assert [r[:2] for r in sorted(rows)] == [w[:2] for w in want]
@@ -148,20 +161,3 @@ def test_parallel_workers_same_answer(trained, tmp_path):
     two = run(tmp_path / "two", full, obj, comp=False, baseline=True, workers=2)
     assert one.base.answer["idx"] == two.base.answer["idx"]
     assert len({e["worker"] for e in two.base.evaluated}) >= 1
-
-
-@pytest.mark.skipif(not __import__("os").environ.get("COCOC_TEST_RAY"), reason="starts Ray (set COCOC_TEST_RAY=1)")
-def test_ray_executor_same_answer(trained, tmp_path):
-    ray = pytest.importorskip("ray")
-    full, _ = trained
-    probe = run(tmp_path / "probe", full, "min ModelSize constraint Accuracy >= 1", comp=False, baseline=True)
-    obj = f"min ModelSize constraint Accuracy >= {_middle(probe.base) - 1e-4!r}"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        r = run(tmp_path / "ray", full, obj, baseline=True, executor="ray", workers=2)
-    finally:
-        ray.shutdown()
-    one = run(tmp_path / "one", full, obj, baseline=True)
-    print({e["idx"]: e["accuracy"] for e in r.base.evaluated}, {e["idx"]: e["accuracy"] for e in probe.base.evaluated})
-    assert r.base.answer["idx"] == one.base.answer["idx"]
-    assert r.comp.answer["idx"] == one.comp.answer["idx"]

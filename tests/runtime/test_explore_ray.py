@@ -1,12 +1,15 @@
 """`--executor ray` on a two-node Ray cluster started on this machine (loopback only): the same
 blocks, answer and accuracies as the local executor; a worker killed mid-search changes nothing;
-a driver killed with -9 resumes without losing or repeating an evaluation.
+a driver killed with -9 resumes without losing or repeating an evaluation; `cococ prune
+--executor ray --address HOST:PORT` from a fresh process gives the `--executor local` answer.
 
 The threshold is put midway between two candidates' accuracies of a local, exhaustive run, so no
-candidate sits at it: an exact-threshold tie cannot make the answer flaky.
+candidate sits at it: an exact-threshold tie cannot make the answer flaky. Marked `slow` (CI
+runs them: ~1.5 min together on a shared 2-core machine, most of it starting Ray).
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -14,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -22,23 +26,14 @@ import pytest
 import torch
 
 from cococ.frontend.objective import parse_objective
-from cococ.frontend.solver import Solver
 from cococ.runtime.explore import explore, replay
-from tests.runtime.test_explore import CONFIGS, modular_net
+from tests.runtime.test_explore import CONFIGS, solver, teacher
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 torch.set_num_threads(1)
-# the worker-kill and Ray resume tests add ~100 s (a Ray worker restarting, a second driver
-# process) to the ~65 s of the two-node test on a shared 2-core machine: run them on request
-more_ray = pytest.mark.skipif(not os.environ.get("COCOC_TEST_RAY"),
-                              reason="~100 s more of Ray: set COCOC_TEST_RAY=1")
+ROOT = Path(__file__).resolve().parents[2]
 NEVER = "min ModelSize constraint Accuracy >= 1.01"      # no candidate meets it: every one runs
-
-
-def solver(max_iter=40) -> Solver:
-    """A learning rate at which 8 steps leave the candidates' accuracies apart."""
-    return Solver(base_lr=0.02, max_iter=max_iter, momentum=0.9, random_seed=3)
 
 
 def run(tmp, full, objective, **kw):
@@ -70,11 +65,7 @@ def cluster():
 def local(tmp_path_factory):
     """The teacher, an exhaustive local run (every candidate of both modes) and a threshold
     midway between two accuracies, met first by a candidate after the first in the order."""
-    from cococ.ir.verify import infer_shapes
-    from cococ.runtime.train import train
-    full = modular_net()
-    infer_shapes(full)
-    train(full, solver(100), "digits", progress=False, threads=1)
+    full, _ = teacher()
     tmp = tmp_path_factory.mktemp("local")
     ref = run(tmp / "ref", full, NEVER, baseline=True)
     accs = {(s.mode, e["idx"]): e["accuracy"] for s in (ref.comp, ref.base) for e in s.evaluated}
@@ -89,7 +80,7 @@ def local(tmp_path_factory):
 
 
 def rows(run_dir):
-    con = sqlite3.connect(Path(run_dir) / "run.sqlite")
+    con = sqlite3.connect(Path(run_dir) / "run.sqlite", timeout=30)
     try:
         return con.execute("SELECT mode, idx, accuracy, worker FROM evaluations").fetchall()
     finally:
@@ -124,23 +115,29 @@ def test_two_node_cluster_same_blocks_answer_accuracies(cluster, local, tmp_path
     con.close()
 
 
-@more_ray
 def test_worker_killed_mid_search_changes_nothing(cluster, local, tmp_path):
+    """A watcher thread kills -9 the first Ray worker it sees evaluating a candidate (its
+    process title is `ray::_evaluate` while it runs one); Ray retries the task on a new worker."""
     full, ref, accs, t, want, _ = local
-    killed = []
+    killed, done = [], threading.Event()
 
-    def kill_a_busy_worker(rec):
-        deadline = time.time() + 30
-        while not killed and time.time() < deadline:
+    def watch():
+        while not done.is_set() and not killed:
             busy = [p for p in cluster.processes() if _title(p) == "ray::_evaluate"]
             if busy:
                 os.kill(busy[0].pid, signal.SIGKILL)
                 killed.append(busy[0].pid)
             else:
-                time.sleep(0.2)
+                done.wait(0.01)
 
-    r = run(tmp_path / "kill", full, f"min ModelSize constraint Accuracy >= {t!r}", comp=False, baseline=True,
-            executor="ray", address=cluster.address, workers=2, exhaustive=True, on_result=kill_a_busy_worker)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        r = run(tmp_path / "kill", full, f"min ModelSize constraint Accuracy >= {t!r}", comp=False,
+                baseline=True, executor="ray", address=cluster.address, workers=2, exhaustive=True)
+    finally:
+        done.set()
+        watcher.join()
     assert killed                                                           # a task was running and died
     assert replay(parse_objective(f"min ModelSize constraint Accuracy >= {t!r}"), r.statics,
                   r.base.evaluated)["answer"]["idx"] == want["base"]
@@ -166,7 +163,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=more_ray)])
+@pytest.mark.parametrize("executor", ["local", "ray"])
 def test_resume_after_kill_9_loses_and_repeats_nothing(executor, request, local, tmp_path):
     full, ref, accs, t, want, _ = local
     address = request.getfixturevalue("cluster").address if executor == "ray" else None
@@ -182,8 +179,11 @@ def test_resume_after_kill_9_loses_and_repeats_nothing(executor, request, local,
     try:                                    # kill -9 once the comp search has recorded an evaluation
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if (out / "run.sqlite").exists() and len(rows(out)) >= 1:
-                break
+            try:
+                if (out / "run.sqlite").exists() and len(rows(out)) >= 1:
+                    break
+            except sqlite3.OperationalError:        # the driver is still creating the tables
+                pass
             time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -197,3 +197,43 @@ def test_resume_after_kill_9_loses_and_repeats_nothing(executor, request, local,
     assert {(m, i) for m, i, *_ in before} <= {(m, i) for m, i, *_ in after}   # nothing finished lost
     assert len(after) == len(before) + len(again)                            # nor redone
     assert {"comp": r.comp.answer["idx"], "base": r.base.answer["idx"]} == want
+
+
+def test_prune_cli_ray_same_answer_as_local(cluster, local, tmp_path):
+    """`cococ prune --executor ray --address HOST:PORT` in a fresh process, without the loopback
+    environment the fixtures set (a user's shell has none of it), and without --workers (default:
+    the cluster's CPUs); then `--executor local`: same answers, accuracies and chosen network."""
+    from safetensors.numpy import load_file
+
+    from cococ.cli import main
+    from cococ.ir.printer import save_ir
+    from cococ.runtime.explore.ray_cluster import LOOPBACK_ENV
+    full, ref, accs, t, want, _ = local
+    save_ir(full, tmp_path / "net.ir")
+    s = solver()
+    (tmp_path / "solver.prototxt").write_text(f"base_lr: {s.base_lr}\nmomentum: {s.momentum}\nmax_iter: 40\n"
+                                              f'lr_policy: "fixed"\nrandom_seed: {s.random_seed}\n')
+    (tmp_path / "sub.json").write_text(json.dumps([list(c) for c in CONFIGS]))
+
+    def argv(out, *extra):
+        return ["prune", str(tmp_path / "net.ir"), "--subspace", str(tmp_path / "sub.json"), "--objective",
+                f"min ModelSize constraint Accuracy >= {t!r}", "--solver", str(tmp_path / "solver.prototxt"),
+                "--steps", "8", "--pretrain-steps", "8", "--data", "digits", "--baseline", "--no-progress",
+                "-o", str(tmp_path / out), *extra]
+
+    env = {k: v for k, v in os.environ.items() if k not in LOOPBACK_ENV}
+    p = subprocess.run([sys.executable, "-m", "cococ", *argv("ray", "--executor", "ray", "--address",
+                                                              cluster.address)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "2 candidates at a time" in p.stdout                             # --workers: the cluster's CPUs
+    assert main(argv("local", "--executor", "local", "--workers", "1")) == 0
+    rep = {m: json.loads((tmp_path / m / "report.json").read_text())["table3"] for m in ("ray", "local")}
+    for k in ("answer comp", "answer base"):
+        assert rep["ray"][k] == rep["local"][k] and rep["local"][k] is not None, k
+    assert tuple(rep["local"]["answer comp"]) == CONFIGS[want["comp"]]      # the in-memory search's answer
+    same_accuracies(tmp_path / "local", accs)                               # the CLI ran the same search
+    got = same_accuracies(tmp_path / "ray", accs)
+    assert {w.split(":")[0] for *_, w in got} == {"ray"}
+    a, b = (load_file(str(tmp_path / m / "pruned.safetensors")) for m in ("ray", "local"))
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
