@@ -16,10 +16,11 @@ For LeNet-300-100 and LeNet-5 (examples/, trained on `digits`) this runs
 Reported per model: test accuracy before/after, arm-m4 speedup and relative model size.
 Speedup, measured: the unpruned and both pruned graphs are built for arm-m4 (q15) and run
 once in the emulator (`built_speed`): whole-model estimated cycles, dense / pruned. The
-executor runs an FC layer's csr / simd_group kernel when the emulated comparison of the two
-kernels of that layer says it is faster (backends/mcu/sparse.py), else dense with a warning;
-conv layers always run dense (no sparse matrix-matrix kernel in the executor yet). The same
-graphs are built for x86 and timed (median wall time, one thread). Speedup, estimated (the
+executor runs a layer's csr / simd_group kernel (FC: sparse matrix-vector; conv: im2col of
+four positions + sparse matrix-matrix) when the emulated comparison of the two kernels of that
+layer says it is faster (backends/mcu/sparse.py), else dense with a warning. The same graphs
+are built for x86 (each compressed layer timed both ways at build time, the faster kept) and
+timed (minimum wall time over interleaved rounds, one thread). Speedup, estimated (the
 number the pruning loop steers by): per-layer cycles = MACs x the measured dense cycles/MAC,
 times the measured sparse/dense ratio at the layer's sparsity (docs/benchmarks/
 sparse-breakeven-m4.json), summed over FC/conv layers.
@@ -112,30 +113,40 @@ def kernels(layers: list[dict]) -> str:
     return ", ".join(f"{'+'.join(l['layers'])} {l['kernel']}" for l in layers)
 
 
-def built_speed(graphs: dict, x: np.ndarray, log, x86_runs: int = 200) -> dict:
-    """Build each graph for arm-m4 (q15, emulated once on `x`) and x86 (f32, one thread, median
-    of `x86_runs` calls). Returns per graph: M4 cycles (whole model), flash bytes, the kernel of
-    every conv/dense step with its cycles, the build's warnings, and the x86 median seconds."""
+def built_speed(graphs: dict, x: np.ndarray, log, x86_runs: int = 200, rounds: int = 5) -> dict:
+    """Build each graph for arm-m4 (q15, emulated once on `x`) and x86 (f32, one thread). Returns
+    per graph: M4 cycles (whole model), flash bytes, the kernel of every conv/dense step with its
+    cycles, the build's warnings, and x86 seconds: `x86_min_s` (the speedups: the minimum over
+    all calls — on a shared machine other jobs only ever add time) and `x86_s` (median). The x86
+    artifacts are timed interleaved, `rounds` rounds of x86_runs / rounds calls each, so a busy
+    spell of the machine hits all of them alike."""
     import warnings
     from cococ.backends.build import build
-    out = {}
+    out, x86s = {}, {}
     for label, g in graphs.items():
         feed = {g.inputs[0].name: x}
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             m4 = build(g, "arm-m4", quantize="q15", target_options={"flash": "2M"})
             m4.run(feed)
-            x86 = build(g, "x86", threads=1)
+            x86s[label] = (build(g, "x86", threads=1), feed)
         prof = m4.profile()
         steps = m4.report["steps"]
         layers = [{"layers": steps[s["step"]]["layers"], "kernel": steps[s["step"]]["kernel"], "cycles": s["cycles"]}
                   for s in prof["steps"] if steps[s["step"]]["op"].split("+")[0] in ("conv2d", "dense")]
-        t = x86.bench(x86_runs, feed)["median_s"]
         out[label] = {"m4_cycles": prof["cycles"], "flash": m4.report["flash"], "layers": layers,
-                      "x86_s": t, "warnings": [str(m.message) for m in w],
-                      "x86_kernels": [c["kernel"] for c in x86.manifest.get("sparse", [])]}
-        log(f"built {label}: {prof['cycles']:,} M4 cycles, flash {m4.report['flash']:,} B, x86 {t * 1e6:.1f} us; "
-            + kernels(layers))
+                      "warnings": [str(m.message) for m in w],
+                      "x86_kernels": [c["kernel"] for c in x86s[label][0].manifest.get("sparse", [])]}
+    times = {k: [] for k in x86s}
+    for _ in range(rounds):
+        for label, (art, feed) in x86s.items():
+            r = art.bench(max(1, x86_runs // rounds), feed)
+            times[label].append((r["min_s"], r["median_s"]))
+    for label, v in out.items():
+        v["x86_min_s"] = min(t[0] for t in times[label])
+        v["x86_s"] = float(np.median([t[1] for t in times[label]]))
+        log(f"built {label}: {v['m4_cycles']:,} M4 cycles, flash {v['flash']:,} B, x86 min {v['x86_min_s'] * 1e6:.1f} "
+            f"us (median {v['x86_s'] * 1e6:.1f}); " + kernels(v["layers"]))
     return out
 
 
@@ -195,7 +206,8 @@ def run_model(name: str, args, table: dict, log) -> dict:
     out["built"] = built
     for k in ("scalpel", "traditional"):
         out[k]["m4_speedup"] = built["dense"]["m4_cycles"] / built[k]["m4_cycles"]
-        out[k]["x86_speedup"] = built["dense"]["x86_s"] / built[k]["x86_s"]
+        out[k]["x86_speedup"] = built["dense"]["x86_min_s"] / built[k]["x86_min_s"]
+        out[k]["x86_speedup_median"] = built["dense"]["x86_s"] / built[k]["x86_s"]
         out[k]["flash"] = built[k]["flash"]
     out["dense_flash"] = built["dense"]["flash"]
     return out
@@ -211,14 +223,36 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--render", action="store_true",
+                    help="rewrite the docs section from the last run's docs/benchmarks/scalpel-table3.json, no run")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    table = json.loads((ROOT / "docs" / "benchmarks" / "sparse-breakeven-m4.json").read_text())
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    t0 = time.perf_counter()
-    results = [run_model(n, args, table, log) for n in args.models]
-    wall = time.perf_counter() - t0
+    if args.render:  # the prose changed, the numbers did not: no 10-minute rerun
+        saved = json.loads((ROOT / "docs" / "benchmarks" / "scalpel-table3.json").read_text())
+        results, wall = saved["results"], saved["seconds"]
+        args = argparse.Namespace(**{**saved["args"], "no_write": args.no_write, "render": True})
+    else:
+        torch.set_num_threads(args.threads)
+        table = json.loads((ROOT / "docs" / "benchmarks" / "sparse-breakeven-m4.json").read_text())
+        log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+        t0 = time.perf_counter()
+        results = [run_model(n, args, table, log) for n in args.models]
+        wall = time.perf_counter() - t0
+    body = render(results, args, wall)
+    print(body)
+    if not args.no_write:
+        for r in results:
+            r["scalpel"].pop("table", None)
+        write_section("scalpel-table3", body, {"results": results, "args": {k: v for k, v in vars(args).items()
+                                                                            if k != "render"}, "seconds": wall})
+    return 0
 
+
+def _cycles(built: dict) -> str:
+    return ", ".join(f"{'+'.join(l['layers'])} {l['kernel']} {l['cycles']:,}" for l in built["layers"])
+
+
+def render(results: list[dict], args, wall: float) -> str:
+    """The docs section (markdown) of one run's results."""
     rows = []
     for n, r in zip(args.models, results):
         s, b, bu = r["scalpel"], r["traditional"], r["built"]
@@ -239,9 +273,9 @@ def main(argv=None) -> int:
     cyc = "; ".join(f"{r['model']} dense {r['built']['dense']['m4_cycles']:,}, scalpel "
                     f"{r['built']['scalpel']['m4_cycles']:,}, magnitude {r['built']['traditional']['m4_cycles']:,}"
                     for r in results)
-    x86 = "; ".join(f"{r['model']} dense {r['built']['dense']['x86_s'] * 1e6:.1f}, scalpel "
-                    f"{r['built']['scalpel']['x86_s'] * 1e6:.1f}, magnitude "
-                    f"{r['built']['traditional']['x86_s'] * 1e6:.1f}" for r in results)
+    x86 = "; ".join(f"{r['model']} " + ", ".join(
+        f"{k.replace('traditional', 'magnitude')} {r['built'][k]['x86_min_s'] * 1e6:.1f} / "
+        f"{r['built'][k]['x86_s'] * 1e6:.1f}" for k in ("dense", "scalpel", "traditional")) for r in results)
     body = (
         "## Scalpel Table 3 on our scale: `--prune auto` vs traditional pruning on arm-m4 (issue 6)\n\n"
         "`benchmarks/scalpel_table3.py`. Trained examples (`examples/lenet300`, `examples/lenet`) on `digits` "
@@ -252,16 +286,18 @@ def main(argv=None) -> int:
         "(`passes/scalpel.retrain`, element masks) and accuracy floor, stored `csr`.\n\n"
         "**M4 speedup (built)** = emulated cycles of the whole unpruned q15 model / those of the pruned one, "
         "each built by `cococ.build(..., \"arm-m4\", quantize=\"q15\")` and run once on a test image "
-        "(cycle table of runtime/mcu, docs/mcu.md). The executor runs an FC layer's csr / simd_group kernel "
-        "where emulating both kernels of that layer shows it faster, else the dense kernel with a warning; "
-        "**conv layers still run the dense kernel** (no sparse matrix-matrix kernel is wired into the "
-        "executor yet), so LeNet-5's conv1/conv2 gain nothing from pruning here. **x86 speedup** = median "
-        "wall time (200 calls, 1 thread) of the same graphs built for x86 (f32; FC layers with the f32 "
-        "sparse TIR kernels where the x86 break-even table estimates them faster; conv dense); these graphs "
+        "(cycle table of runtime/mcu, docs/mcu.md). The executor runs a layer's csr / simd_group kernel "
+        "(FC: sparse matrix-vector; conv: im2col of four output positions into an arena scratch + sparse "
+        "matrix-matrix, epilogue fused) where emulating both kernels of that layer shows it faster, else "
+        "the dense kernel with a warning. **x86 speedup** = minimum "
+        "wall time (200 calls in 5 interleaved rounds, 1 thread; medians below) of the same graphs built for x86 (f32; FC and conv layers with the "
+        "f32 sparse TIR kernels — conv: im2col kernel + sparse matrix-matrix — where timing both forms of "
+        "the layer at build time shows the sparse one faster); these graphs "
         "are pruned for the M4 (simd_group width 2), not for x86. **Est. M4 speedup** = the model the "
         "pruning loop steers by: per FC/conv layer, MACs × the dense q15 kernel's measured cycles/MAC × the "
         "measured sparse/dense ratio at the layer's sparsity (`docs/benchmarks/sparse-breakeven-m4.json`, "
-        "100×100 matrix-vector; conv layers use it too), summed over FC/conv layers only. "
+        "100×100 matrix-vector of the executor's FC steps; conv layers use it too), summed over FC/conv "
+        "layers only. "
         "Size = Σ `Param.nbytes` of all params (kept values f32 + i16/i32 indices, biases dense) over the "
         "dense f32 model; flash = the linked q15 image (code + weights), pruned / dense. "
         "Scalpel's numbers are MNIST on a real Cortex-M4 — a different data set and scale, compared side by "
@@ -270,10 +306,27 @@ def main(argv=None) -> int:
                           "est. M4 speedup", "x86 speedup (built)", "relative size (all params)",
                           "M4 flash B (pruned / dense)", "per-layer sparsity", "M4 kernel per layer"], rows)
         + "\n\n"
-        + f"Emulated M4 cycles, whole model: {cyc}. x86 median µs: {x86}.\n\n"
+        + f"Emulated M4 cycles, whole model: {cyc}. x86 µs, minimum / median: {x86}.\n\n"
         + (f"Kept dense by the pruning loop's break-even rule: {'; '.join(warn)}.\n\n" if warn else "")
         + (f"Build warnings (layers with a compressed weight that run a dense kernel): "
            f"{'; '.join(built_warn)}.\n\n" if built_warn else "")
+        + "Emulated M4 cycles per conv/FC step (kernel, cycles): "
+        + "; ".join(f"{r['model']} {k}: {_cycles(r['built'][k])}" for r in results
+                    for k in ("dense", "scalpel", "traditional")) + ".\n\n"
+        + "**Why below Scalpel's speedups.** (1) The pruning loop leaves layers dense that Scalpel prunes "
+        "(for LeNet-5 the ones with most of its cycles and weights): " + "; ".join(
+            f"{r['model']}: " + (", ".join(f"{l['layer']} ({l['note']})" for l in r["scalpel"]["layers"]
+                                          if l["format"] == "dense") or "none")
+            for r in results)
+        + " — each accepted step must stay within the tolerance (one test image) after a seconds-long "
+        f"{args.retrain_iter}-iteration retraining (Scalpel does not give its retraining length); with "
+        "LeNet-5's ip1 (400,000 of its 431,080 parameters) dense its size stays near 96%. (2) Our dense q15 baseline is strong (2.56 cycles/MAC "
+        "for FC with the requantisation, two rows per pass), while a stored SIMD pair still costs about "
+        "10 cycles (JA' load, A' load, gathered input word, SMLAD, loop), so the executor's matrix-vector "
+        "break-even is 58% (section above; Scalpel: 48%). (3) A pruned conv's im2col is the same work as "
+        "the dense conv's, so it bounds the sparse conv's gain at high sparsity (LeNet-5 conv1, 25 "
+        "columns, 576 positions: 3.4× at 97% csr). Scalpel's numbers are measured on a real M4 with "
+        "MNIST; ours are emulated cycle estimates on `digits`.\n\n"
         + "Retraining steps (scalpel / baseline): "
         + ", ".join(f"{r['model']} {r['scalpel']['retrain_steps']} / {r['traditional']['retrain_steps']}" for r in results)
         + f". Whole run {wall / 60:.1f} min, {args.threads} torch thread(s), on a shared machine.\n\n"
@@ -283,12 +336,7 @@ def main(argv=None) -> int:
         "varies with the seed and retraining length, for both methods. Single run, one seed. x86 times are "
         "microseconds on a shared 2-core machine: indicative.\n"
     )
-    print(body)
-    if not args.no_write:
-        for r in results:
-            r["scalpel"].pop("table", None)
-        write_section("scalpel-table3", body, {"results": results, "args": vars(args), "seconds": wall})
-    return 0
+    return body
 
 
 if __name__ == "__main__":

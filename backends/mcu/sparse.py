@@ -1,19 +1,21 @@
 """The arm-m4 executor's per-layer kernel choice for compressed (csr / simd_group) weights.
 
 Called by lower.py for a conv2d/dense layer whose weight is not dense. A dense (FC) layer at
-batch 1 gets the sparse matrix-vector kernel of its format (sparse_kernels.py) with the
-format's arrays (A', IA', JA') as const weights in flash — so the image shrinks with the
-weight — *if* that kernel is faster than the layer's dense kernel. "Faster" is measured, not
-assumed: both kernels of this very layer (its sizes, its sparsity pattern, its epilogue) are
-compiled into one small image and run once in the emulator of runtime/mcu, and the cycle
-counts compared. Without arm-none-eabi-gcc there is nothing to run, and the measured
-break-even table of benchmarks/sparse_breakeven.py decides (backends/sparse/choose.py).
+batch 1 gets the sparse matrix-vector kernel of its format, a conv (groups 1, any batch) the
+sparse conv kernel: im2col of four output positions at a time into an arena scratch tensor,
+then the matrix-matrix loop of backends/sparse/tir_mm.py (each stored group feeds four
+positions) with the epilogue fused (sparse_kernels.py). The format's arrays (A', IA', JA') are
+const weights in flash — so the image shrinks with the weight — and the kernel runs *if* it is
+faster than the layer's dense kernel. "Faster" is measured, not assumed: both kernels of this
+very layer (its sizes, its sparsity pattern, its epilogue) are compiled into one small image
+and run once in the emulator of runtime/mcu, and the cycle counts compared. Without
+arm-none-eabi-gcc there is nothing to run, and the measured break-even tables of
+benchmarks/sparse_breakeven*.py decide (backends/sparse/choose.py; matrix-matrix for conv).
 A layer kept dense gets a warning naming it (Scalpel's rule: never ship a slower "speedup").
 
-Not sparse (dense kernel, with the reason recorded): batch > 1 (the kernels are
-matrix-vector), q15 simd_group of width != 2 (the SMLAD kernel reads pairs), and every conv —
-a conv needs a matrix-matrix kernel over its im2col matrix; backends/sparse/tir_mm.py has the
-loops, `_conv` below is where they plug in.
+Not sparse (dense kernel, with the reason recorded): an FC layer at batch > 1 (those kernels
+are matrix-vector), q15 simd_group of width != 2 (the SMLAD kernels read pairs), int8, and a
+grouped conv.
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cococ.backends.mcu import kernels as K
 from cococ.backends.mcu import sparse_kernels as S
 from cococ.backends.mcu.codegen import C_TYPES, Kernel, generate_c
+from cococ.backends.mcu.lower import Tensor, Weight, _frz, _Lowering  # lower.py imports this module lazily
 from cococ.backends.sparse.choose import Choice, crossing, estimate, keep_dense_message, kernel_sparsity, table
 from cococ.ir.core import CococError
 from cococ.ir.formats import matrix_shape
@@ -41,9 +43,11 @@ def lower_sparse(lw, layer, ins, out, act):
     p = layer.params["weight"]
     x = ins[0]
     c = Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared")
-    if layer.op == "conv2d":
-        c.reason = _conv(layer)
-    elif x.shape[0] != 1:
+    conv = layer.op == "conv2d"
+    if conv and layer.attrs["groups"] != 1:
+        c.reason = (f"layer {layer.name}: {p.format} conv with groups={layer.attrs['groups']}: the sparse conv "
+                    "kernel is for groups 1; kept dense")
+    elif not conv and x.shape[0] != 1:
         c.reason = (f"layer {layer.name}: {p.format} weight at batch {x.shape[0]}: the sparse FC kernels are "
                     "matrix-vector (batch 1); kept dense")
     elif lw.quant not in (None, "q15"):
@@ -53,13 +57,14 @@ def lower_sparse(lw, layer, ins, out, act):
                     f"{p.attrs['width']}; kept dense")
     if c.reason:
         return _record(lw, c, None)
-    build, args = _sparse_fc(lw, layer, x, out, act)
+    build, args = (_sparse_conv if conv else _sparse_fc)(lw, layer, x, out, act)
     c = _compare(lw, layer, ins, out, act, build, args, c)
     if c.kernel == "dense":
         return _record(lw, c, None)
     # the kernel is specialised to sizes, not to the pattern (the arrays are arguments)
-    key = ("sparse_fc", p.format, lw.quant, matrix_shape(p.shape), p.arrays["indices"].size,
-           str(p.arrays["indices"].dtype), p.attrs.get("width"), "bias" in layer.params, act)
+    key = ("sparse_" + layer.op, p.format, lw.quant, matrix_shape(p.shape), p.arrays["indices"].size,
+           str(p.arrays["indices"].dtype), p.attrs.get("width"), "bias" in layer.params, act,
+           tuple(x.shape), tuple(out.shape), _frz(layer.attrs))
     k = lw.kernel(key, build)
     return _record(lw, c, (k, args, p.format))
 
@@ -71,39 +76,40 @@ def _record(lw, c: Choice, result):
     return result
 
 
-def _conv(layer) -> str:
-    """The hook for sparse conv: today the reason it runs dense."""
-    p = layer.params["weight"]
-    return (f"layer {layer.name}: {p.format} conv weight runs the dense conv kernel on {TARGET} (the executor "
-            "has no sparse matrix-matrix kernel wired yet)")
-
-
-# ---- the sparse FC step -------------------------------------------------------------------------
+# ---- the sparse step (FC, conv) -----------------------------------------------------------------------
 
 def _arrays(lw, layer, p, values: np.ndarray) -> list:
+    """values, IA', JA' as flash weights; a q15 simd_group's JA' halved (word index of the pair:
+    the SMLAD kernels then need no shift per group)."""
     fix = lambda a: a if a.size else np.zeros(1, a.dtype)  # noqa: E731  (C has no empty arrays)
+    idx = p.arrays["indices"]
+    if lw.quant and p.format == "simd_group":
+        idx = idx >> 1
     return [lw.weight(layer, "values", values), lw.weight(layer, "indptr", p.arrays["indptr"]),
-            lw.weight(layer, "indices", fix(p.arrays["indices"]))]
+            lw.weight(layer, "indices", fix(idx))]
 
 
-def _sparse_fc(lw, layer, x, out, act):
-    """(kernel builder name -> Kernel, args) of the layer's sparse FC step."""
+def _fmt(p):
+    """(format, group width, stored count, TVM index dtype) of a compressed weight."""
+    a = p.arrays
+    width = int(p.attrs.get("width", 1)) if p.format == "simd_group" else 1
+    return p.format, width, a["indices"].size, TVM_INDEX[a["indices"].dtype]
+
+
+def _f32_values(p, width: int) -> np.ndarray:
+    vals = p.arrays["values"]
+    return vals.astype(np.float32) if vals.size else np.zeros(width, np.float32)
+
+
+def _q15_layer(lw, layer, x, out):
+    """The dense q15 path's integer weights, bias and requantisation (qkernels.integer_layer),
+    with the stored entries' int16 values picked out of the rounded weight: (values, weight
+    args after the arrays, fast)."""
+    from cococ.backends.mcu.qkernels import integer_layer
     p = layer.params["weight"]
     rows, cols = matrix_shape(p.shape)
     a = p.arrays
-    fmt, width = p.format, int(p.attrs.get("width", 1)) if p.format == "simd_group" else 1
-    stored, index = a["indices"].size, TVM_INDEX[a["indices"].dtype]
-    relu = act == "relu"
-    vals = a["values"]
-    if lw.quant is None:
-        v = vals.astype(np.float32) if vals.size else np.zeros(width, np.float32)
-        bias = "bias" in layer.params
-        args = [x] + _arrays(lw, layer, p, v)
-        if bias:
-            args.append(lw.weight(layer, "bias", layer.params["bias"].dense().astype(np.float32)))
-        return (lambda n: S.fc_f32(n, fmt, rows, cols, stored, width, index, bias, relu)), args + [out]
-    from cococ.backends.mcu.qkernels import integer_layer
-    # the dense q15 path's integer weights, bias and requantisation, then the stored entries
+    width = _fmt(p)[1]
     dense = {k: q.dense() for k, q in layer.params.items()}
     wq, bq, mm, sh, fast = integer_layer(layer, dense, x.scale, out.scale, 32767)
     wq = np.pad(wq, ((0, 0), (0, -cols % width)))
@@ -112,9 +118,48 @@ def _sparse_fc(lw, layer, x, out, act):
     vq = wq[row_of[:, None], cols_of].reshape(-1).astype(np.int16)
     if not vq.size:
         vq = np.zeros(width, np.int16)
-    args = [x] + _arrays(lw, layer, p, vq) + [lw.weight(layer, "bias_q", bq), lw.weight(layer, "mult", mm),
-                                              lw.weight(layer, "shift", sh), out]
+    rest = [lw.weight(layer, "bias_q", bq), lw.weight(layer, "mult", mm), lw.weight(layer, "shift", sh)]
+    return vq, rest, fast
+
+
+def _sparse_fc(lw, layer, x, out, act):
+    """(kernel builder name -> Kernel, args) of the layer's sparse FC step."""
+    p = layer.params["weight"]
+    rows, cols = matrix_shape(p.shape)
+    fmt, width, stored, index = _fmt(p)
+    relu = act == "relu"
+    if lw.quant is None:
+        bias = "bias" in layer.params
+        args = [x] + _arrays(lw, layer, p, _f32_values(p, width))
+        if bias:
+            args.append(lw.weight(layer, "bias", layer.params["bias"].dense().astype(np.float32)))
+        return (lambda n: S.fc_f32(n, fmt, rows, cols, stored, width, index, bias, relu)), args + [out]
+    vq, rest, fast = _q15_layer(lw, layer, x, out)
+    args = [x] + _arrays(lw, layer, p, vq) + rest + [out]
     return (lambda n: S.fc_q15(n, fmt, rows, cols, stored, index, relu, fast)), args
+
+
+def _sparse_conv(lw, layer, x, out, act):
+    """(kernel builder, args) of the layer's sparse conv step: one kernel doing im2col of PB
+    positions into a scratch tensor of the arena (`<out>_col`, live during this step only, like
+    the dense q15 conv's column), the sparse matrix-matrix loop and the dense path's epilogue."""
+    p = layer.params["weight"]
+    rows, cols = matrix_shape(p.shape)
+    fmt, width, stored, index = _fmt(p)
+    relu, a, xs, ys = act == "relu", layer.attrs, tuple(x.shape), tuple(out.shape)
+    if lw.quant is None:
+        cp = -(-cols // width) * width
+        bias = "bias" in layer.params
+        args = [x] + _arrays(lw, layer, p, _f32_values(p, width))
+        if bias:
+            args.append(lw.weight(layer, "bias", layer.params["bias"].dense().astype(np.float32)))
+        col = Tensor(f"{out.name}_col", "float32", (S.PB * cp,))
+        return (lambda n: S.conv_f32(n, fmt, xs, rows, ys, a, cols, stored, width, index, bias, relu)), \
+            args + [col, out]
+    vq, rest, fast = _q15_layer(lw, layer, x, out)
+    col = Tensor(f"{out.name}_col", "int16", (S.PB * (cols + cols % 2),))
+    args = [x] + _arrays(lw, layer, p, vq) + rest + [col, out]
+    return (lambda n: S.conv_q15(n, fmt, xs, rows, ys, a, cols, stored, index, relu, fast)), args
 
 
 # ---- dense or sparse? -----------------------------------------------------------------------------
@@ -138,23 +183,17 @@ def _dense_step(lw, layer, ins, out, act):
     if lw.quant:
         from cococ.backends.mcu.qkernels import lower_q15
         return lower_q15(_Scratch(lw), layer, ins, out, params, act)
-    x, w = ins[0], params["weight"]
-    bias = "bias" in params
-    k = K.dense("k0_dense", x.shape, w.shape, bias, act)
-    args = [x, lw.weight(layer, "weight", w.astype(np.float32))]
-    if bias:
-        args.append(lw.weight(layer, "bias", params["bias"].astype(np.float32)))
-    return k, args + [out]
+    return _Lowering.lower_f32(_Scratch(lw), layer, ins, out, params, act, [v.type.shape for v in layer.inputs])
 
 
 def _compare(lw, layer, ins, out, act, build, args, c: Choice) -> Choice:
     p = layer.params["weight"]
-    t = table(TARGET, p.format)
+    t = table(TARGET, p.format, "mm" if layer.op == "conv2d" else "mv")
     if lw.quant == "q15" and t is not None:  # the table is of the q15 kernels: context only
         be = crossing(t[0], t[1])
         c.breakeven = None if be is None else round(be, 4)
     if shutil.which(GCC) is None:
-        e = estimate(layer.name, p, TARGET)
+        e = estimate(layer.name, p, TARGET, "mm" if layer.op == "conv2d" else "mv")
         if lw.quant is None:
             e.basis += ", q15 table used for an f32 build"
         return e
@@ -180,7 +219,6 @@ def _c_def(name: str, a: np.ndarray, const: bool, dtype: str) -> str:
 
 def emulate(steps: list[tuple[Kernel, list]], seed: int = 0) -> list[int]:
     """Cycles of each (kernel, args) step, run once in this order on random inputs."""
-    from cococ.backends.mcu.lower import Weight
     from cococ.backends.sparse.m4 import CFLAGS, LDSCRIPT
     from cococ.runtime.mcu.emulator import Emulator
     generate_c([k for k, _ in steps])

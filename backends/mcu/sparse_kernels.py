@@ -1,16 +1,18 @@
-"""Sparse FC layers for the Cortex-M4: csr / simd_group matrix-vector with the layer's epilogue.
+"""Sparse FC and conv layers for the Cortex-M4: csr / simd_group kernels with the layer's epilogue.
 
-backends/sparse/tir.py has the bare sparse matrix-vector loops (int32 accumulators out). An
-executor step must produce what the dense kernel of the same layer produces, so these are the
-same loops with the dense path's epilogue fused in, and take the activation tensor as the
-executor lays it out:
+backends/sparse/tir.py and tir_mm.py have the bare sparse matrix-vector / matrix-matrix loops
+(int32 accumulators out). An executor step must produce what the dense kernel of the same
+layer produces, so these are the same loops with the dense path's epilogue fused in (and, for
+conv, the im2col of four output positions at a time — `conv_q15`, `conv_f32` at the end), and take
+the activation tensor as the executor lays it out. FC:
 
 f32   y[i] = relu?(b[i] + sum_k values[k] * x[indices[k]]) (csr), or per group of `width`
       consecutive columns starting at JA' (simd_group; the M4 has one f32 lane, so a group is
       `width` scalar multiply-adds behind one index load). The activation holds `cols` floats
       and nothing after it is ours to read: when cols is not a multiple of `width`, the padded
       tail of a group is guarded (its weight is zero, but 0 * garbage can be NaN).
-q15   acc = b_q[i] + sum (SMLAD of one A' word and one x word per group, simd_group width 2;
+q15   acc = b_q[i] + sum (SMLAD of one A' word and one x word per group, simd_group width 2,
+      whose `indices` are JA' / 2 — the word index, halved at build time: no shift per group;
       or one halfword MLA per element, csr), then y[i] = requant(acc) exactly as the dense
       q15 kernel (qkernels.requant: per-row multiplier and shift, the fast SMULL form when
       every shift allows it, saturation, ReLU as the lower clamp). The q15 activation tensor is word-padded in the arena, and a padded
@@ -94,7 +96,7 @@ def fc_q15(name: str, fmt: str, rows: int, cols: int, stored: int, index: str, r
         vdecl = f'\n    VV = T.decl_buffer(({_n(stored)},), "int32", data=values.data)'
         vals = 2 * _n(stored)
         mac = lambda k: [f'acc[0] = T.call_pure_extern("int32", "__smlad", '  # noqa: E731
-                         f'XX[T.shift_right(T.Cast("int32", indices[{k}]), 1)], VV[{k}], acc[0])']
+                         f'XX[T.Cast("int32", indices[{k}])], VV[{k}], acc[0])']
     src = f'''
 @T.prim_func(s_tir=True)
 def f(x: T.Buffer(({cp},), "int16"), values: T.Buffer(({vals},), "int16"),
@@ -113,3 +115,136 @@ def f(x: T.Buffer(({cp},), "int16"), values: T.Buffer(({vals},), "int16"),
     what = "csr (MLA)" if fmt == "csr" else "simd_group w2 (SMLAD)"
     return Kernel(name, _parse(src), args, origin="tvm-tir", includes=("<arm_acle.h>",),
                   meta={"doc": f"{what} q15 FC {cols}->{rows}, {stored} stored" + (" +relu" if relu else "")})
+
+
+# ---- sparse conv: im2col of a block of positions + the sparse matrix-matrix loop + epilogue ---------
+
+PB = 4  # output positions per block: each stored weight (group) is loaded once for PB MACs (tir_mm.py)
+
+
+def _conv_geometry(x_shape, y_shape, attrs):
+    n, c, h, w = x_shape
+    _, _, oh, ow = y_shape
+    (kh, kw), (s_h, s_w), (d_h, d_w), (t, l, _, _) = attrs["kernel"], attrs["stride"], attrs["dilation"], attrs["pad"]
+    return n, c, h, w, oh, ow, kh, kw, s_h, s_w, d_h, d_w, t, l
+
+
+def _im2col(x_shape, y_shape, attrs, ld: int, cols: int, count, p0: str, zero: str) -> str:
+    """TVMScript filling col[q * ld + (c, kh, kw)] for `count` positions from p0 (the OIHW weight's
+    column order), zeroing col[q * ld + cols .. ld) so a padded group or word reads zeros."""
+    n, c, h, w, oh, ow, kh, kw, s_h, s_w, d_h, d_w, t, l = _conv_geometry(x_shape, y_shape, attrs)
+    p = f"({p0} + q)"
+    ih, iw = f"({p} // {ow}) * {s_h} - {t} + r * {d_h}", f"({p} % {ow}) * {s_w} - {l} + s * {d_w}"
+    xv = f"x[nn * {c * h * w} + ci * {h * w} + ({ih}) * {w} + {iw}]"
+    if any(attrs["pad"]):
+        xv = f"T.if_then_else({ih} >= 0 and {ih} < {h} and {iw} >= 0 and {iw} < {w}, {xv}, {zero})"
+    src = (f"            for q in range({count}):\n"
+           f"                for ci, r, s in T.grid({c}, {kh}, {kw}):\n"
+           f"                    col[q * {ld} + ci * {kh * kw} + r * {kw} + s] = {xv}\n")
+    for e in range(cols, ld):
+        src += f"                col[q * {ld} + {e}] = {zero}\n"
+    return src
+
+
+def _conv_blocks(npos: int, body) -> str:
+    """The position loop: full blocks of PB, then one block of the npos % PB left over."""
+    src = ""
+    if npos // PB:
+        src += f"        for p0 in range({npos // PB}):\n" + body(f"p0 * {PB}", PB)
+    if npos % PB:
+        src += "        for pt in range(1):\n" + body(str(npos // PB * PB), npos % PB)
+    return src
+
+
+def conv_q15(name: str, fmt: str, x_shape, rows: int, y_shape, attrs, cols: int, stored: int, index: str,
+             relu: bool, fast: bool) -> Kernel:
+    """q15 sparse conv (groups 1): per block of PB output positions, im2col into `col` (XT[PB, k2]
+    int16, k2 = cols rounded even: tir_mm's q15 layout), then per weight row the stored groups
+    (one A' word + one halved JA' index -> PB SMLADs) or csr entries (one value + one index -> PB MLAs)
+    into PB accumulators started at the row's bias, then the dense q15 kernel's requantisation
+    and ReLU clamp. Integer sums are exact, so the output equals the dense q15 conv bit for bit."""
+    n, c, h, w, oh, ow = _conv_geometry(x_shape, y_shape, attrs)[:6]
+    k2, npos = cols + cols % 2, oh * ow
+    lo = 0 if relu else -32768
+    if fmt == "csr":
+        vdecl, vals = "", _n(stored)
+        mac = lambda k, cnt: [f'v[0] = T.Cast("int32", values[{k}])', f'v[1] = T.Cast("int32", indices[{k}])',  # noqa: E731
+                              f"for q in T.unroll({cnt}):",
+                              f'    acc[q] = acc[q] + v[0] * T.Cast("int32", col[q * {k2} + v[1]])']
+    else:
+        vdecl, vals = f'\n    VV = T.decl_buffer(({_n(stored)},), "int32", data=values.data)', 2 * _n(stored)
+        mac = lambda k, cnt: [f"v[0] = VV[{k}]", f'v[1] = T.Cast("int32", indices[{k}])',  # noqa: E731
+                              f"for q in T.unroll({cnt}):",
+                              f'    acc[q] = T.call_pure_extern("int32", "__smlad", v[0], CC[q * {k2 // 2} + v[1]], acc[q])']
+
+    def body(p0: str, cnt: int) -> str:
+        ind = " " * 16
+        return (_im2col(x_shape, y_shape, attrs, k2, cols, cnt, p0, "T.int16(0)")
+                + f"            for i in range({rows}):\n"
+                + f"{ind}for q in T.unroll({cnt}):\n{ind}    acc[q] = b[i]\n"
+                + _stored_loop(lambda k: mac(k, cnt), ind, False)
+                + f"{ind}for q in T.unroll({cnt}):\n"
+                + f"{ind}    y[nn * {rows * npos} + i * {npos} + {p0} + q] = "
+                + requant("acc[q]", "i", lo, 32767, "int16", fast) + "\n")
+    src = f'''
+@T.prim_func(s_tir=True)
+def f(x: T.Buffer(({n * c * h * w},), "int16"), values: T.Buffer(({vals},), "int16"),
+      indptr: T.Buffer(({rows + 1},), "{index}"), indices: T.Buffer(({_n(stored)},), "{index}"),
+      b: T.Buffer(({rows},), "int32"), m: T.Buffer(({rows},), "int32"), sh: T.Buffer(({rows},), "int32"),
+      col: T.Buffer(({PB * k2},), "int16"), y: T.Buffer(({n * rows * npos},), "int16")):
+    T.func_attr({{"tirx.noalias": True}})
+    CC = T.decl_buffer(({PB * k2 // 2},), "int32", data=col.data){vdecl}
+    acc = T.sblock_alloc_buffer(({PB},), "int32")
+    v = T.sblock_alloc_buffer((2,), "int32")
+    for nn in range({n}):
+{_conv_blocks(npos, body)}'''
+    args = [("x", "int16", False), ("values", "int16", False), ("indptr", index, False), ("indices", index, False),
+            ("b", "int32", False), ("m", "int32", False), ("sh", "int32", False), ("col", "int16", True),
+            ("y", "int16", True)]
+    what = "csr (MLA)" if fmt == "csr" else "simd_group w2 (SMLAD)"
+    return Kernel(name, _parse(src), args, origin="tvm-tir", includes=("<arm_acle.h>",),
+                  meta={"doc": f"{what} q15 conv2d {list(x_shape)}->{list(y_shape)} (im2col x{PB} + sparse MM), "
+                        f"{stored} stored" + (" +relu" if relu else "")})
+
+
+def conv_f32(name: str, fmt: str, x_shape, rows: int, y_shape, attrs, cols: int, stored: int, width: int,
+             index: str, bias: bool, relu: bool) -> Kernel:
+    """f32 sparse conv (groups 1): im2col of PB positions into col[PB, cp] (cp = cols padded to
+    the group width, the pad zeroed: no guard in the loop), then per row PB accumulators over the
+    stored weights (one index load per csr entry or simd_group group), bias, ReLU."""
+    n, c, h, w, oh, ow = _conv_geometry(x_shape, y_shape, attrs)[:6]
+    cp, npos = (-(-cols // width) * width if fmt == "simd_group" else cols), oh * ow
+
+    def mac(k: str, cnt: int) -> list[str]:
+        col0 = f'T.Cast("int32", indices[{k}])'
+        if fmt == "csr":
+            return [f"for q in T.unroll({cnt}):", f"    acc[q] = acc[q] + values[{k}] * col[q * {cp} + {col0}]"]
+        return [f"for l in T.unroll({width}):", f"    for q in T.unroll({cnt}):",
+                f"        acc[q] = acc[q] + values[({k}) * {width} + l] * col[q * {cp} + {col0} + l]"]
+
+    def body(p0: str, cnt: int) -> str:
+        ind = " " * 16
+        out = "T.max(acc[q], T.float32(0))" if relu else "acc[q]"
+        return (_im2col(x_shape, y_shape, attrs, cp, cols, cnt, p0, "T.float32(0)")
+                + f"            for i in range({rows}):\n"
+                + f"{ind}for q in T.unroll({cnt}):\n{ind}    acc[q] = {'b[i]' if bias else 'T.float32(0)'}\n"
+                + _stored_loop(lambda k: mac(k, cnt), ind, False)
+                + f"{ind}for q in T.unroll({cnt}):\n"
+                + f"{ind}    y[nn * {rows * npos} + i * {npos} + {p0} + q] = {out}\n")
+    barg = f'b: T.Buffer(({rows},), "float32"), ' if bias else ""
+    src = f'''
+@T.prim_func(s_tir=True)
+def f(x: T.Buffer(({n * c * h * w},), "float32"), values: T.Buffer(({_n(stored) * width},), "float32"),
+      indptr: T.Buffer(({rows + 1},), "{index}"), indices: T.Buffer(({_n(stored)},), "{index}"),
+      {barg}col: T.Buffer(({PB * cp},), "float32"), y: T.Buffer(({n * rows * npos},), "float32")):
+    T.func_attr({{"tirx.noalias": True}})
+    acc = T.sblock_alloc_buffer(({PB},), "float32")
+    for nn in range({n}):
+{_conv_blocks(npos, body)}'''
+    args = [("x", "float32", False), ("values", "float32", False), ("indptr", index, False),
+            ("indices", index, False)] + ([("b", "float32", False)] if bias else []) + [
+            ("col", "float32", True), ("y", "float32", True)]
+    what = "csr" if fmt == "csr" else f"simd_group w{width}"
+    return Kernel(name, _parse(src), args, origin="tvm-tir",
+                  meta={"doc": f"{what} f32 conv2d {list(x_shape)}->{list(y_shape)} (im2col x{PB} + sparse MM), "
+                        f"{stored} stored" + (" +bias" if bias else "") + (" +relu" if relu else "")})

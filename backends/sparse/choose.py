@@ -25,6 +25,8 @@ from cococ.ir.formats import matrix_shape
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 TABLES = {"arm-m4": "sparse-breakeven-m4.json", "x86": "sparse-breakeven-x86.json"}
+# conv layers (matrix-matrix over the im2col matrix): benchmarks/sparse_breakeven_mm.py, same columns
+TABLES_MM = {"arm-m4": "sparse-breakeven-mm-m4.json", "x86": "sparse-breakeven-mm-x86.json"}
 
 
 @dataclass
@@ -69,9 +71,10 @@ def crossing(sp: list[float], ratio: list[float]) -> float | None:
     return None
 
 
-def table(target: str, fmt: str) -> tuple[list[float], list[float], str] | None:
-    """(sparsities, sparse/dense ratios, source) of the measured table, or None if none exists."""
-    name = TABLES.get(target)
+def table(target: str, fmt: str, kind: str = "mv") -> tuple[list[float], list[float], str] | None:
+    """(sparsities, sparse/dense ratios, source) of the measured table, or None if none exists;
+    kind "mv" (FC layers) or "mm" (conv layers)."""
+    name = (TABLES_MM if kind == "mm" else TABLES).get(target)
     path = BENCH_DIR / name if name else None
     if path is None or not path.exists():
         return None
@@ -80,16 +83,16 @@ def table(target: str, fmt: str) -> tuple[list[float], list[float], str] | None:
     if target == "arm-m4":  # [sparsity%, dense, csr, simd_group, csr/dense, simd/dense]
         col = {"csr": 4, "simd_group": 5}[fmt]
         return sp, [float(r[col]) for r in rows], path.name
-    # x86: [sparsity%, numpy, cococ dense, scipy csr, cococ csr, cococ simd_group, ...] (ms)
+    # x86: [sparsity%, numpy, cococ dense, scipy csr, cococ csr, cococ simd_group, ...] (ms; MM the same)
     col = {"csr": 4, "simd_group": 5}[fmt]
     return sp, [float(r[col]) / float(r[2]) for r in rows], path.name
 
 
-def estimate(layer: str, p: Param, target: str) -> Choice:
-    """Choice from the measured table; a target/format without a table keeps the sparse kernel
-    (nothing says it is slower) and records that it was not compared."""
+def estimate(layer: str, p: Param, target: str, kind: str = "mv") -> Choice:
+    """Choice from the measured table (kind "mv" for FC, "mm" for conv); a target/format without
+    a table keeps the sparse kernel (nothing says it is slower) and records that it was not compared."""
     s = kernel_sparsity(p)
-    t = table(target, p.format)
+    t = table(target, p.format, kind)
     if t is None:
         return Choice(layer, p.format, p.format, s, None, f"no break-even table for {target}")
     sp, ratio, src = t

@@ -98,15 +98,26 @@ def _sanitize(name: str) -> str:
 def _emit_group(bb: relax.BlockBuilder, group: list[Layer], env: dict[int, relax.Expr], ctx: LowerCtx) -> None:
     if ctx.sparse:
         from cococ.backends.tvm import sparse
-        c = sparse.choice(group[0])
+        c = sparse.choice(group[0], group, ctx)  # measured: both forms of this group timed (sparse.py)
         if c is not None and c.kernel != "dense":
             return sparse.emit(bb, group, env, ctx, LOWERINGS, _name(group[0]))
+    emit_dense_group(bb, group, env, ctx)
+
+
+def group_inputs(group: list[Layer]) -> list[Value]:
+    """The values a fused group reads from outside itself, in first-use order."""
     inside = {id(v) for l in group for v in l.outputs}
     ext: list[Value] = []
     for l in group:
         for v in l.inputs:
             if id(v) not in inside and all(v is not e for e in ext):
                 ext.append(v)
+    return ext
+
+
+def emit_dense_group(bb: relax.BlockBuilder, group: list[Layer], env: dict[int, relax.Expr], ctx: LowerCtx) -> None:
+    """The group as one TE kernel (every weight expanded to dense)."""
+    ext = group_inputs(group)
     consts = [{k: relax.const(a) for k, a in LOWERINGS[l.op].params(l, ctx).items()} for l in group]
 
     def fn(ins, pss):
