@@ -198,3 +198,78 @@ def test_build_command_has_the_prune_options():
     a = p.parse_args(["net.prototxt", "--target=arm-m4", "--prune", "auto", "--data", "digits",
                       "--max-accuracy-drop", "0.5"])
     assert (a.prune, a.data, a.max_accuracy_drop, a.solver) == ("auto", "digits", 0.5, None)
+
+
+def _stub_retrain(monkeypatch, fail):
+    """Replace the retraining with a stub: accuracy 1.0 unless `fail(step_sparsity, call_of_that_step)`.
+    Records (sparsity, iterations) of every call."""
+    import cococ.passes.scalpel as sc
+    calls, seen = [], {}
+
+    def retrain(graph, solver, ds, masks, iters, seed):
+        sp = round(float(1 - masks["ip1"].mean()), 3)
+        seen[sp] = seen.get(sp, 0) + 1
+        calls.append((sp, iters))
+        return 0.0 if fail(sp, seen[sp]) else 1.0
+
+    monkeypatch.setattr(sc, "retrain", retrain)
+    return calls
+
+
+def _one_layer_loop(policy, monkeypatch, fail, steps=(0.5, 0.7, 0.9)):
+    from cococ.passes.scalpel import prune_layer
+    calls = _stub_retrain(monkeypatch, fail)
+    g = mlp()
+    w0 = g.layer("ip1").params["weight"].dense()
+    before = {l.name: {k: p.dense().copy() for k, p in l.params.items()} for l in g.layers}
+
+    def mask_for(s):
+        m = np.ones(w0.size, np.float32)
+        m[:int(round(s * w0.size))] = 0
+        return m.reshape(w0.shape), {"s": s}
+
+    record = []
+    g, _, last, m, info = prune_layer(g, "ip1", steps, mask_for, {}, SOLVER, None, 0.5, 10, 0, policy,
+                                      record.append, lambda s: None)
+    return g, last, m, info, calls, record, before
+
+
+def test_failed_step_is_retried_longer_and_then_accepted(monkeypatch):
+    from cococ.passes.scalpel import StepPolicy
+    # 0.7 fails its first retraining only: the retry (2x iterations, same step) holds
+    g, last, m, info, calls, record, _ = _one_layer_loop(StepPolicy(), monkeypatch, lambda sp, n: sp == 0.7 and n == 1)
+    assert calls == [(0.5, 10), (0.7, 10), (0.7, 20), (0.9, 10)]
+    assert last == 0.9 and info == {"s": 0.9} and float(1 - m.mean()) == pytest.approx(0.9, abs=1e-3)
+    assert [r["accepted"] for r in record] == [True, False, True, True]
+    assert [r["retry"] for r in record] == [0, 0, 1, 0]
+
+
+def test_failed_step_backs_off_half_way_resumes_and_restores_the_accepted_state(monkeypatch):
+    from cococ.passes.scalpel import StepPolicy
+    # 0.7 always fails: after its retry, half-way (0.6) holds, 0.7 is tried again and fails,
+    # half-way again (0.65) holds, 0.7 fails a third time with no back-off left: the layer ends
+    g, last, m, info, calls, record, _ = _one_layer_loop(StepPolicy(), monkeypatch, lambda sp, n: sp >= 0.7)
+    assert calls == [(0.5, 10), (0.7, 10), (0.7, 20), (0.6, 10), (0.7, 10), (0.7, 20), (0.65, 10),
+                     (0.7, 10), (0.7, 20)]
+    assert last == pytest.approx(0.65) and float(1 - m.mean()) == pytest.approx(0.65, abs=1e-3)
+    # the graph holds the accepted (0.65) weights, not the failed 0.7 trial's
+    w = g.layer("ip1").params["weight"].dense()
+    assert (w == 0).mean() == pytest.approx(0.65, abs=1e-3)
+    # a back-off that holds resumes the schedule: 0.7 fails once (both retrainings), then holds
+    g, last, m, info, calls, record, _ = _one_layer_loop(StepPolicy(), monkeypatch,
+                                                         lambda sp, n: sp == 0.7 and n <= 2)
+    assert calls == [(0.5, 10), (0.7, 10), (0.7, 20), (0.6, 10), (0.7, 10), (0.9, 10)] and last == 0.9
+    # a layer whose every step fails keeps its weights untouched
+    g, last, m, info, calls, record, before = _one_layer_loop(StepPolicy(), monkeypatch, lambda sp, n: True)
+    assert m is None and last == 0.0
+    assert calls == [(0.5, 10), (0.5, 20), (0.25, 10), (0.25, 20), (0.125, 10), (0.125, 20)]
+    for l in g.layers:
+        for k, p in l.params.items():
+            np.testing.assert_array_equal(p.dense(), before[l.name][k])
+    assert g.layer("drop1").attrs["ratio"] == 0.2
+
+
+def test_policy_without_retries_is_the_first_failure_ends_the_layer_loop(monkeypatch):
+    from cococ.passes.scalpel import StepPolicy
+    g, last, m, info, calls, record, _ = _one_layer_loop(StepPolicy(0, 2, 0), monkeypatch, lambda sp, n: sp == 0.7)
+    assert calls == [(0.5, 10), (0.7, 10)] and last == 0.5
