@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -98,6 +99,13 @@ class Artifact:
         (dir / MANIFEST).write_text(json.dumps(self.manifest, indent=2) + "\n")
         self.dir = dir
         return dir
+
+    def remove_when_collected(self) -> "Artifact":
+        """For an artifact built into a temporary folder (no out_dir): the folder goes when the
+        object does (or at exit). A search that builds every candidate to measure its cycles
+        would otherwise leave one folder per build in /tmp; `save(dir)` copies what to keep."""
+        weakref.finalize(self, shutil.rmtree, str(self.dir), True)
+        return self
 
     def _save_files(self, dir: Path) -> None:
         """Subclass hook: write files that are not already in `self.dir`."""

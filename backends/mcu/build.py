@@ -119,7 +119,7 @@ def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | Non
                 "options": {"quantize": quantize, "flash": target.flash, "sram": target.sram, **_jsonable(options)}}
     art = MCUArtifact(target.name, manifest, dir, graph)
     (dir / "artifact.json").write_text(json.dumps(art.manifest, indent=2) + "\n")
-    return art
+    return art if out_dir is not None else art.remove_when_collected()
 
 
 def _jsonable(d: dict) -> dict:
