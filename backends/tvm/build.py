@@ -71,12 +71,16 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
             warnings.warn(c["reason"], stacklevel=2)
     timings["lower_s"] = time.perf_counter() - t0
 
-    database = None
+    database, tuned_now = None, 0
     if tune or tuning_dir:
         from cococ.backends.tvm.tune import tune_module
         tdir = Path(tuning_dir or (Path(out_dir) / "tuning" if out_dir else tempfile.mkdtemp(prefix="cococ-tune-")))
         t1 = time.perf_counter()
-        database = tune_module(mod, target_obj, tdir, tune)
+        hand = None
+        if x86:  # cococ's own schedule is measured and recorded too: the best of both wins
+            from cococ.backends.tvm.schedule_x86 import make_schedule
+            hand = lambda wl: make_schedule(wl, lanes)  # noqa: E731
+        database, tuned_now = tune_module(mod, target_obj, tdir, tune, hand_schedule=hand)
         timings["tune_s"] = time.perf_counter() - t1
 
     t1 = time.perf_counter()
@@ -108,7 +112,8 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
         "options": {"tune": tune, "threads": threads, "target_options": dict(t.options)},
         "tvm_target": str(target_obj), "library": LIBRARY, "lanes": lanes,
         "kernels": sum(isinstance(f, tvm.tirx.PrimFunc) for f in mod.functions.values()),
-        "tuned_kernels": tuned, "sparse": sparse, "build_times": {k: round(v, 3) for k, v in timings.items()},
+        "tuned_kernels": tuned, "tuned_now": tuned_now,
+        "sparse": sparse, "build_times": {k: round(v, 3) for k, v in timings.items()},
     }
     return TVMArtifact(t.name, manifest, work, graph)
 

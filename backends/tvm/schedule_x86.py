@@ -12,6 +12,10 @@ The conv kernel is the classic register-blocked direct convolution (as in TVM's 
   - the fused epilogue (bias, batchnorm, residual add, relu...) runs on the finished tile,
     while it is hot, and writes NCHW;
   - the outer loops (batch, channel blocks, output rows) run in parallel.
+Depthwise conv (one input channel per output channel, MobileNet's 3x3 layers) keeps NCHW too:
+a register tile of up to 8 output rows x one vector along the output width (the width's largest
+divisor that fits the lanes), the taps unrolled, a broadcast weight per tap, the epilogue on the
+finished tile, parallel over channels. Other grouped convs vectorize along the output row.
 Everything else gets a generic schedule: inline the injective stages, vectorize the innermost
 spatial loop by a divisor of the lanes, parallelize the fused outer spatial loops.
 """
@@ -34,6 +38,13 @@ def schedule_module(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:
 
 
 def schedule_func(func: tirx.PrimFunc, lanes: int) -> tirx.PrimFunc:
+    """`func` scheduled by cococ's rules, marked scheduled so later passes leave it alone."""
+    return make_schedule(func, lanes).mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def make_schedule(func, lanes: int) -> s_tir.Schedule:
+    """cococ's schedule of one kernel (a PrimFunc, or a module whose "main" is one), as a traced
+    s_tir.Schedule: `--tune` replays its trace as the baseline record (tune.py)."""
     sch = s_tir.Schedule(func)
     root = sch.get_sblock("root")
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
@@ -52,6 +63,8 @@ def schedule_func(func: tirx.PrimFunc, lanes: int) -> tirx.PrimFunc:
             _conv_packed(sch, anchor, epilogue, lanes)
         elif anchor == "dense_packed":
             _dense_packed(sch, anchor, epilogue, lanes)
+        elif anchor == "conv_direct" and _is_depthwise(sch, anchor):
+            _conv_depthwise(sch, anchor, epilogue, lanes)
         elif anchor == "conv_direct":
             _conv_direct(sch, anchor, epilogue, lanes)
         else:
@@ -61,7 +74,7 @@ def schedule_func(func: tirx.PrimFunc, lanes: int) -> tirx.PrimFunc:
         n = sch.get(b).name_hint
         if n in names and n not in done:  # not a block made by scheduling (an init block)
             _generic(sch, b, lanes)
-    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    return sch
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -72,6 +85,11 @@ def _extent(sch, loop) -> int:
 
 def _is_reduction(sch, name: str) -> bool:
     return any(iv.iter_type == 2 for iv in sch.get(sch.get_sblock(name)).iter_vars)
+
+
+def _is_depthwise(sch, name: str) -> bool:
+    """A direct conv whose channel reduction has extent 1 (depthwise; the schedule above)."""
+    return _extent(sch, sch.get_loops(sch.get_sblock(name))[4]) == 1
 
 
 def _consumer(sch, name: str) -> str | None:
@@ -140,8 +158,48 @@ def _dense_packed(sch, name: str, epilogue: str | None, lanes: int) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
+def dw_tiling(oh: int, ow: int, lanes: int) -> tuple[int, int]:
+    """(rows, v) of a depthwise register tile: v output columns per vector (the largest divisor
+    of the width that fits the lanes: 28 -> 14, not 4), `rows` output rows accumulated at once
+    (up to 8 when a row is one vector, as on 7x7 and 14x14 maps; else up to 4)."""
+    v = ow if ow <= lanes else _divisor(ow, lanes)
+    if v < 4 and ow <= 2 * lanes:  # prime-ish widths (19, 23...): one wide vector, split by LLVM
+        v = ow
+    rows = _divisor(oh, 8) if ow <= lanes else _divisor(oh, 4, prefer=(4, 2))
+    return rows, v
+
+
+def _conv_depthwise(sch, name: str, epilogue: str | None, lanes: int) -> None:
+    """Depthwise conv (one input channel per output channel): a register tile of `rows` output
+    rows x one vector of `v` output columns per step, the 3x3 (kh x kw) taps unrolled, each a
+    vector load of the input row (unaligned, contiguous for stride 1) x a broadcast weight; the
+    fused epilogue (batchnorm, relu6, ...) runs on the finished tile; parallel over channels.
+    The padding stays inlined (a bounds test per tap): a padded copy would be one more pass over
+    memory for a kernel that does only 9 MACs per output (a per-channel padded tile: not tried)."""
+    blk = sch.get_sblock(name)
+    n, co, y, x, rc, ry, rx = sch.get_loops(blk)
+    rows, v = dw_tiling(_extent(sch, y), _extent(sch, x), lanes)
+    yo, yi = sch.split(y, [None, rows])
+    xo, xi = sch.split(x, [None, v])
+    sch.reorder(n, co, yo, xo, rc, ry, rx, yi, xi)
+    sch.parallel(sch.fuse(n, co))
+    sch.unroll(ry)
+    sch.unroll(rx)
+    sch.unroll(yi)
+    if v > 1:
+        sch.vectorize(xi)
+    if epilogue and _consumer(sch, name) == epilogue and name != epilogue:
+        eb = sch.get_sblock(epilogue)
+        sch.reverse_compute_at(eb, xo)
+        if v > 1:
+            sch.vectorize(sch.get_loops(eb)[-1])
+    init = sch.decompose_reduction(blk, rc)
+    if v > 1:
+        sch.vectorize(sch.get_loops(init)[-1])
+
+
 def _conv_direct(sch, name: str, epilogue: str | None, lanes: int) -> None:
-    """Depthwise / grouped conv: vectorize along the output row, reductions outside the vector;
+    """Grouped conv: vectorize along the output row, reductions outside the vector;
     the epilogue runs per row tile, so the accumulator never goes to memory."""
     blk = sch.get_sblock(name)
     n, co, y, x, rc, ry, rx = sch.get_loops(blk)

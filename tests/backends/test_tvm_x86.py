@@ -68,6 +68,10 @@ CASES = [
     ("conv_groups2", "conv2d", [(1, 8, 7, 7)], *conv(8, 8, 3, groups=2, pad=[1, 1, 1, 1]), 1),
     ("conv_groups_packed", "conv2d", [(1, 32, 6, 6)], *conv(32, 32, 1, groups=2), 1),
     ("conv_depthwise_s2", "conv2d", [(1, 16, 13, 13)], *conv(16, 16, 3, groups=16, stride=[2, 2], pad=[1, 1, 1, 1]), 1),
+    ("conv_depthwise_wide", "conv2d", [(1, 8, 30, 30)], *conv(8, 8, 3, groups=8, pad=[1, 1, 1, 1]), 1),
+    ("conv_depthwise_mult_dilated", "conv2d", [(1, 4, 9, 11)],
+     *conv(4, 8, 3, groups=4, dilation=[2, 2], pad=[2, 1, 2, 1]), 1),
+    ("conv_depthwise_prime", "conv2d", [(1, 3, 19, 19)], *conv(3, 3, 3, groups=3, pad=[1, 1, 1, 1], bias=False), 1),
     ("conv_prime_width", "conv2d", [(1, 3, 21, 21)], *conv(3, 16, 3), 1),
     ("conv_1x1_wide", "conv2d", [(1, 3, 5, 37)], *conv(3, 40, 1), 1),
     ("dense", "dense", [(2, 24)], {"out_features": 37}, {"weight": rand(37, 24), "bias": rand(37)}, 1),
@@ -208,6 +212,28 @@ def test_small_nets_end_to_end(make, tmp_path):
     r = subprocess.run([sys.executable, "-m", "cococ", "run", str(tmp_path / "a"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_depthwise_with_fused_epilogue():
+    """MobileNet's depthwise conv + batchnorm + relu6 as one kernel (the depthwise register tile
+    runs the epilogue on each finished tile): map widths 7/14/28/56, stride 1 and 2."""
+    from cococ.backends.tvm import build_tvm
+    from cococ.backends.tvm.lower import fusion_groups
+    g, feeds = G(), {}
+    for c, h, s in [(32, 56, 1), (24, 28, 2), (48, 14, 1), (64, 7, 1)]:
+        name = f"dw{c}_{h}_{s}"
+        x = g.input(name, (1, c, h, h))
+        feeds[name] = rand(1, c, h, h)
+        attrs, params = conv(c, c, 3, groups=c, stride=[s, s], pad=[1, 1, 1, 1], bias=False)
+        y = g("conv2d", f"{name}_conv", x, attrs, params)
+        y = g("batchnorm", f"{name}_bn", y, {"eps": 1e-5},
+              {"mean": rand(c), "var": rand(c, pos=True), "scale": rand(c), "bias": rand(c)})
+        g("clip", f"{name}_relu6", y, {"min": 0.0, "max": 6.0}, out=True)
+    graph = g.graph()
+    assert all(len(gr) == 3 for gr in fusion_groups(graph))
+    got, ref = build_tvm(graph, "x86").run(feeds), run(graph, feeds)
+    for k in ref:
+        assert close(got[k], ref[k]), k
 
 
 def test_residual_block_is_fused():
