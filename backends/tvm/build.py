@@ -9,6 +9,7 @@ The artifact is the exported library plus a manifest; `cococ run DIR` loads it i
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -74,6 +75,7 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     database, tuned_now = None, 0
     if tune or tuning_dir:
         from cococ.backends.tvm.tune import tune_module
+        scratch = not (tuning_dir or out_dir)   # records kept nowhere: a folder for this build only
         tdir = Path(tuning_dir or (Path(out_dir) / "tuning" if out_dir else tempfile.mkdtemp(prefix="cococ-tune-")))
         t1 = time.perf_counter()
         hand = None
@@ -86,6 +88,8 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     t1 = time.perf_counter()
     mod, tuned = schedule(mod, t, target_obj, lanes, database)
     timings["schedule_s"] = time.perf_counter() - t1
+    if database is not None and scratch:
+        shutil.rmtree(tdir, ignore_errors=True)
 
     t1 = time.perf_counter()
     env = {"TVM_CUDA_COMPILE_MODE": "nvcc"} if t.name == "cuda" else {}
@@ -115,7 +119,7 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
         "tuned_kernels": tuned, "tuned_now": tuned_now,
         "sparse": sparse, "build_times": {k: round(v, 3) for k, v in timings.items()},
     }
-    return TVMArtifact(t.name, manifest, work, graph)
+    return TVMArtifact(t.name, manifest, work, graph).remove_when_collected()  # build(out_dir=) saves a copy
 
 
 def schedule(mod, t: Target, target_obj, lanes: int, database=None):
