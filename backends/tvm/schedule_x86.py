@@ -188,6 +188,12 @@ def _conv_depthwise(sch, name: str, epilogue: str | None, lanes: int) -> None:
     sch.unroll(yi)
     if v > 1:
         sch.vectorize(xi)
+    _tile_epilogue(sch, blk, name, epilogue, xo, rc, v)
+
+
+def _tile_epilogue(sch, blk, name: str, epilogue: str | None, xo, rc, v: int) -> None:
+    """The fused epilogue runs on each finished tile (at `xo`) and the accumulator's zeroing
+    leaves the reduction: both vectorized like the tile, `v` lanes."""
     if epilogue and _consumer(sch, name) == epilogue and name != epilogue:
         eb = sch.get_sblock(epilogue)
         sch.reverse_compute_at(eb, xo)
@@ -212,14 +218,7 @@ def _conv_direct(sch, name: str, epilogue: str | None, lanes: int) -> None:
     sch.parallel(sch.fuse(n, co, y))
     if v > 1:
         sch.vectorize(xi)
-    if epilogue and _consumer(sch, name) == epilogue and name != epilogue:
-        eb = sch.get_sblock(epilogue)
-        sch.reverse_compute_at(eb, xo)
-        if v > 1:
-            sch.vectorize(sch.get_loops(eb)[-1])
-    init = sch.decompose_reduction(blk, rc)
-    if v > 1:
-        sch.vectorize(sch.get_loops(init)[-1])
+    _tile_epilogue(sch, blk, name, epilogue, xo, rc, v)
 
 
 # ---- everything else --------------------------------------------------------------------------
