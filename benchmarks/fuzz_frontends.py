@@ -186,6 +186,7 @@ def main(argv=None) -> int:
         for name, detail in r["crash_samples"]:
             print(f"  {name}: {detail}")
     if args.report:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
         from benchmarks.report import markdown_table, write_section
         rows = [[r["frontend"], r["inputs"], r["ok"], r["clean"], r["crash"], r["hang"], r["seconds"]] for r in results]
         write_section("Frontend fuzzing", "## Frontend fuzzing\n\n" + markdown_table(

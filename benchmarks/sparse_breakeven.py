@@ -17,9 +17,13 @@ Break-even is where a sparse kernel's time crosses the dense one's (linear inter
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` imports when run as a script
+
+import numpy as np  # noqa: E402
 
 from cococ.ir.core import Param
 from cococ.ir.formats import compress

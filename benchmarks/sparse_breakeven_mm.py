@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` imports when run as a script
+
+import numpy as np  # noqa: E402
 
 from benchmarks.sparse_breakeven import _pct, breakeven, random_pruned
 from cococ.ir.core import Param
