@@ -73,11 +73,10 @@ def magnitude_prune(graph, solver, ds, *, max_drop, steps, retrain_iter, seed, l
     from cococ.passes.prune_weights import magnitude_keep
     from cococ.passes.scalpel import StepPolicy, accuracy, kernel_model, layer_macs, prune_layer
     from cococ.passes.simd_group import weight_layers
-    model = kernel_model("arm-m4")
     base = accuracy(graph, ds)
     floor = base - max_drop / 100.0
     cand = weight_layers(graph, [])
-    order = sorted(cand, key=lambda l: -layer_macs(l) * model.dense_per_mac)
+    order = sorted(cand, key=lambda l: -layer_macs(l) * kernel_model("arm-m4", l.op).dense_per_mac)
     masks: dict[str, np.ndarray] = {}
     tried: list[dict] = []
     it_seed = seed
@@ -152,7 +151,6 @@ def run_model(name: str, args, table: dict, log) -> dict:
     d = ROOT / "examples" / name
     load = lambda: cococ.load(d / f"{name}.prototxt", weights=d / f"{name}.safetensors")  # noqa: E731
     solver = load_solver(d / f"{name}_solver.prototxt")
-    model = kernel_model("arm-m4")
     out = {"model": MODELS[name], "retrain_iter": args.retrain_iter, "max_drop": args.max_drop}
 
     # (a) --prune auto for arm-m4
@@ -181,7 +179,7 @@ def run_model(name: str, args, table: dict, log) -> dict:
                                                        retrain_iter=args.retrain_iter, seed=args.seed, log=log)
     layers, dense_c, sparse_c = [], 0.0, 0.0
     for l in weight_layers(g, []):
-        dc = layer_macs(l) * model.dense_per_mac
+        dc = layer_macs(l) * kernel_model("arm-m4", l.op).dense_per_mac
         sp = per_layer[l.name]
         sc = dc * csr_ratio(sp, table) if sp > 0 else dc
         dense_c += dc

@@ -61,10 +61,19 @@ class KernelModel:
         return dense * float(np.interp(sparsity, self.sparsity, self.ratio))
 
 
-def kernel_model(target: str) -> KernelModel:
-    """The measured break-even table for `target` (arm-m4: emulated cycles, 100x100 MV; x86:
-    wall time, 4096² MV). Without the JSON: Scalpel's M4 numbers (48% break-even), noted."""
+def kernel_model(target: str, op: str = "dense") -> KernelModel:
+    """The measured break-even table for `target` and the kernel `op` runs on: an FC layer the
+    matrix-vector one (arm-m4: emulated executor steps, 100x100; x86: wall time, 4096²), a conv
+    on arm-m4 the matrix-matrix one (its im2col product, 100x100·100x100; its dense kernel does
+    fewer cycles per MAC and its break-even is lower). Without the JSON: Scalpel's M4 numbers
+    (48% break-even), noted."""
     name = {"arm-m4": "m4", "x86": "x86"}.get(target, target)
+    mm = BENCH_DIR / f"sparse-breakeven-mm-{name}.json"
+    if op == "conv2d" and name == "m4" and mm.exists():
+        d = json.loads(mm.read_text())   # rows: [sparsity%, dense, csr, simd_group, csr/dense, simd/dense]
+        rows, (m, k, n) = d["rows"], d.get("shape", (100, 100, 100))
+        return KernelModel(target, rows[0][1] / (m * k * n), [r[0] / 100 for r in rows], [r[5] for r in rows],
+                           float(d["breakeven"]["simd_group"]), str(mm))
     path = BENCH_DIR / f"sparse-breakeven-{name}.json"
     if path.exists():
         d = json.loads(path.read_text())
@@ -300,7 +309,8 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
     infer_shapes(graph)
     ds = load_dataset(graph, data)
     width = int(width) or target_width(target, dtype)
-    model = kernel_model(target)
+    model = kernel_model(target)                       # FC; a conv reads its own (models below)
+    models = {op: kernel_model(target, op) for op in ("dense", "conv2d")}
     policy = policy or StepPolicy()
     say = log or (lambda s: None)
     base = accuracy(graph, ds)
@@ -308,7 +318,7 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
     rep = Report(target, width, base, max_drop=max_drop, breakeven=model.breakeven,
                  cost_source=model.source, unit=model.unit)
     cand = weight_layers(graph, list(layers))
-    est = {l.name: layer_macs(l) * model.dense_per_mac for l in cand}
+    est = {l.name: layer_macs(l) * models.get(l.op, model).dense_per_mac for l in cand}
     order = sorted(cand, key=lambda l: -est[l.name])
     masks: dict[str, np.ndarray] = {}        # layer -> element mask of what is pruned so far
     keeps: dict[str, np.ndarray] = {}        # layer -> kept groups [rows, ngroups]
@@ -335,9 +345,10 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
             accepted, lr.threshold = float(1 - m.mean()), info["threshold"]
             masks[name], keeps[name] = m, rms > info["threshold"]
         lr.tried = accepted
-        if name in masks and accepted < model.breakeven:
+        be = models.get(layer.op, model).breakeven
+        if name in masks and accepted < be:
             lr.note = (f"kept dense: {accepted:.0%} pruned is under the simd_group break-even "
-                       f"{model.breakeven:.0%} on {target} (slower compressed)")
+                       f"{be:.0%} on {target} (slower compressed)")
             rep.warnings.append(f"{name}: {lr.note}")
             graph = _adopt(graph, saved)
             masks.pop(name), keeps.pop(name)
@@ -353,7 +364,7 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
         r = results[name]
         r.sparsity, r.format = sp, "simd_group"
         r.bytes_stored = int(l.params["weight"].nbytes)
-        r.sparse_time = model.sparse_time(r.dense_time, sp)
+        r.sparse_time = models.get(l.op, model).sparse_time(r.dense_time, sp)
     for d in graph.layers:      # inference: dropout is identity, restore the declared ratio
         if d.op == "dropout" and "dropout_original" in d.meta:
             d.attrs["ratio"] = d.meta.pop("dropout_original")
