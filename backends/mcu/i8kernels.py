@@ -79,6 +79,25 @@ _ARGS = [("w", "int8", False), ("b", "int32", False), ("m", "int32", False), ("s
          ("col", "int16", True), ("y", "int8", True)]
 
 
+def _source(x_shape: str, y_shape: str, o: int, k: int, kw4: int, loops: str) -> str:
+    """The TVMScript both int8 kernels share: the signature (x, y shapes differ), the int32 views
+    of the column and the weights, the accumulators, the zeroed column tail; then `loops`, which
+    fill the q15 column per output position and run `_dot8` on it."""
+    return f'''
+@T.prim_func(s_tir=True)
+def f(x: T.Buffer({x_shape}, "int8"), w: T.Buffer(({o * kw4 * 4},), "int8"),
+      b: T.Buffer(({o},), "int32"), m: T.Buffer(({o},), "int32"), sh: T.Buffer(({o},), "int32"),
+      col: T.Buffer(({kw4 * 4},), "int16"), y: T.Buffer({y_shape}, "int8")):
+    T.func_attr({{"tirx.noalias": True}})
+    COL = T.decl_buffer(({kw4 * 2},), "int32", data=col.data)
+    WW = T.decl_buffer(({o * kw4},), "int32", data=w.data)
+    acc = T.sblock_alloc_buffer((2,), "int32")
+    r = T.sblock_alloc_buffer((4,), "int32")
+    for p in range({k}, {kw4 * 4}):
+        col[p] = T.int16(0)
+{loops}'''
+
+
 def conv2d_int8(name, x_shape, o: int, y_shape, attrs, relu: bool, fast: bool) -> Kernel:
     n, c, h, w = x_shape
     _, _, oh, ow = y_shape
@@ -90,22 +109,11 @@ def conv2d_int8(name, x_shape, o: int, y_shape, attrs, relu: bool, fast: bool) -
     if any(attrs["pad"]):
         xval = f"T.if_then_else({ih} >= 0 and {ih} < {h} and {iw} >= 0 and {iw} < {w}, {xval}, T.int16(0))"
     body = _dot8(o, kw4, 0 if relu else -128, lambda oo: f"y[nn, {oo}, i, j]", fast)
-    src = f'''
-@T.prim_func(s_tir=True)
-def f(x: T.Buffer(({n}, {c}, {h}, {w}), "int8"), w: T.Buffer(({o * kw4 * 4},), "int8"),
-      b: T.Buffer(({o},), "int32"), m: T.Buffer(({o},), "int32"), sh: T.Buffer(({o},), "int32"),
-      col: T.Buffer(({kw4 * 4},), "int16"), y: T.Buffer(({n}, {o}, {oh}, {ow}), "int8")):
-    T.func_attr({{"tirx.noalias": True}})
-    COL = T.decl_buffer(({kw4 * 2},), "int32", data=col.data)
-    WW = T.decl_buffer(({o * kw4},), "int32", data=w.data)
-    acc = T.sblock_alloc_buffer((2,), "int32")
-    r = T.sblock_alloc_buffer((4,), "int32")
-    for p in range({k}, {kw4 * 4}):
-        col[p] = T.int16(0)
+    src = _source(f"({n}, {c}, {h}, {w})", f"({n}, {o}, {oh}, {ow})", o, k, kw4, f'''
     for nn, i, j in T.grid({n}, {oh}, {ow}):
         for c, kh, kw in T.grid({c}, {kh}, {kw}):
             col[c * {kh * kw} + kh * {kw} + kw] = {xval}
-{body}'''
+{body}''')
     doc = f"int8 conv2d {list(x_shape)}->{list(y_shape)} (im2col to q15 + SXTB16/SMLAD, 2 rows)"
     return _kernel(name, src, [("x", "int8", False)] + _ARGS, doc + (" +relu" if relu else ""))
 
@@ -113,22 +121,11 @@ def f(x: T.Buffer(({n}, {c}, {h}, {w}), "int8"), w: T.Buffer(({o * kw4 * 4},), "
 def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool) -> Kernel:
     kw4 = (k + 3) // 4
     body = _dot8(o, kw4, 0 if relu else -128, lambda oo: f"y[nn, {oo}]", fast)
-    src = f'''
-@T.prim_func(s_tir=True)
-def f(x: T.Buffer(({n}, {k}), "int8"), w: T.Buffer(({o * kw4 * 4},), "int8"),
-      b: T.Buffer(({o},), "int32"), m: T.Buffer(({o},), "int32"), sh: T.Buffer(({o},), "int32"),
-      col: T.Buffer(({kw4 * 4},), "int16"), y: T.Buffer(({n}, {o}), "int8")):
-    T.func_attr({{"tirx.noalias": True}})
-    COL = T.decl_buffer(({kw4 * 2},), "int32", data=col.data)
-    WW = T.decl_buffer(({o * kw4},), "int32", data=w.data)
-    acc = T.sblock_alloc_buffer((2,), "int32")
-    r = T.sblock_alloc_buffer((4,), "int32")
-    for p in range({k}, {kw4 * 4}):
-        col[p] = T.int16(0)
+    src = _source(f"({n}, {k})", f"({n}, {o})", o, k, kw4, f'''
     for nn in range({n}):
         for p in range({k}):
             col[p] = T.Cast("int16", x[nn, p])
-{body}'''
+{body}''')
     doc = f"int8 dense {k}->{o} (input widened to q15 + SXTB16/SMLAD, 2 rows)"
     return _kernel(name, src, [("x", "int8", False)] + _ARGS, doc + (" +relu" if relu else ""))
 
