@@ -1,6 +1,5 @@
 """Every sparse kernel equals the dense numpy reference on the same (masked) weights."""
 import ctypes
-import shutil
 import subprocess
 
 import numpy as np
@@ -46,14 +45,6 @@ def test_x86_simd_group_uses_vector_loads():
     lib = tvm.build(tvm.IRModule({"main": _prim_x86(p, 8)}), target=tvm.target.Target(x86_target(8)))
     asm = lib.inspect_source("asm")
     assert "ymm" in asm  # 8 f32 lanes per load
-
-
-@pytest.fixture(scope="module")
-def host_cc():
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no host C compiler")
-    return cc
 
 
 def _run_q15_host(cc, tmp_path, p, x):

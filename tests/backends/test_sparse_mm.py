@@ -57,14 +57,6 @@ def _wrap32(a):
     return ((a + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
 
 
-@pytest.fixture(scope="module")
-def host_cc():
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no host C compiler")
-    return cc
-
-
 def _run_q15_host(cc, tmp_path, p, x, ldy=None, offset=0):
     n = x.shape[1]
     src = tmp_path / "k.c"
