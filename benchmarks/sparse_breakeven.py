@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` i
 
 import numpy as np  # noqa: E402
 
+from cococ.backends.sparse.choose import crossing as breakeven  # the executors read the same crossing
 from cococ.ir.core import Param
 from cococ.ir.formats import compress
 
@@ -43,17 +44,6 @@ def random_pruned(rows, cols, sparsity, width, dtype, rng):
     keep[rng.permutation(g)[:int(round(sparsity * g))]] = False
     w[~np.repeat(keep.reshape(rows, -1), width, axis=1)] = 0
     return w
-
-
-def breakeven(sparsities, rel) -> float | None:
-    """First sparsity where relative time drops below 1 (linear interpolation), None if never."""
-    for i, (s, r) in enumerate(zip(sparsities, rel)):
-        if r < 1.0:
-            if i == 0:
-                return s
-            s0, r0 = sparsities[i - 1], rel[i - 1]
-            return s0 + (1.0 - r0) * (s - s0) / (r - r0)
-    return None
 
 
 def bench_m4(n=100, seed=0):

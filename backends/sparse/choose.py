@@ -62,6 +62,8 @@ def kernel_sparsity(p: Param) -> float:
 
 
 def crossing(sp: list[float], ratio: list[float]) -> float | None:
+    """The break-even: first sparsity where sparse/dense time drops below 1 (linear
+    interpolation between the measured points), None if it never does."""
     for i, (s, r) in enumerate(zip(sp, ratio)):
         if r < 1.0:
             if i == 0:
