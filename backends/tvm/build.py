@@ -21,7 +21,6 @@ from tvm import relax
 from cococ.backends.target import Target, get_target, host_simd
 from cococ.backends.tvm.artifact import LIBRARY, TVMArtifact
 from cococ.backends.tvm.lower import lower_graph
-from cococ.backends.tvm.sparse import choices as sparse_choices
 from cococ.backends.tvm.te_ops import LowerCtx
 from cococ.ir.core import CococError, Graph
 from cococ.runtime.artifact import io_spec
@@ -65,8 +64,9 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     lanes = f32_lanes(t)
     target_obj = tvm_target(t)
     x86 = t.name == "x86"
-    mod = lower_graph(graph, LowerCtx(oc_block=lanes if x86 else 1, sparse=x86))
-    sparse = [c.as_dict() for c in sparse_choices(graph)] if x86 else []
+    ctx = LowerCtx(oc_block=lanes if x86 else 1, sparse=x86)
+    mod = lower_graph(graph, ctx)
+    sparse = [c.as_dict() for c in ctx.choices]
     for c in sparse:  # a compressed layer kept dense: say so (backends/tvm/sparse.py)
         if c["reason"]:
             warnings.warn(c["reason"], stacklevel=2)

@@ -59,8 +59,9 @@ def _name(layer: Layer) -> str:
     return re.sub(r"\W", "_", f"{layer.op}_{layer.name}")
 
 
-def lower_graph(graph: Graph, ctx: LowerCtx = LowerCtx()) -> tvm.IRModule:
+def lower_graph(graph: Graph, ctx: LowerCtx | None = None) -> tvm.IRModule:
     """Relax module `main(inputs...) -> output | (outputs...)` of the graph, weights bound as constants."""
+    ctx = ctx if ctx is not None else LowerCtx()
     for layer in graph.layers:
         if layer.op != "input" and layer.op not in ALIASES | VIEWS and layer.op not in LOWERINGS:
             raise layer.error(f"op '{layer.op}' has no TVM lowering (known: {', '.join(sorted(LOWERINGS))})")

@@ -48,13 +48,19 @@ from cococ.ir.formats import cols_padded, matrix_shape
 TARGET = "x86"
 TVM_INDEX = {"int16": "int16", "int32": "int32"}
 CHOICE = "measure"           # "measure" | "table" | "always"
-_MEASURED: dict[int, tuple] = {}   # id(param) -> (param, Choice): the lowering's measurement, for `choices`
 
 
 def choice(layer: Layer, group: list[Layer] | None = None, ctx=None) -> Choice | None:
     """The kernel of a dense/conv2d layer with a compressed weight (None: the weight is dense).
-    With its fused `group` and the lowering `ctx` both forms are measured (module docstring);
-    without, the lowering's measurement of this weight if there was one, else the table's estimate."""
+    With its fused `group` and the lowering `ctx` both forms are measured (module docstring) and
+    the choice is appended to `ctx.choices`; without, the table's estimate."""
+    c = _choose(layer, group, ctx)
+    if c is not None and ctx is not None:
+        ctx.choices.append(c)
+    return c
+
+
+def _choose(layer: Layer, group: list[Layer] | None, ctx) -> Choice | None:
     p = layer.params.get("weight")
     if layer.op not in ("dense", "conv2d") or p is None or p.format == "dense":
         return None
@@ -71,17 +77,11 @@ def choice(layer: Layer, group: list[Layer] | None = None, ctx=None) -> Choice |
         return Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared",
                       reason=f"layer {layer.name}: the x86 sparse kernels are f32, the weight is {p.type.dtype}; "
                              "kept dense")
-    hit = _MEASURED.get(id(p))
-    if hit is not None and hit[0] is p:
-        return hit[1]
     c = estimate(layer.name, p, TARGET, "mm" if layer.op == "conv2d" else "mv")
     if CHOICE == "always":
         c.kernel, c.reason, c.basis = p.format, "", c.basis + "; sparse kernel forced (sparse.CHOICE)"
     elif CHOICE == "measure" and group is not None and ctx is not None:
         c = _measure(group, ctx, c)
-        if len(_MEASURED) > 256:
-            _MEASURED.clear()
-        _MEASURED[id(p)] = (p, c)
     return c
 
 
@@ -134,10 +134,6 @@ def _measure(group: list[Layer], ctx, c: Choice) -> Choice:
         c.reason = keep_dense_message(replace(c, breakeven=None), TARGET,
                                       f"measured {ts * 1e6:.1f} vs {td * 1e6:.1f} us dense")
     return c
-
-
-def choices(graph) -> list[Choice]:
-    return [c for c in (choice(l) for l in graph.layers) if c is not None]
 
 
 def _kernel(p):

@@ -12,7 +12,7 @@ conv/dense reductions by the names `conv_packed`, `conv_direct` and `dense_packe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -26,9 +26,11 @@ from cococ.ir.ops.tensor import reshape_target
 @dataclass(frozen=True)
 class LowerCtx:
     """Target facts the lowering needs: conv/dense output channels per vector (1 = unpacked);
-    sparse: run compressed FC weights with the sparse kernels (x86, backends/tvm/sparse.py)."""
+    sparse: run compressed FC/conv weights with the sparse kernels (x86, backends/tvm/sparse.py);
+    the lowering then appends each compressed layer's kernel choice to `choices` (for the manifest)."""
     oc_block: int = 1
     sparse: bool = False
+    choices: list = field(default_factory=list, compare=False)
 
 
 @dataclass(frozen=True)
