@@ -19,22 +19,18 @@ grouped conv.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 from cococ.backends.mcu import sparse_kernels as S
 from cococ.backends.mcu.codegen import C_TYPES, Kernel, generate_c
 from cococ.backends.mcu.lower import Tensor, Weight, _frz, _Lowering  # lower.py imports this module lazily
+from cococ.backends.sparse.build import TVM_DTYPE
 from cococ.backends.sparse.choose import Choice, crossing, estimate, keep_dense_message, kernel_sparsity, table
+from cococ.backends.sparse.m4 import available as m4_available
 from cococ.ir.core import CococError
 from cococ.ir.formats import matrix_shape
 
 TARGET = "arm-m4"
-TVM_INDEX = {np.dtype(np.int16): "int16", np.dtype(np.int32): "int32"}
 
 
 def lower_sparse(lw, layer, ins, out, act):
@@ -93,7 +89,7 @@ def _fmt(p):
     """(format, group width, stored count, TVM index dtype) of a compressed weight."""
     a = p.arrays
     width = int(p.attrs.get("width", 1)) if p.format == "simd_group" else 1
-    return p.format, width, a["indices"].size, TVM_INDEX[a["indices"].dtype]
+    return p.format, width, a["indices"].size, TVM_DTYPE[a["indices"].dtype]
 
 
 def _f32_values(p, width: int) -> np.ndarray:
@@ -192,7 +188,7 @@ def _compare(lw, layer, ins, out, act, build, args, c: Choice) -> Choice:
     if lw.quant == "q15" and t is not None:  # the table is of the q15 kernels: context only
         be = crossing(t[0], t[1])
         c.breakeven = None if be is None else round(be, 4)
-    if shutil.which(GCC) is None:
+    if not m4_available():
         e = estimate(layer.name, p, TARGET, "mm" if layer.op == "conv2d" else "mv")
         if lw.quant is None:
             e.basis += ", q15 table used for an f32 build"
@@ -208,9 +204,6 @@ def _compare(lw, layer, ins, out, act, build, args, c: Choice) -> Choice:
 
 # ---- a two-kernel image on the emulator -----------------------------------------------------------
 
-GCC = "arm-none-eabi-gcc"
-
-
 def _c_def(name: str, a: np.ndarray, const: bool, dtype: str) -> str:
     from cococ.backends.mcu.emit import _c_array
     q = "const " if const else ""
@@ -219,8 +212,7 @@ def _c_def(name: str, a: np.ndarray, const: bool, dtype: str) -> str:
 
 def emulate(steps: list[tuple[Kernel, list]], seed: int = 0) -> list[int]:
     """Cycles of each (kernel, args) step, run once in this order on random inputs."""
-    from cococ.backends.sparse.m4 import CFLAGS, LDSCRIPT
-    from cococ.runtime.mcu.emulator import Emulator
+    from cococ.backends.sparse.m4 import emulate_image
     generate_c([k for k, _ in steps])
     rng = np.random.default_rng(seed)
     names: dict[int, str] = {}
@@ -246,15 +238,7 @@ def emulate(steps: list[tuple[Kernel, list]], seed: int = 0) -> list[int]:
            + "float model_input[1];\nfloat model_output[1];\n"
            + "__attribute__((section(\".text.model_run\"))) void model_run(const float* in, float* out) {\n"
            + "  (void)in; (void)out;\n" + "".join(calls) + "}\n")
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        (d / "k.c").write_text(src)
-        (d / "k.ld").write_text(LDSCRIPT)
-        r = subprocess.run([GCC, *CFLAGS, "k.c", "-T", "k.ld", "-o", "k.elf", "-lm"], cwd=d,
-                           capture_output=True, text=True)
-        if r.returncode:
-            raise CococError(f"{GCC} failed on the kernel comparison image:\n{r.stderr[-2000:]}")
-        res = Emulator(d / "k.elf").run(np.zeros(1, np.float32))
+    _, res = emulate_image(src, "kernel comparison image", libs=("-lm",))
     if len(res.steps) != len(steps):
         raise CococError(f"the emulator saw {len(res.steps)} kernel calls, expected {len(steps)}")
     return [s.cycles for s in res.steps]

@@ -92,7 +92,9 @@ def run_mm_on_m4(param: Param, x: np.ndarray, workdir: str | Path | None = None)
     return r
 
 
-def _run(text: str, name: str, what: str, workdir) -> M4Run:
+def emulate_image(text: str, what: str, workdir=None, libs: tuple[str, ...] = ()):
+    """Compile a one-file test image (C source with `model_run`) for the M4, run it once on the
+    emulator; returns (emulator, result). `what` names the image in a compiler error."""
     from cococ.runtime.mcu.emulator import Emulator
     if not available():
         raise CococError(f"{GCC} not found: the Cortex-M4 kernels cannot be compiled")
@@ -100,12 +102,16 @@ def _run(text: str, name: str, what: str, workdir) -> M4Run:
         d = Path(d)
         (d / "k.c").write_text(text)
         (d / "k.ld").write_text(LDSCRIPT)
-        r = subprocess.run([GCC, *CFLAGS, "k.c", "-T", "k.ld", "-o", "k.elf"], cwd=d,
+        r = subprocess.run([GCC, *CFLAGS, "k.c", "-T", "k.ld", "-o", "k.elf", *libs], cwd=d,
                            capture_output=True, text=True)
         if r.returncode:
-            raise CococError(f"{GCC} failed on the {what} kernel:\n{r.stderr[-2000:]}")
+            raise CococError(f"{GCC} failed on the {what}:\n{r.stderr[-2000:]}")
         emu = Emulator(d / "k.elf")
-        res = emu.run(np.zeros(1, np.float32))
+        return emu, emu.run(np.zeros(1, np.float32))
+
+
+def _run(text: str, name: str, what: str, workdir) -> M4Run:
+    emu, res = emulate_image(text, f"{what} kernel", workdir)
     step = [s for s in res.steps if s.kernel == name]
     if len(step) != 1:
         raise CococError(f"the emulator saw {len(step)} calls of {name}")

@@ -41,12 +41,12 @@ from dataclasses import replace
 from tvm import relax, te, tirx
 
 from cococ.backends.sparse import tir, tir_mm
+from cococ.backends.sparse.build import TVM_DTYPE
 from cococ.backends.sparse.choose import Choice, estimate, keep_dense_message, kernel_sparsity
 from cococ.ir.core import Layer
 from cococ.ir.formats import cols_padded, matrix_shape
 
 TARGET = "x86"
-TVM_INDEX = {"int16": "int16", "int32": "int32"}
 CHOICE = "measure"           # "measure" | "table" | "always"
 
 
@@ -139,7 +139,7 @@ def _measure(group: list[Layer], ctx, c: Choice) -> Choice:
 def _kernel(p):
     rows, cols = matrix_shape(p.shape)
     a = p.arrays
-    index = TVM_INDEX[str(a["indices"].dtype)]
+    index = TVM_DTYPE[a["indices"].dtype]
     if p.format == "csr":
         return tir.csr_mv_f32(rows, cols, a["values"].size, index)
     return tir.simd_group_mv_f32(rows, cols_padded(p), a["indices"].size, int(p.attrs["width"]), index)
@@ -185,7 +185,7 @@ def _emit_conv(bb, layer, env, name, lanes: int):
     npos, tile = oh * ow, vecs * lanes
     n_pad = -(-npos // tile) * tile
     idx = p.arrays["indices"]
-    index = TVM_INDEX[str(idx.dtype)]
+    index = TVM_DTYPE[idx.dtype]
     if p.format == "csr":
         cp = cols
         prim = tir_mm.csr_mm_f32(rows, cols, n_pad, p.arrays["values"].size, lanes, vecs, index)
