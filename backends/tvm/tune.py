@@ -28,23 +28,25 @@ Why the pieces are what they are:
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import itertools
 import os
 import subprocess
 import sys
+import types
 import warnings
 from pathlib import Path
 
 import tvm
 from tvm import tirx
 from tvm.ir.utils import derived_object
-
-from cococ.ir.core import CococError
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
 from tvm.s_tir.meta_schedule.runner import PyRunner
 from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
+
+from cococ.ir.core import CococError
 
 _MODULES: dict[str, tvm.runtime.Module] = {}  # built candidates, by fake artifact path
 _IDS = itertools.count()
@@ -81,9 +83,6 @@ def _x86_tensor_intrin() -> None:
     """Register the x86 tensor intrinsics without running tvm.s_tir.tensor_intrin's __init__
     (see the module doc): the package goes into sys.modules as an empty package, so later
     `import tvm.s_tir.tensor_intrin.<target>` still works. No-op once the package is imported."""
-    import importlib
-    import importlib.util
-    import types
     name = "tvm.s_tir.tensor_intrin"
     if name not in sys.modules:
         spec = importlib.util.find_spec(name)
