@@ -11,8 +11,17 @@ An op class gives:
   - `cost(layer, in_types, out_types)` -> Cost(params, macs)
   - `channels(layer, in_types)`      -> ChannelRule: how output channels couple to inputs and params
   - `verify(layer, in_types)`        extra checks beyond the schema (optional)
+  - declared properties (class attributes, below in `Op`): what backends and passes used to test
+    with string sets of op names (`op in {"relu", ...}`): element-wise, view, alias, fusable
+    epilogue, keeps the input's quantisation scale, weighted, activation, Caffe blob order.
+  - backend rules, registered beside the op with `@rule(OpClass, "backend")` (JAX-style): one
+    file shows an op whole. `BACKENDS` lists the rule kinds and the signature each is called
+    with; an op with no rule for a backend says so in `no_rules = {"backend": "why"}`, and
+    tests/ir/test_rule_coverage.py fails, naming the op, when it does neither.
 
 Register with the `@register` decorator; families live in `ir/ops/<family>.py`.
+Rule functions take the backend's library through their `ctx` argument (ctx.F, ctx.te, ...),
+so importing cococ.ir never imports torch, TVM or onnx.
 """
 from __future__ import annotations
 
@@ -99,6 +108,17 @@ class Op:
     optional_params: ClassVar[frozenset[str]] = frozenset()
     doc: ClassVar[str] = ""
 
+    # -- declared properties (read by passes and backends instead of sets of op names) ------------
+    elementwise: ClassVar[bool] = False   # y[i] = f(x[i]) (or of same-shape inputs): runs on a flat buffer
+    epilogue: ClassVar[bool] = False      # may be fused after its producer, in the producer's kernel
+    view: ClassVar[bool] = False          # the output is the input's storage, reshaped (no kernel)
+    alias: ClassVar[bool] = False         # at inference the output is the input itself (no kernel)
+    keeps_scale: ClassVar[bool] = False   # order-preserving: a quantised output keeps the input's scale
+    weighted: ClassVar[bool] = False      # learned weights that pruning and quantisation act on
+    activation: ClassVar[bool] = False    # a per-element nonlinearity that trails a conv in a module
+    caffe_blobs: ClassVar[tuple[str, ...]] = ()   # the params in Caffe's blob order
+    no_rules: ClassVar[dict[str, str]] = {}       # backend -> why this op has no rule for it
+
     @staticmethod
     def param_shapes(layer: Layer, in_types: list[TensorType]) -> dict[str, tuple[int, ...]]:
         return {}
@@ -158,6 +178,43 @@ class Op:
 
 
 OPS: dict[str, type[Op]] = {}
+
+# ---- backend rules --------------------------------------------------------------------------------
+
+# rule kind -> how it is called (the contract each backend relies on; docs/CONTRACTS.md)
+BACKENDS: dict[str, str] = {
+    "torch": "fn(layer, xs, params, ctx) -> list[torch.Tensor]; ctx.F is torch.nn.functional, "
+             "ctx.torch is torch (runtime/torch/lowering.py)",
+    "tvm": "fn(layer, xs, ps, ctx) -> list[te.Tensor]; ctx.te / ctx.tirx / ctx.topi are TVM's modules; "
+           "one compute for x86, cuda and arm-m4 (backends/tvm)",
+    "onnx": "fn(b, layer, xs, ys) -> None; b is the export builder (backends/onnx_export.py)",
+    "caffe": "fn(layer, w) -> (caffe type, fields); w is the writer's helper namespace "
+             "(frontend/prototxt/writer.py)",
+}
+
+RULES: dict[tuple[str, str], Callable] = {}
+
+
+def rule(ops: "type[Op] | tuple[type[Op], ...]", backend: str):
+    """Decorator: `fn` is `backend`'s rule for the op class(es) `ops` (one per op and backend)."""
+    if backend not in BACKENDS:
+        raise RuntimeError(f"unknown rule kind {backend!r} (known: {', '.join(BACKENDS)})")
+    classes = ops if isinstance(ops, tuple) else (ops,)
+
+    def deco(fn: Callable) -> Callable:
+        for cls in classes:
+            key = (cls.name, backend)
+            if key in RULES:
+                raise RuntimeError(f"{backend} rule of op {cls.name} registered twice")
+            RULES[key] = fn
+        return fn
+    return deco
+
+
+def rule_of(op: "str | type[Op]", backend: str) -> Callable | None:
+    """The `backend` rule of `op` (a name or an Op class), or None when it has none."""
+    _load_ops()
+    return RULES.get((op if isinstance(op, str) else op.name, backend))
 
 
 def register(cls: type[Op]) -> type[Op]:

@@ -39,6 +39,7 @@ class _Elementwise(Op):
 @register
 class Relu(_Elementwise):
     name = "relu"
+    elementwise = epilogue = keeps_scale = activation = True
     doc = "max(x, 0). (Caffe ReLU with negative_slope != 0 imports as leaky_relu.)"
 
     @staticmethod
@@ -49,6 +50,7 @@ class Relu(_Elementwise):
 @register
 class LeakyRelu(_Elementwise):
     name = "leaky_relu"
+    elementwise = epilogue = activation = True
     doc = "x if x > 0 else alpha * x (alpha defaults to ONNX's and torch's 0.01)."
     attrs = {"alpha": Attr("float", default=0.01)}
 
@@ -61,6 +63,8 @@ class LeakyRelu(_Elementwise):
 @register
 class Prelu(Op):
     name = "prelu"
+    epilogue = activation = True
+    caffe_blobs = ("slope",)
     doc = ("x if x > 0 else slope[c] * x; `slope` is [C] (one per channel, axis 1) or [1] "
            "(shared, Caffe channel_shared).")
 
@@ -95,6 +99,7 @@ class Prelu(Op):
 @register
 class Sigmoid(_Elementwise):
     name = "sigmoid"
+    elementwise = epilogue = activation = True
     doc = "1 / (1 + exp(-x))."
 
     @staticmethod
@@ -108,6 +113,7 @@ class Sigmoid(_Elementwise):
 @register
 class Tanh(_Elementwise):
     name = "tanh"
+    elementwise = epilogue = activation = True
     doc = "tanh(x)."
 
     @staticmethod
@@ -118,6 +124,7 @@ class Tanh(_Elementwise):
 @register
 class Clip(_Elementwise):
     name = "clip"
+    elementwise = epilogue = activation = True
     doc = "min(max(x, min), max); an absent bound is unbounded (relu6 = clip{min=0, max=6})."
     attrs = {"min": Attr("float", optional=True), "max": Attr("float", optional=True)}
 
@@ -141,6 +148,7 @@ class Clip(_Elementwise):
 @register
 class Power(_Elementwise):
     name = "power"
+    elementwise = epilogue = True
     doc = "(shift + scale * x) ** power, as Caffe's Power layer."
     attrs = {"power": Attr("float", default=1.0), "scale": Attr("float", default=1.0),
              "shift": Attr("float", default=0.0)}

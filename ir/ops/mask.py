@@ -20,6 +20,7 @@ def _chan(v: np.ndarray, ndim: int) -> np.ndarray:
 @register
 class Mask(Op):
     name = "mask"
+    epilogue = True
     doc = "Node-pruning gate: x * alpha[c] * beta[c] on axis 1 (alpha in {0,1}, beta in [0,1]; Scalpel §3.4)."
     attrs = {"threshold": Attr("float", default=0.5), "epsilon": Attr("float", default=0.05)}
 

@@ -36,6 +36,8 @@ def conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dila
 @register
 class Conv2d(Op):
     name = "conv2d"
+    weighted = True
+    caffe_blobs = ("weight", "bias")
     doc = "2-D convolution, NCHW, weight OIHW (I = in_channels / groups); pad = [top, left, bottom, right]."
     attrs = {
         "out_channels": Attr("int"),
@@ -129,6 +131,8 @@ class Conv2d(Op):
 @register
 class Dense(Op):
     name = "dense"
+    weighted = True
+    caffe_blobs = ("weight", "bias")
     doc = "Fully connected (Caffe InnerProduct, ONNX Gemm with transB): y = x W^T + b, W is [out, in]."
     attrs = {"out_features": Attr("int")}
     optional_params = frozenset({"bias"})

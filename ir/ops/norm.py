@@ -29,6 +29,8 @@ def _params_count(layer) -> int:
 @register
 class BatchNorm(Op):
     name = "batchnorm"
+    epilogue = True
+    caffe_blobs = ("mean", "var")
     doc = ("Inference batch normalization over axis 1: (x - mean) / sqrt(var + eps) * scale + bias; "
            "scale and bias are optional (Caffe's BatchNorm has none; its moving-average factor is "
            "divided out on import).")
@@ -65,6 +67,8 @@ class BatchNorm(Op):
 @register
 class Scale(Op):
     name = "scale"
+    epilogue = True
+    caffe_blobs = ("scale", "bias")
     doc = "Per-channel affine on axis 1: x * scale[c] (+ bias[c]); Caffe Scale with axis=1, num_axes=1."
     optional_params = frozenset({"bias"})
     verify = staticmethod(_need_channels)
@@ -94,6 +98,8 @@ class Scale(Op):
 @register
 class Bias(Op):
     name = "bias"
+    epilogue = True
+    caffe_blobs = ("bias",)
     doc = "Per-channel add on axis 1: x + bias[c] (Caffe Bias with axis=1)."
     verify = staticmethod(_need_channels)
 

@@ -98,6 +98,7 @@ class _WindowPool(Op):
 @register
 class MaxPool(_WindowPool):
     name = "max_pool"
+    keeps_scale = True
     doc = ("Max over kernel windows; pad = [top, left, bottom, right] never wins (padding is "
            "-inf, as Caffe, torch and ONNX). Output size: see pool_out_size (Caffe's ceil mode).")
 
@@ -158,6 +159,7 @@ class GlobalAvgPool(_GlobalPool):
 @register
 class GlobalMaxPool(_GlobalPool):
     name = "global_max_pool"
+    keeps_scale = True
     doc = "Max over H and W: [N, C, H, W] -> [N, C, 1, 1]."
 
     @staticmethod

@@ -16,6 +16,7 @@ from cococ.ir.registry import OPAQUE, PASSTHROUGH, Attr, ChannelRule, Op, regist
 @register
 class Eltwise(Op):
     name = "eltwise"
+    elementwise = epilogue = True
     doc = ("Element-wise over 2+ inputs of one shape (Caffe Eltwise; no broadcasting): mode=sum "
            "(sum of coeffs[i] * x_i when coeffs are given), prod, max.")
     attrs = {"mode": Attr("str", default="sum", choices=("sum", "prod", "max")),
@@ -124,6 +125,7 @@ class Slice(Op):
 @register
 class Flatten(Op):
     name = "flatten"
+    view = True
     doc = ("Caffe Flatten (end_axis = -1): dims from `axis` on become one, shape[:axis] + [prod(shape[axis:])]. "
            "For axis=1 that is also ONNX Flatten; the ONNX frontend uses reshape for other axes.")
     attrs = {"axis": Attr("int", default=1)}
@@ -179,6 +181,7 @@ def reshape_target(layer, shape: tuple[int, ...]) -> tuple[int, ...]:
 @register
 class Reshape(Op):
     name = "reshape"
+    view = True
     doc = "Reshape to `shape` (Caffe semantics: 0 = copy the input dim, -1 = infer). Opaque for pruning."
     attrs = {"shape": Attr("ints")}
 
@@ -194,6 +197,7 @@ class Reshape(Op):
 @register
 class Dropout(Op):
     name = "dropout"
+    alias = True
     doc = "Identity at inference (`ratio` matters to training only; canonicalize drops the layer)."
     attrs = {"ratio": Attr("float", default=0.5)}
 
@@ -214,6 +218,7 @@ class Dropout(Op):
 @register
 class Identity(Op):
     name = "identity"
+    alias = True
     doc = "y = x (Caffe Split outputs and no-op layers import as identity; canonicalize removes it)."
 
     @staticmethod
