@@ -8,7 +8,7 @@ the memory sizes a build must fit in.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +83,6 @@ def _arm_m4(options: dict[str, Any]) -> Target:
     )
 
 
-def llvm_m4_target() -> dict[str, Any]:
-    """TVM's LLVM target for the same core (used to check kernels compile for thumbv7em)."""
-    return {"kind": "llvm", "mtriple": "thumbv7em-none-eabi", "mcpu": "cortex-m4", "mattr": ["+dsp"]}
-
-
 def host_simd(cpuinfo: str | None = None) -> tuple[str, int]:
     """('avx512f'|'avx2'|'sse2', f32 lanes) from /proc/cpuinfo's flags."""
     if cpuinfo is None:
@@ -108,7 +103,7 @@ def host_simd(cpuinfo: str | None = None) -> tuple[str, int]:
 
 
 def _x86(options: dict[str, Any]) -> Target:
-    _check_options("x86", options, {"mcpu", "threads"})
+    _check_options("x86", options, {"mcpu", "threads", "sparse"})
     isa, f32 = host_simd()
     tvm_t: dict[str, Any] = {"kind": "llvm", "mcpu": options.get("mcpu", "native")}
     if "threads" in options:
@@ -156,4 +151,4 @@ def all_targets() -> list[Target]:
     return [f({}) for f in TARGETS.values()]
 
 
-__all__ = ["Target", "get_target", "all_targets", "parse_size", "parse_target_options", "replace", "KIB"]
+__all__ = ["Target", "get_target", "all_targets", "parse_size", "parse_target_options", "KIB"]

@@ -25,7 +25,7 @@ estimated cycles and executed instructions per MAC on the emulated Cortex-M4
 
 (3) and (4) are written here in C (benchmarks/m4_kernels/kernels.c.in), compiled with
 arm-none-eabi-gcc -O2 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 (the flags of
-backends/sparse/m4.py, whose linker script this reuses) into one tiny ELF per net and variant,
+backends/mcu/emulate.py, whose linker script this reuses) into one tiny ELF per net and variant,
 with a `model_run` that calls layer kernels `k<i>_<layer>` once each; the Emulator splits the
 counts per kernel call. Each kernel's outputs are checked against numpy. Weights are random
 (const, in flash), inputs random (SRAM); these loops' timing does not depend on the values.
@@ -232,7 +232,7 @@ def c_source(layers, variant, seed=0):
 
 def c_layers(layers, variant, workdir=None):
     """Compile `variant`'s kernels into one ELF, run it once, check outputs, return per-layer counts."""
-    from cococ.backends.sparse.m4 import CFLAGS, GCC, LDSCRIPT
+    from cococ.backends.mcu.emulate import CFLAGS, GCC, LDSCRIPT
     from cococ.runtime.mcu.emulator import Emulator
     src, names, expect = c_source(layers, variant)
     with tempfile.TemporaryDirectory(dir=workdir) as d:

@@ -3,13 +3,13 @@
 For LeNet-300-100 and LeNet-5 (examples/, trained on `digits`) this runs
 
 (a) `prune_for_target(graph, "arm-m4", "digits", solver, max_drop)` — on arm-m4 (low
-    parallelism) that is Scalpel's iterative SIMD-group pruning (passes/scalpel.simd_prune:
+    parallelism) that is Scalpel's iterative SIMD-group pruning (runtime/compress/scalpel.simd_prune:
     slowest layer first, group-RMS threshold steps, retrain with masks after each step, undo
     the first step that loses more than `max_drop` points, keep layers under the measured
     break-even dense), weights stored `simd_group` (width 2, q15 lanes);
 (b) the traditional baseline, Deep Compression-style magnitude pruning (passes/prune_weights
     `magnitude_keep`), driven by the *same* loop shape so only the structure differs: the same
-    layer order, the same sparsity steps, the same step driver (passes/scalpel.prune_layer:
+    layer order, the same sparsity steps, the same step driver (runtime/compress/scalpel.prune_layer:
     retraining with element masks, the same iterations per step, the same retry and back-off
     of a failed step), the same accuracy floor; no break-even
     skip (traditional pruning does not know the target); weights stored `csr`.
@@ -66,12 +66,14 @@ def csr_ratio(sparsity: float, table: dict) -> float:
 
 def magnitude_prune(graph, solver, ds, *, max_drop, steps, retrain_iter, seed, log):
     """The baseline: per layer (slowest first, as simd_prune), raise the magnitude-pruned fraction
-    through `steps` with simd_prune's own step driver (passes/scalpel.prune_layer: retrain with
+    through `steps` with simd_prune's own step driver (runtime/compress/scalpel.prune_layer: retrain with
     element masks, the same retry and back-off of a failed step, the same floor).
     Returns (graph with csr weights, accuracy before, after, per-layer sparsity, steps tried)."""
     from cococ.ir.formats import compress, sparsity as param_sparsity
     from cococ.passes.prune_weights import magnitude_keep
-    from cococ.passes.scalpel import StepPolicy, accuracy, kernel_model, layer_macs, prune_layer
+    from cococ.runtime.compress.cost import kernel_model, layer_macs
+    from cococ.runtime.compress.scalpel import StepPolicy, prune_layer
+    from cococ.runtime.compress.training import accuracy
     from cococ.passes.simd_group import weight_layers
     base = accuracy(graph, ds)
     floor = base - max_drop / 100.0
@@ -145,8 +147,10 @@ def built_speed(graphs: dict, x: np.ndarray, log, x86_runs: int = 200, rounds: i
 def run_model(name: str, args, table: dict, log) -> dict:
     import cococ
     from cococ.frontend.solver import load_solver
-    from cococ.passes.prune_for_target import prune_for_target
-    from cococ.passes.scalpel import DEFAULT_STEPS, kernel_model, layer_macs, load_dataset
+    from cococ.runtime.compress.cost import kernel_model, layer_macs
+    from cococ.runtime.compress.prune_for_target import prune_for_target
+    from cococ.runtime.compress.scalpel import DEFAULT_STEPS
+    from cococ.runtime.compress.training import load_dataset
     from cococ.passes.simd_group import weight_layers
     d = ROOT / "examples" / name
     load = lambda: cococ.load(d / f"{name}.prototxt", weights=d / f"{name}.safetensors")  # noqa: E731
@@ -320,14 +324,14 @@ def render(results: list[dict], args, wall: float) -> str:
         "(360 test images: one image = 0.28 points), max accuracy drop "
         f"{args.max_drop} points, {args.retrain_iter} retraining iterations (shipped solver, batch 64) after "
         "every pruning step, for both methods. A step that falls under the floor gets a second chance "
-        f"before it ends the layer (`passes/scalpel.StepPolicy`): it is retrained again from where it stands "
+        f"before it ends the layer (`runtime/compress/scalpel.StepPolicy`): it is retrained again from where it stands "
         f"with {2 * args.retrain_iter} iterations; if it still fails, the sparsity half-way between the "
         "last accepted step and it is tried (with the same retry) and, if that holds, the failed step again; "
         "at most two such back-offs per layer, then the first failure ends the layer. Every accepted state "
         "is the one measured, so the accuracy after is within the floor by construction. The baseline is "
         "Deep Compression-style per-layer magnitude "
         "pruning driven by the same slowest-layer-first loop, sparsity steps, retraining helper "
-        "(`passes/scalpel.retrain`, element masks) and accuracy floor, stored `csr`.\n\n"
+        "(`runtime/compress/training.retrain`, element masks) and accuracy floor, stored `csr`.\n\n"
         "**M4 speedup (built)** = emulated cycles of the whole unpruned q15 model / those of the pruned one, "
         "each built by `cococ.build(..., \"arm-m4\", quantize=\"q15\")` and run once on a test image "
         "(cycle table of runtime/mcu, docs/mcu.md). The executor runs a layer's csr / simd_group kernel "

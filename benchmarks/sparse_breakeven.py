@@ -7,7 +7,7 @@ emulator of runtime/mcu; cycles are its Cortex-M4 table estimate for the kernel 
 sets: the executor's FC steps (what a build chooses between: qkernels.dense_q15, two rows per
 pass, vs sparse_kernels.fc_q15, both with the requantisation epilogue) — the table the
 backends and the pruning cost model read — and the bare int32-out kernels of
-backends/sparse/tir.py (outputs checked against numpy).
+backends/kernels/mv.py (outputs checked against numpy).
 x86 (fig. 13): f32 matrix-vector (4096x4096 by default), wall-time median of repeated calls:
 numpy (BLAS) dense, scipy CSR, cococ dense / CSR / SIMD-group (TVM LLVM, `width` f32 lanes).
 Break-even is where a sparse kernel's time crosses the dense one's (linear interpolation).
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` i
 
 import numpy as np  # noqa: E402
 
-from cococ.backends.sparse.choose import crossing as breakeven  # the executors read the same crossing
+from cococ.backends.kernels.choice import crossing as breakeven, save_table  # the executors read the same crossing
 from cococ.ir.core import Param
 from cococ.ir.formats import compress
 
@@ -47,7 +47,7 @@ def random_pruned(rows, cols, sparsity, width, dtype, rng):
 
 
 def bench_m4(n=100, seed=0):
-    from cococ.backends.sparse.m4 import run_on_m4
+    from cococ.backends.mcu.emulate import run_on_m4
     rng = np.random.default_rng(seed)
     x = rng.integers(-8192, 8192, n).astype(np.int16)
     dense = run_on_m4(Param.from_array(random_pruned(n, n, 0, 1, np.int16, rng)), x).cycles
@@ -72,7 +72,7 @@ def bench_m4_executor(n=100, seed=0):
     from cococ.backends.mcu import sparse_kernels as S
     from cococ.backends.mcu.lower import Tensor, Weight
     from cococ.backends.mcu.qkernels import dense_q15
-    from cococ.backends.mcu.sparse import emulate
+    from cococ.backends.mcu.emulate import emulate
     rng = np.random.default_rng(seed)
     x, y = Tensor("x", "int16", (1, n)), Tensor("y", "int16", (1, n))
     epi = [Weight("b", rng.integers(-1000, 1000, n).astype(np.int32)), Weight("m", np.full(n, 1 << 30, np.int32)),
@@ -109,7 +109,7 @@ def _median_time(f, repeat):
 def bench_x86(n=4096, repeat=20, sparsities=(0, .03, .1, .2, .3, .4, .5, .6, .7, .8, .9, .95), seed=0):
     import scipy.sparse
     import tvm
-    from cococ.backends.sparse.build import mv_x86
+    from cococ.backends.kernels.x86 import mv_x86
     from cococ.backends.target import host_simd
     _, width = host_simd()
     width = min(width, 8)  # AVX2 groups, as Scalpel's CPU
@@ -174,14 +174,15 @@ def main(argv=None):
                 + markdown_table(head, rows)
                 + f"\n\nBreak-even: CSR {_pct(be['csr'])} (Scalpel: 68%), SIMD-group {_pct(be['simd_group'])} "
                   "(Scalpel: 48%).\n\n"
-                "**The bare kernels** of backends/sparse/tir.py (int32 accumulators out, no epilogue; one row "
+                "**The bare kernels** of backends/kernels/mv.py (int32 accumulators out, no epilogue; one row "
                 "per pass for dense; every output checked against numpy):\n\n"
                 + markdown_table(head, bare)
                 + f"\n\nBreak-even: CSR {_pct(bare_be['csr'])}, SIMD-group {_pct(bare_be['simd_group'])}. "
                   "Matrix-matrix (Scalpel: 73% / 56%): its own section below "
                   "(benchmarks/sparse_breakeven_mm.py).\n")
-        write_section("sparse-breakeven-m4", body, {"rows": rows, "breakeven": be, "bare_rows": bare,
-                                                    "bare_breakeven": bare_be})
+        data = {"rows": rows, "breakeven": be, "bare_rows": bare, "bare_breakeven": bare_be}
+        write_section("sparse-breakeven-m4", body, data)
+        save_table("sparse-breakeven-m4", data)  # the copy cococ ships and reads (backends/kernels/data)
         print(body)
     if not a.m4_only:
         rows, be, width = bench_x86(a.size, a.repeat)
@@ -193,7 +194,9 @@ def main(argv=None):
                                   "cococ simd_group", "simd_group / numpy", "simd_group / cococ dense"], rows)
                 + "\n\nBreak-even: " + ", ".join(f"{k} {_pct(v)}" for k, v in be.items())
                 + " (Scalpel: SIMD-group faster than dense from 3%).\n")
-        write_section("sparse-breakeven-x86", body, {"size": a.size, "rows": rows, "breakeven": be})
+        data = {"size": a.size, "rows": rows, "breakeven": be}
+        write_section("sparse-breakeven-x86", body, data)
+        save_table("sparse-breakeven-x86", data)
         print(body)
 
 

@@ -3,7 +3,7 @@
 arm-m4 (fig. 9, MM curves): random 100x100 Q15 W times a 100xN Q15 input matrix (N = 100 by
 default: Scalpel's "all matrices have the size of 100 x 100"), dense (2x4 tiles of SMLAD) vs
 plain CSR (elements removed at random) vs SIMD-group width 2 (aligned pairs removed at random);
-kernels from backends/sparse/tir_mm.py through TVM's C codegen, arm-none-eabi-gcc -O2, run once
+kernels from backends/kernels/mm.py through TVM's C codegen, arm-none-eabi-gcc -O2, run once
 in runtime/mcu's emulator; cycles are its Cortex-M4 table estimate for the kernel alone.
 x86 (fig. 14): f32 W 128x1200 times X 1200x729 (a conv: 1200 = C*kh*kw, 729 = 27x27 positions),
 one thread: numpy dense (BLAS), cococ dense, scipy CSR, cococ CSR, cococ SIMD-group (TVM LLVM,
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` i
 import numpy as np  # noqa: E402
 
 from benchmarks.sparse_breakeven import _pct, breakeven, random_pruned
+from cococ.backends.kernels.choice import save_table
 from cococ.ir.core import Param
 from cococ.ir.formats import compress
 
@@ -40,7 +41,7 @@ def _wrap32(a: np.ndarray) -> np.ndarray:
 
 
 def bench_m4(rows=100, cols=100, n=100, seed=0):
-    from cococ.backends.sparse.m4 import run_mm_on_m4
+    from cococ.backends.mcu.emulate import run_mm_on_m4
     rng = np.random.default_rng(seed)
     x = rng.integers(-8192, 8192, (cols, n)).astype(np.int16)
     w0 = random_pruned(rows, cols, 0, 1, np.int16, rng)
@@ -78,7 +79,7 @@ def bench_x86(rows=128, cols=1200, n=729, repeat=20, lanes=8, seed=0):
     import scipy.sparse
     from threadpoolctl import threadpool_limits
 
-    from cococ.backends.sparse.build_mm import mm_x86
+    from cococ.backends.kernels.x86 import mm_x86
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((cols, n)).astype(np.float32)
 
@@ -147,7 +148,7 @@ def main(argv=None):
         table, be = bench_m4(n=a.n)
         body = (f"## Sparse break-even on arm-m4 (Scalpel fig. 9, matrix-matrix 100x100 · 100x{a.n})\n\n"
                 f"`benchmarks/sparse_breakeven_mm.py`: random 100x100 Q15 weight times a 100x{a.n} Q15 input "
-                "matrix (the im2col matrix of a conv, passed transposed: backends/sparse/tir_mm.py); estimated "
+                "matrix (the im2col matrix of a conv, passed transposed: backends/kernels/mm.py); estimated "
                 "Cortex-M4 cycles of the kernel (TVM-generated C, arm-none-eabi-gcc -O2, emulated). Dense runs "
                 "2x4 tiles (two weight rows x four positions, SMLAD on word pairs); CSR (elements removed at "
                 "random) and SIMD-group width 2 (aligned pairs removed at random) run one row x four positions. "
@@ -157,7 +158,9 @@ def main(argv=None):
                 + f"\n\nBreak-even: CSR {_pct(be['csr'])} (Scalpel: 73%), SIMD-group {_pct(be['simd_group'])} "
                   "(Scalpel: 56%). Plot (with the matrix-vector curves): "
                   "[sparse-breakeven-mm-m4.png](benchmarks/sparse-breakeven-mm-m4.png).\n")
-        write_section("sparse-breakeven-mm-m4", body, {"shape": [100, 100, a.n], "rows": table, "breakeven": be})
+        data = {"shape": [100, 100, a.n], "rows": table, "breakeven": be}
+        write_section("sparse-breakeven-mm-m4", body, data)
+        save_table("sparse-breakeven-mm-m4", data)  # the copy cococ ships and reads (backends/kernels/data)
         sp = [r[0] for r in table]
         curves = {"MM CSR": (sp, [r[4] for r in table], "o-"), "MM SIMD-group": (sp, [r[5] for r in table], "s-")}
         mv = out / "sparse-breakeven-m4.json"
@@ -176,7 +179,7 @@ def main(argv=None):
                                      if ("CPU" in k) == bool(tag))
         body = ("## Sparse break-even on x86 (Scalpel fig. 14, matrix-matrix 128x1200 · 1200x729, f32)\n\n"
                 f"`benchmarks/sparse_breakeven_mm.py`: time (ms) per call, median of {a.repeat} calls, one thread "
-                "(numpy's BLAS limited to one thread, AVX-512 here); cococ kernels: backends/sparse/tir_mm.py, "
+                "(numpy's BLAS limited to one thread, AVX-512 here); cococ kernels: backends/kernels/mm.py, "
                 "8 f32 lanes (AVX2) along the 729 output positions, SIMD-group groups of 8 along the reduction "
                 "axis; CSR has random elements removed, SIMD-group random aligned groups. Both dense kernels are "
                 "timed again next to every sparse point; the ratios and break-evens use their median over all "
@@ -188,8 +191,9 @@ def main(argv=None):
                 + "\n\nBreak-even (CPU time): " + line("cpu")
                 + ".\n\nScalpel (MKL on an i7-6700): sparse MM, plain or SIMD-group, needs at least 79%. Plot: "
                   "[sparse-breakeven-mm-x86.png](benchmarks/sparse-breakeven-mm-x86.png).\n")
-        write_section("sparse-breakeven-mm-x86", body,
-                      {"shape": [128, 1200, 729], "rows": table, "cpu_rows": cpu, "breakeven": be})
+        data = {"shape": [128, 1200, 729], "rows": table, "cpu_rows": cpu, "breakeven": be}
+        write_section("sparse-breakeven-mm-x86", body, data)
+        save_table("sparse-breakeven-mm-x86", data)
         panels = []
         for title, t in (("wall time", table), ("thread CPU time", cpu)):
             ref = float(np.median([r[1] for r in t]))

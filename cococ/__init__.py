@@ -9,7 +9,7 @@ Exits to other tools: to_onnx, to_relax, to_torch.
 """
 from __future__ import annotations
 
-from cococ.ir.core import CococError, Graph, IRError, Layer, Param, TensorType, Value
+from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
 
 __version__ = "0.1.0"
 

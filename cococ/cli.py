@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from cococ.ir.core import CococError
+
 # command name -> module under cococ.commands (imported only when the command runs)
 COMMANDS = {
     "show": "show",
@@ -44,10 +46,7 @@ def make_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is not None and name != only:
             sub.add_parser(name, add_help=False)  # a placeholder: no need to import the module
             continue
-        try:
-            mod = _load(name)
-        except ModuleNotFoundError:
-            continue  # command not built yet
+        mod = _load(name)
         p = sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0],
                            description=(mod.__doc__ or "").strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)  # keep the examples' lines
@@ -55,16 +54,7 @@ def make_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _help_of(name: str) -> str:
-    try:
-        return (_load(name).__doc__ or "").strip().splitlines()[0]
-    except Exception:
-        return ""
-
-
 def main(argv: list[str] | None = None) -> int:
-    from cococ.ir.core import CococError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     command = next((a for a in argv if a in COMMANDS), None)

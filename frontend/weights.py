@@ -2,7 +2,7 @@
 
 Matching:
   - .caffemodel: by Caffe layer name (`layer.meta["caffe_name"]`, else the IR layer name), blob i
-    -> the i-th param of the op's Caffe order below; like Caffe's CopyTrainedLayersFrom, source
+    -> the i-th param of the op's Caffe order (`caffe_blobs` on the op class); like Caffe's CopyTrainedLayersFrom, source
     layers the graph lacks are ignored (listed in the report). BatchNorm's third blob is the
     moving-average factor: mean and var are divided by it (0 -> zeros, as Caffe).
   - .npz / .safetensors: keys `layer/param` (the layer name may itself hold '/': the last '/'
@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from cococ.ir.core import CococError, Graph, Layer, Param
-
-CAFFE_BLOB_ORDER = {"conv2d": ("weight", "bias"), "dense": ("weight", "bias"), "batchnorm": ("mean", "var"),
-                    "scale": ("scale", "bias"), "bias": ("bias",), "prelu": ("slope",)}
+from cococ.ir.ops.nn import Dense
+from cococ.ir.ops.norm import BatchNorm
 
 
 @dataclass
@@ -72,7 +71,7 @@ def _set(layer: Layer, pname: str, arr: np.ndarray, path: str, legacy: bool = Tr
 def _from_caffemodel(graph: Graph, path: Path) -> WeightsReport:
     from cococ.frontend.caffemodel import read_caffemodel
     spath = str(path)
-    index = {l.meta.get("caffe_name", l.name): l for l in graph.layers if l.op in CAFFE_BLOB_ORDER}
+    index = {l.meta.get("caffe_name", l.name): l for l in graph.layers if l.opdef.caffe_blobs}
     report = WeightsReport()
     for src in read_caffemodel(path):
         if not src.blobs:
@@ -81,9 +80,9 @@ def _from_caffemodel(graph: Graph, path: Path) -> WeightsReport:
         if layer is None:
             report.ignored.append(src.name)
             continue
-        want = [p for p in CAFFE_BLOB_ORDER[layer.op] if p in layer.params]
+        want = [p for p in layer.opdef.caffe_blobs if p in layer.params]
         blobs = list(src.blobs)
-        if layer.op == "batchnorm" and len(blobs) == 3:
+        if layer.op == BatchNorm.name and len(blobs) == 3:
             f = blobs.pop()
             if f.size != 1:
                 raise CococError(f"BatchNorm blob 2 (moving-average factor) must hold one value, got {f.size}",
@@ -96,7 +95,7 @@ def _from_caffemodel(graph: Graph, path: Path) -> WeightsReport:
                              f"{layer.op} expects {len(want)} ({', '.join(want)})", layer=layer.name,
                              loc=layer.loc, path=spath)
         for i, (pname, arr) in enumerate(zip(want, blobs)):
-            if (layer.op == "dense" and pname == "weight" and layer.meta.get("caffe_transpose")
+            if (layer.op == Dense.name and pname == "weight" and layer.meta.get("caffe_transpose")
                     and arr.ndim == 2):
                 arr = arr.T
             _set(layer, pname, arr, spath, legacy=src.legacy_shape[i] if i < len(src.legacy_shape) else False)

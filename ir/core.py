@@ -44,14 +44,13 @@ class CococError(Exception):
         return (": ".join(where) + ": " if where else "") + self.message
 
 
-IRError = CococError  # errors about a graph; the same type, named for where it is raised
 
 
 def dtype_name(dtype: Any) -> str:
     try:
         return NP_TO_DTYPE[np.dtype(dtype)]
     except (KeyError, TypeError):
-        raise IRError(f"unsupported dtype {dtype!r}; known: {', '.join(DTYPES)}") from None
+        raise CococError(f"unsupported dtype {dtype!r}; known: {', '.join(DTYPES)}") from None
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class TensorType:
     def __post_init__(self):
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if self.dtype not in DTYPES:
-            raise IRError(f"unknown dtype '{self.dtype}'; known: {', '.join(DTYPES)}")
+            raise CococError(f"unknown dtype '{self.dtype}'; known: {', '.join(DTYPES)}")
 
     @property
     def rank(self) -> int:
@@ -143,8 +142,8 @@ class Param:
     def dense(self) -> np.ndarray:
         """The param as a dense array (decompressing if needed)."""
         if not self.has_data:
-            raise IRError(f"param has no data ({self.type}, #{self.hash}); load weights "
-                          "(a side-car .npz, --weights FILE, or --init random)")
+            raise CococError(f"param has no data ({self.type}, #{self.hash}); load weights "
+                             "(a side-car .npz, --weights FILE, or --init random)")
         if self.format == "dense":
             return self.data
         from cococ.ir.formats import decompress
@@ -197,11 +196,11 @@ class Layer:
     @property
     def output(self) -> Value:
         if len(self.outputs) != 1:
-            raise IRError(f"has {len(self.outputs)} outputs, expected one", layer=self.name)
+            raise CococError(f"has {len(self.outputs)} outputs, expected one", layer=self.name)
         return self.outputs[0]
 
-    def error(self, message: str) -> IRError:
-        return IRError(message, layer=self.name, loc=self.loc)
+    def error(self, message: str) -> CococError:
+        return CococError(message, layer=self.name, loc=self.loc)
 
     def __repr__(self) -> str:
         return f"Layer({self.op} '{self.name}')"
@@ -236,13 +235,13 @@ class Graph:
         for v in self.values():
             if v.name == name:
                 return v
-        raise IRError(f"no value named '%{name}'")
+        raise CococError(f"no value named '%{name}'")
 
     def layer(self, name: str) -> Layer:
         for l in self.layers:
             if l.name == name:
                 return l
-        raise IRError(f"no layer named '{name}'")
+        raise CococError(f"no layer named '{name}'")
 
     def users(self, value: Value) -> list[Layer]:
         """Layers that read `value`, in order."""
@@ -281,39 +280,6 @@ class Graph:
             i += 1
         return f"{base}_{i}"
 
-    def topological_sort(self) -> None:
-        """Reorder layers topologically, keeping the current order where it is valid.
-
-        Raises IRError naming a layer on a cycle.
-        """
-        order: list[Layer] = []
-        state: dict[int, int] = {}  # 1 = visiting, 2 = done
-        producers = {id(v): l for l in self.layers for v in l.outputs}
-
-        for root in self.layers:
-            if state.get(id(root)) == 2:
-                continue
-            stack = [(root, iter(root.inputs))]
-            state[id(root)] = 1
-            while stack:
-                node, it = stack[-1]
-                for v in it:
-                    p = producers.get(id(v))
-                    if p is None:
-                        continue
-                    s = state.get(id(p))
-                    if s == 1:
-                        raise IRError("the graph has a cycle through this layer", layer=p.name, loc=p.loc)
-                    if s is None:
-                        state[id(p)] = 1
-                        stack.append((p, iter(p.inputs)))
-                        break
-                else:
-                    stack.pop()
-                    state[id(node)] = 2
-                    order.append(node)
-        self.layers = order
-
     def clone(self) -> "Graph":
         """Deep copy: new Values/Layers, params copied."""
         vmap: dict[int, Value] = {}
@@ -344,7 +310,7 @@ class Graph:
         try:
             ins, outs = [vmap[id(v)] for v in inputs], [vmap[id(v)] for v in outputs]
         except KeyError:
-            raise IRError("subgraph inputs and outputs must be values of this graph") from None
+            raise CococError("subgraph inputs and outputs must be values of this graph") from None
         stop = {id(v) for v in ins}
         needed: set[int] = set()
         producers = {id(v): l for l in g.layers for v in l.outputs}
@@ -355,8 +321,8 @@ class Graph:
             if id(v) in stop or p is None or id(p) in needed:
                 continue
             if p.op == "input":
-                raise IRError(f"value '%{v.name}' depends on graph input '%{p.outputs[0].name}' "
-                              "which is not among the subgraph inputs")
+                raise CococError(f"value '%{v.name}' depends on graph input '%{p.outputs[0].name}' "
+                                 "which is not among the subgraph inputs")
             needed.add(id(p))
             work.extend(p.inputs)
         layers = [l for l in g.layers if id(l) in needed]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cococ.ir.core import IRError, Param
+from cococ.ir.core import CococError, Param
 
 FORMATS = ("dense", "csr", "simd_group")
 _ARRAYS = {"csr": ("values", "indptr", "indices"), "simd_group": ("values", "indptr", "indices")}
@@ -39,7 +39,7 @@ _ARRAYS = {"csr": ("values", "indptr", "indices"), "simd_group": ("values", "ind
 def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     """(rows, cols) of the 2-D view: rows on axis 0, everything else flattened (im2col)."""
     if len(shape) < 2:
-        raise IRError(f"a compressed weight needs rank >= 2, got shape {list(shape)}")
+        raise CococError(f"a compressed weight needs rank >= 2, got shape {list(shape)}")
     return int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
 
 
@@ -54,9 +54,9 @@ def _index_dtype(limit: int, index_dtype: str) -> np.dtype:
     if index_dtype == "auto":
         return np.dtype(np.int16 if limit < 2 ** 15 else np.int32)
     if index_dtype not in ("i16", "i32"):
-        raise IRError(f"index_dtype must be auto, i16 or i32, got {index_dtype!r}")
+        raise CococError(f"index_dtype must be auto, i16 or i32, got {index_dtype!r}")
     if index_dtype == "i16" and limit >= 2 ** 15:
-        raise IRError(f"indices up to {limit} do not fit in i16")
+        raise CococError(f"indices up to {limit} do not fit in i16")
     return np.dtype(np.int16 if index_dtype == "i16" else np.int32)
 
 
@@ -96,7 +96,7 @@ def compress(param: Param | np.ndarray, format: str, *, width: int = 1, keep: np
         return Param(p.type, None, format="csr", arrays=arrays, attrs=attrs)
     if format == "simd_group":
         if width < 1:
-            raise IRError(f"simd_group width must be >= 1, got {width}")
+            raise CococError(f"simd_group width must be >= 1, got {width}")
         g = group_view(w2, width)
         mask = (g != 0).any(-1) if keep is None else np.asarray(keep, bool).reshape(g.shape[:2])
         r, gi = np.nonzero(mask)
@@ -107,31 +107,31 @@ def compress(param: Param | np.ndarray, format: str, *, width: int = 1, keep: np
         arrays = {"values": g[r, gi].reshape(-1).astype(w.dtype), "indptr": indptr.astype(it),
                   "indices": (gi * width).astype(it)}
         return Param(p.type, None, format="simd_group", arrays=arrays, attrs={**attrs, "width": int(width)})
-    raise IRError(f"unknown param format '{format}' (known: {', '.join(FORMATS)})")
+    raise CococError(f"unknown param format '{format}' (known: {', '.join(FORMATS)})")
 
 
 def check(param: Param) -> None:
-    """Raise IRError if a compressed param's arrays are inconsistent (used by decompress)."""
+    """Raise CococError if a compressed param's arrays are inconsistent (used by decompress)."""
     if param.format not in _ARRAYS:
-        raise IRError(f"unknown param format '{param.format}' (known: {', '.join(FORMATS)})")
+        raise CococError(f"unknown param format '{param.format}' (known: {', '.join(FORMATS)})")
     missing = [a for a in _ARRAYS[param.format] if a not in param.arrays]
     if missing:
-        raise IRError(f"{param.format} param lacks array(s) {', '.join(missing)}")
+        raise CococError(f"{param.format} param lacks array(s) {', '.join(missing)}")
     rows, cols = matrix_shape(param.shape)
     vals, indptr, indices = (param.arrays[a] for a in _ARRAYS[param.format])
     width = int(param.attrs.get("width", 0)) if param.format == "simd_group" else 1
     if width < 1:
-        raise IRError("simd_group param needs attr width >= 1")
+        raise CococError("simd_group param needs attr width >= 1")
     if indptr.shape != (rows + 1,):
-        raise IRError(f"{param.format}: indptr has {indptr.size} entries, expected rows+1 = {rows + 1}")
+        raise CococError(f"{param.format}: indptr has {indptr.size} entries, expected rows+1 = {rows + 1}")
     n = int(indptr[-1]) if rows >= 0 else 0
     if indptr[0] != 0 or np.any(np.diff(indptr.astype(np.int64)) < 0) or indices.size != n \
             or vals.size != n * width:
-        raise IRError(f"{param.format}: indptr/indices/values sizes disagree "
-                      f"(indptr[-1]={n}, indices={indices.size}, values={vals.size}, width={width})")
+        raise CococError(f"{param.format}: indptr/indices/values sizes disagree "
+                         f"(indptr[-1]={n}, indices={indices.size}, values={vals.size}, width={width})")
     if n and (indices.min() < 0 or indices.max() + width > -(-cols // width) * width
               or (width > 1 and np.any(indices % width))):
-        raise IRError(f"{param.format}: column indices out of range or not aligned to width {width}")
+        raise CococError(f"{param.format}: column indices out of range or not aligned to width {width}")
 
 
 def decompress(param: Param) -> np.ndarray:

@@ -19,17 +19,17 @@ from typing import ClassVar
 import numpy as np
 
 from cococ.ir.core import Graph, Layer, Param
+from cococ.ir.ops.norm import BatchNorm, Bias, Scale
 from cococ.passes.manager import register_pass
 from cococ.passes.rewrite import bypass, erase_layers, replace_value
 
-FOLD_INTO = ("conv2d", "dense")
-
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class Canonicalize:
     """Drop dropout/identity; fold batchnorm, scale and bias into the conv2d/dense before them."""
     name: ClassVar[str] = "canonicalize"
+    in_place: ClassVar[bool] = True
     drop_dropout: bool = True     # remove dropout layers (inference only)
     drop_identity: bool = True    # remove identity layers
     fold_batchnorm: bool = True   # fold batchnorm into the preceding conv2d/dense
@@ -40,7 +40,8 @@ class Canonicalize:
         for layer in [l for l in graph.layers if l.op in drop]:
             bypass(graph, layer)
 
-        fold = ({"batchnorm"} if self.fold_batchnorm else set()) | ({"scale", "bias"} if self.fold_scale else set())
+        fold = (({BatchNorm.name} if self.fold_batchnorm else set())
+                | ({Scale.name, Bias.name} if self.fold_scale else set()))
         if not fold:
             return graph
         producer = {id(v): l for l in graph.layers for v in l.outputs}
@@ -55,7 +56,7 @@ class Canonicalize:
                 continue
             x = layer.inputs[0]
             conv = producer.get(id(x))
-            if (conv is None or conv.op not in FOLD_INTO or len(conv.outputs) != 1
+            if (conv is None or not conv.opdef.weighted or len(conv.outputs) != 1
                     or readers.get(id(x)) != 1 or id(x) in outputs):
                 continue
             affine = channel_affine(layer)
@@ -73,24 +74,12 @@ class Canonicalize:
 
 
 def channel_affine(layer: Layer) -> tuple[np.ndarray, np.ndarray] | None:
-    """(s, t) with layer(x) = s[c] * x + t[c] per channel, in float64; None if params lack data."""
-    p = layer.params
-    if not all(q.format == "dense" and q.data is not None for q in p.values()):
+    """(s, t) with layer(x) = s[c] * x + t[c] per channel, in float64 (the op's `fold`: batchnorm,
+    scale, bias); None if params lack data."""
+    p, fold = layer.params, getattr(layer.opdef, "fold", None)
+    if fold is None or not all(q.format == "dense" and q.data is not None for q in p.values()):
         return None
-    get = lambda k: np.asarray(p[k].data, dtype=np.float64).reshape(-1)  # noqa: E731
-    if layer.op == "batchnorm":
-        s = 1.0 / np.sqrt(get("var") + float(layer.attrs.get("eps", 1e-5)))
-        if "scale" in p:
-            s = s * get("scale")
-        t = -get("mean") * s + (get("bias") if "bias" in p else 0.0)
-        return s, t
-    if layer.op == "scale":
-        s = get("scale")
-        return s, get("bias") if "bias" in p else np.zeros_like(s)
-    if layer.op == "bias":
-        t = get("bias")
-        return np.ones_like(t), t
-    return None
+    return fold({k: q.data for k, q in p.items()}, layer.attrs)
 
 
 def _foldable(conv: Layer) -> bool:

@@ -14,10 +14,11 @@ from cococ.passes.rewrite import erase_layers
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class Dce:
     """Remove layers whose outputs reach no graph output (input layers stay)."""
     name: ClassVar[str] = "dce"
+    in_place: ClassVar[bool] = True
 
     def apply(self, graph: Graph, ctx=None) -> Graph:
         live = {id(v) for v in graph.outputs}

@@ -12,8 +12,8 @@ import inspect
 import re
 import sys
 
-from cococ.passes.manager import all_passes
-from cococ.passes.pipeline import _fmt_value, option_default, pass_options
+from cococ.passes.manager import all_passes, option_default, pass_options
+from cococ.passes.pipeline import format_value
 
 
 def _comments(cls: type) -> dict[str, str]:
@@ -36,10 +36,16 @@ def _type_text(cls: type, name: str) -> str:
     return ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
 
 
+def source_path(cls: type) -> str:
+    """`cococ.passes.dce` -> passes/dce.py: the package cococ.X is the folder X/ (setup.py)."""
+    return "/".join(cls.__module__.split(".")[1:]) + ".py"
+
+
 def pass_markdown(cls: type) -> str:
     doc = (inspect.getdoc(cls) or "").strip().splitlines()
     lines = [f"## `{cls.name}`", "", doc[0] if doc else "(no description)", "",
-             f"Source: `passes/{cls.__module__.rsplit('.', 1)[-1]}.py`", ""]
+             f"Source: `{source_path(cls)}`. " + ("Changes the graph it is given (`in_place`)." if cls.in_place
+                                                   else "Returns a new graph; the one given is left as it was."), ""]
     opts = pass_options(cls)
     if not opts:
         lines += ["No options.", ""]
@@ -48,7 +54,7 @@ def pass_markdown(cls: type) -> str:
     lines += ["| option | type | default | description |", "|---|---|---|---|"]
     for f in opts:
         default = option_default(f)
-        shown = "(required)" if default is dataclasses.MISSING else f"`{_fmt_value(default)}`"
+        shown = "(required)" if default is dataclasses.MISSING else f"`{format_value(default)}`"
         desc = f.metadata.get("doc") or comments.get(f.name, "")
         lines.append(f"| `{f.name}` | `{_type_text(cls, f.name)}` | {shown} | {desc.replace('|', '/')} |")
     lines.append("")

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cococ.ir.core import Graph, Layer
+from cococ.ir.ops.nn import Conv2d
+from cococ.ir.ops.tensor import Concat, Eltwise
 from cococ.passes.manager import register_pass
 
-_TRAILING = {"relu", "leaky_relu", "prelu", "clip", "sigmoid", "tanh", "dropout", "identity"}
+
+def _trails(layer: Layer) -> bool:
+    """An activation (or an inference no-op) that joins the module it follows."""
+    return layer.opdef.activation or layer.opdef.alias
 
 
 def _dominators(order: list, preds: dict) -> dict:
@@ -90,7 +95,7 @@ def find_modules(graph: Graph) -> list[list[Layer]]:
         if t == SNK or not _dominates(idom, s, t):
             continue
         region = [n for n in range(s + 1, t + 1) if _dominates(idom, s, n) and n != s and _dominates(ipdom, t, n)]
-        if sum(layers[n].op in ("conv2d",) for n in region) >= 2:
+        if sum(layers[n].op == Conv2d.name for n in region) >= 2:
             regions.append((s, t, set(region)))
     # outermost regions only
     kept = [r for r in regions if not any(o is not r and r[2] <= o[2] for o in regions)]
@@ -99,7 +104,7 @@ def find_modules(graph: Graph) -> list[list[Layer]]:
         n = t
         while len(succ[n]) == 1:
             (u,) = succ[n]
-            if u == SNK or layers[u].op not in _TRAILING or len(pred[u]) != 1:
+            if u == SNK or not _trails(layers[u]) or len(pred[u]) != 1:
                 break
             region.add(u)
             n = u
@@ -108,10 +113,11 @@ def find_modules(graph: Graph) -> list[list[Layer]]:
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class IdentifyModules:
     """Find convolution modules (SESE regions with >= 2 convs) unless the graph has modules already."""
     name: ClassVar[str] = "identify-modules"
+    in_place: ClassVar[bool] = True
     force: bool = False   # re-identify even when the graph came with `module` annotations
 
     def apply(self, graph: Graph, ctx=None) -> Graph:
@@ -125,8 +131,9 @@ class IdentifyModules:
         taken = set()
         for layers in modules:
             exit_layer = max(layers, key=lambda l: graph.layers.index(l))
-            name = next(l for l in layers if l.op in ("eltwise", "concat")).name if any(
-                l.op in ("eltwise", "concat") for l in layers) else exit_layer.name
+            joins = (Eltwise.name, Concat.name)
+            name = next(l for l in layers if l.op in joins).name if any(
+                l.op in joins for l in layers) else exit_layer.name
             base, k = name, 1
             while name in taken:
                 name, k = f"{base}_{k}", k + 1

@@ -3,7 +3,7 @@
 As TVM's PassInstrument and MLIR's pass instrumentation: the manager calls
 `run_before_pass(graph, info)` and `run_after_pass(graph, info)` around every pass and
 `exit_pipeline(graph)` once at the end (also after a failure). `info` is a
-cococ.passes.manager.PassInfo (name, spec, index, total, pipeline, seconds in apply()).
+cococ.passes.runner.PassInfo (name, spec, index, total, pipeline, seconds in apply()).
 A library user adds their own by subclassing PassInstrument:
 
     class CountLayers(PassInstrument):
@@ -19,7 +19,13 @@ import time
 from pathlib import Path
 from typing import IO
 
+from rich.console import Console
+from rich.table import Table
+
 from cococ.ir.core import CococError, Graph
+from cococ.ir.printer import print_graph
+from cococ.ir.verify import verify
+from cococ.passes.manager import get_pass
 
 
 class PassInstrument:
@@ -35,6 +41,14 @@ class PassInstrument:
         pass
 
 
+class InvalidIR(Exception):
+    """Raised by the Verify instrument so the runner can write a reproducer for the pass."""
+
+    def __init__(self, error: CococError):
+        super().__init__(str(error))
+        self.error = error
+
+
 class Verify(PassInstrument):
     """Verify the graph after every pass (the manager adds it unless verify=False)."""
 
@@ -42,9 +56,6 @@ class Verify(PassInstrument):
         self.seconds = 0.0
 
     def run_after_pass(self, graph, info):
-        from cococ.ir.verify import verify
-        from cococ.passes.manager import InvalidIR
-
         start = time.perf_counter()
         try:
             verify(graph)
@@ -67,8 +78,6 @@ class DumpIR(PassInstrument):
 
     def __init__(self, specs: str | list[str] = "after-all", directory: str | Path | None = None,
                  stream: IO[str] | None = None):
-        from cococ.passes.manager import get_pass
-
         if isinstance(specs, str):
             specs = [s for s in specs.split(",") if s.strip()]
         self.before: set[str] = set()   # pass names, or "*" for every pass
@@ -100,15 +109,11 @@ class DumpIR(PassInstrument):
         return "*" in names or info.name in names
 
     def run_before_pass(self, graph, info):
-        from cococ.ir.printer import print_graph
-
         self._text_before = print_graph(graph) if self.after_change else None
         if self._wants(self.before, info):
             self._dump(graph, "before", info)
 
     def run_after_pass(self, graph, info):
-        from cococ.ir.printer import print_graph
-
         if self._wants(self.after, info):
             self._dump(graph, "after", info)
         elif self.after_change:
@@ -117,8 +122,6 @@ class DumpIR(PassInstrument):
                 self._dump(graph, "after", info, text)
 
     def _dump(self, graph, when: str, info, text: str | None = None) -> None:
-        from cococ.ir.printer import print_graph
-
         text = print_graph(graph) if text is None else text
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -147,9 +150,6 @@ class PassTiming(PassInstrument):
             self.print_table()
 
     def print_table(self) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
         total = sum(s for _, s in self.rows) or 1e-12
         table = Table(title="pass timing", title_justify="left")
         table.add_column("#", justify="right")

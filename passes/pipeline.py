@@ -1,41 +1,21 @@
 """Pipeline text: `a,b{opt=1,flag=true,rates=[0.3,0.5]},c` to pass instances and back.
 
 Options are written as text and converted to each pass's dataclass field types (int, float,
-bool, str, lists of them; an untyped `list` reads each element as the most specific of int,
-float, bool, str). `format_pass` writes an instance back as the text that makes it, which is
+bool, str, tuples of them: `[0.3,0.5]` or a lone `0.3` for a `tuple[float, ...]`; an untyped
+element reads as the most specific of int, float, bool, str). `format_pass` writes an instance back as the text that makes it, which is
 what reproducers, dumps and timing tables show.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 import types
 import typing
 from typing import Any
 
 from cococ.ir.core import CococError
+from cococ.passes.manager import get_pass, option_default, option_types, pass_options
 
 # ---- options ------------------------------------------------------------------------------------
-
-def pass_options(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if f.init]
-
-
-def option_default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return dataclasses.MISSING
-
-
-def option_types(cls: type) -> dict[str, Any]:
-    """Field name -> resolved type (annotations are strings under `from __future__ import annotations`)."""
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 - an unresolvable annotation: fall back to the raw one
-        return dict(getattr(cls, "__annotations__", {}))
-
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|nan)$", re.I)
@@ -92,18 +72,16 @@ def _show(raw: Any) -> str:
 
 def make_pass(name: str, options: dict[str, Any] | None = None) -> Any:
     """Instantiate pass `name` from options given as text (as parsed from a pipeline)."""
-    from cococ.passes.manager import get_pass
-
     cls = get_pass(name)
     fields = {f.name: f for f in pass_options(cls)}
-    types = option_types(cls)
+    hints = option_types(cls)
     kwargs = {}
     for key, raw in (options or {}).items():
         fname = key.replace("-", "_")
         if fname not in fields:
             known = ", ".join(fields) or "none"
             raise CococError(f"unknown option '{key}' for pass '{name}' (options: {known})")
-        kwargs[fname] = convert_option(name, key, raw, types.get(fname, Any))
+        kwargs[fname] = convert_option(name, key, raw, hints.get(fname, Any))
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required option is missing
@@ -116,15 +94,16 @@ def format_pass(p: Any) -> str:
     for f in pass_options(type(p)):
         v = getattr(p, f.name)
         if v != option_default(f):
-            opts.append(f"{f.name}={_fmt_value(v)}")
+            opts.append(f"{f.name}={format_value(v)}")
     return p.name + ("{" + ",".join(opts) + "}" if opts else "")
 
 
-def _fmt_value(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """An option value as pipeline text (lists and tuples in brackets, odd strings quoted)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_fmt_value(x) for x in v) + "]"
+        return "[" + ",".join(format_value(x) for x in v) + "]"
     s = str(v)
     return f'"{s}"' if isinstance(v, str) and (not s or re.search(r"[\s,{}\[\]=\"']", s)) else s
 

@@ -14,7 +14,7 @@ Without modules, every conv whose channels can be removed is pruned at `rate`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -61,12 +61,13 @@ def prunable_convs(graph: Graph, module: str | None) -> list[Layer]:
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class PruneFilters:
     """Remove the least important filters of each module's inner convs at per-module rates."""
     name: ClassVar[str] = "prune-filters"
+    in_place: ClassVar[bool] = True
     rate: float = 0.0                           # rate for every module (or every conv without modules)
-    rates: list = field(default_factory=list)   # one rate per module, in graph.modules order
+    rates: tuple[float, ...] = ()              # one rate per module, in graph.modules order
     criterion: str = "l1"                       # l1 | l2
     round_to: int = 1                           # keep channel counts a multiple of this (SIMD width)
 

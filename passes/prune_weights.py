@@ -8,7 +8,7 @@ microcontroller or CPU — the per-element index costs more than the skipped mul
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -31,13 +31,14 @@ def magnitude_keep(w: np.ndarray, threshold: float, sparsity: float) -> np.ndarr
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class PruneWeights:
     """Remove small-magnitude weights of FC/conv layers; store them as csr."""
     name: ClassVar[str] = "prune-weights"
+    in_place: ClassVar[bool] = True
     sparsity: float = 0.0           # fraction of each layer's weights removed (smallest |w|)
     threshold: float = 0.0          # and/or every weight with |w| under this
-    layers: list = field(default_factory=list)  # layer names; empty = every FC and conv
+    layers: tuple[str, ...] = ()    # layer names; empty = every FC and conv
 
     def apply(self, graph: Graph, ctx=None) -> Graph:
         check_prune_options(self.name, self.sparsity, self.threshold)

@@ -23,17 +23,20 @@ from typing import ClassVar
 
 import numpy as np
 
-from cococ.ir.core import CococError, Graph
+from cococ.ir.core import CococError, Graph, Param
+from cococ.ir.formats import compress, matrix_shape
 from cococ.passes.manager import register_pass
+from cococ.runtime.interpreter import run as interpret
 
 QMAX = {"q15": 32767, "int8": 127}
-WEIGHT_OPS = ("conv2d", "dense")
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class Quantize:
+    """Symmetric q15/int8 scales for weights (fake-quantized) and activations (calibrated), on a copy."""
     name: ClassVar[str] = "quantize"
+    in_place: ClassVar[bool] = False    # run_on() quantizes a clone
     dtype: str = "q15"
     per_channel: bool = True
     samples: int = 8
@@ -52,7 +55,7 @@ class Quantize:
         feeds, source = _calibration_inputs(g, samples, self.samples, seed)
         peak = self._calibrate(g, feeds)
         for layer in g.layers:
-            if layer.op in WEIGHT_OPS and "weight" in layer.params:
+            if layer.opdef.weighted and "weight" in layer.params:
                 s_in = peak[layer.inputs[0].name] / qmax or 1.0 / qmax
                 self._weights(layer, qmax, s_in, peak[layer.output.name])
         peak = self._calibrate(g, feeds)  # again, with the weights the device will use
@@ -64,7 +67,6 @@ class Quantize:
     @staticmethod
     def _calibrate(g: Graph, feeds) -> dict[str, float]:
         """max |x| of every value over the calibration inputs (reference interpreter)."""
-        from cococ.runtime.interpreter import run as interpret
         names = [v.name for v in g.values()]
         peak = {n: 0.0 for n in names}
         for feed in feeds:
@@ -97,8 +99,6 @@ class Quantize:
 def _same_pattern(p, w: np.ndarray):
     """`w` compressed in `p`'s format with exactly `p`'s stored entries (csr elements or
     simd_group groups) and index width: quantizing must not change what pruning removed."""
-    from cococ.ir.core import Param
-    from cococ.ir.formats import compress, matrix_shape
     rows, cols = matrix_shape(p.shape)
     width = int(p.attrs["width"]) if p.format == "simd_group" else 1
     r = np.repeat(np.arange(rows), np.diff(p.arrays["indptr"].astype(np.int64)))

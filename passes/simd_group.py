@@ -13,11 +13,12 @@ this pass layer by layer through `layers`; see docs/pruning.md for what exists o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
 
 import numpy as np
 
+from cococ.backends.target import get_target
 from cococ.ir.core import CococError, Graph, Layer
 from cococ.ir.formats import compress, group_view, matrix_shape, sparsity as param_sparsity
 from cococ.passes.manager import register_pass
@@ -29,7 +30,6 @@ PRUNABLE_OPS = ("dense", "conv2d")
 
 def target_width(target: str, dtype: str) -> int:
     """SIMD lanes of `target` for `dtype`: the group width Scalpel matches to the hardware."""
-    from cococ.backends.target import get_target
     if dtype not in KERNEL_DTYPES:
         raise CococError(f"simd-group: unknown dtype '{dtype}' (known: {', '.join(KERNEL_DTYPES)})")
     lanes = get_target(target).lanes
@@ -39,7 +39,7 @@ def target_width(target: str, dtype: str) -> int:
     return int(lanes[ir_dtype])
 
 
-def weight_layers(graph: Graph, names: list) -> list[Layer]:
+def weight_layers(graph: Graph, names: Sequence[str]) -> list[Layer]:
     """FC and conv layers with a weight, restricted to `names` when given (unknown names fail)."""
     if names:
         for n in names:
@@ -76,16 +76,17 @@ def select_groups(rms: np.ndarray, threshold: float, sparsity: float) -> np.ndar
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class SimdGroup:
     """Remove the weakest SIMD-width weight groups of FC/conv layers; store them as simd_group."""
     name: ClassVar[str] = "simd-group"
+    in_place: ClassVar[bool] = True
     width: int = 0                  # 0 = the target's SIMD lanes for dtype
     target: str = "arm-m4"
     dtype: str = "q15"              # what the kernels compute in: q15 | q7 | f32
     threshold: float = 0.0          # groups with RMS under this are removed
     sparsity: float = 0.0           # and/or this fraction of each layer's groups (lowest RMS)
-    layers: list = field(default_factory=list)  # layer names; empty = every FC and conv
+    layers: tuple[str, ...] = ()    # layer names; empty = every FC and conv
 
     def apply(self, graph: Graph, ctx=None) -> Graph:
         check_prune_options(self.name, self.sparsity, self.threshold)

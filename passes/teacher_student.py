@@ -14,13 +14,14 @@ and runs on the reference interpreter and the torch runtime like any graph.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from cococ.ir.core import CococError, Graph, Layer, Value
 from cococ.passes.manager import register_pass
+from cococ.passes.prune_filters import PruneFilters
 from cococ.passes.tuning_blocks import TuningBlock
 
 
@@ -44,8 +45,7 @@ def block_io(graph: Graph, modules: Sequence[str]) -> tuple[Value, Value]:
 
 def pruned_network(full: Graph, rates: Sequence[float]) -> Graph:
     """The default network at a configuration: filters pruned by ℓ1, weights inherited."""
-    from cococ.passes.prune_filters import PruneFilters
-    return PruneFilters(rates=list(rates)).apply(full.clone())
+    return PruneFilters(rates=tuple(rates)).apply(full.clone())
 
 
 def block_rates(full: Graph, blocks: Sequence[TuningBlock]) -> list[float]:
@@ -132,12 +132,13 @@ def finetune_graph(full: Graph, rates: Sequence[float], composite: Sequence[int 
 
 
 @register_pass
-@dataclass
+@dataclass(frozen=True)
 class TeacherStudent:
     """Synthesize a multiplexing-model mode: full, pretrain (every pruned module its own block), finetune."""
     name: ClassVar[str] = "teacher-student"
+    in_place: ClassVar[bool] = False    # every mode builds a new graph (full: the graph itself)
     mode: str = "pretrain"                      # full | pretrain | finetune
-    rates: list = field(default_factory=list)   # one rate per module
+    rates: tuple[float, ...] = ()              # one rate per module
 
     def apply(self, graph: Graph, ctx=None) -> Graph:
         if self.mode == "full":

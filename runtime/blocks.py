@@ -24,7 +24,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -257,17 +257,3 @@ def pretrain(full: Graph, plan, data, solver_or_settings, store: BlockStore, *, 
                        "start": b.start, "rates": list(b.rates), "modules": full.modules[b.start:b.stop]})
             rows.append({"key": key, "group": gi, "status": "trained", **r, "seconds": secs})
     return rows
-
-
-def load_store(directory, full: Graph) -> BlockStore:
-    """The store in `directory` for teacher `full`."""
-    return BlockStore(directory, teacher_hash(full))
-
-
-def assemble(full: Graph, rates: Iterable[float], plan, network: int | None, store: BlockStore) -> Graph:
-    """The block-trained network: `rates` pruned, layers from the store where the plan's composite
-    vector for `network` names a pre-trained block (None: default network)."""
-    from cococ.passes.teacher_student import finetune_graph
-    if network is None:
-        return finetune_graph(full, list(rates))
-    return finetune_graph(full, list(rates), plan.composite[network], plan.blocks, store)

@@ -24,6 +24,7 @@ from cococ.backends.mcu.lower import Program, lower
 from cococ.backends.mcu.plan import Interval, peak_live, plan_arena
 from cococ.backends.target import KIB, Target
 from cococ.ir.core import CococError, Graph
+from cococ.ir.verify import infer_shapes
 
 GCC = "arm-none-eabi-gcc"
 
@@ -70,11 +71,7 @@ def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | Non
     if len(graph.inputs) < 1:
         raise CococError("graph has no inputs")
     graph = graph.clone()
-    try:
-        from cococ.ir.verify import infer_shapes
-        infer_shapes(graph)
-    except ImportError:
-        pass
+    infer_shapes(graph)
     prog = lower(graph, quantize)
     for w in prog.warnings:  # a compressed layer kept dense (backends/mcu/sparse.py): say so
         warnings.warn(w, stacklevel=2)

@@ -25,7 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 from cococ.backends.mcu.codegen import Kernel
-from cococ.backends.mcu.qkernels import SCALE_PRESERVING, _parse, integer_layer, requant, scale_preserving_step
+from cococ.backends.mcu.qkernels import _parse, integer_layer, requant, scale_preserving_step
+from cococ.ir.ops.activation import Relu
+from cococ.ir.ops.nn import Conv2d
 
 PRELUDE = """/* SXTB16 with ROR #8: bytes 1 and 3 of w sign-extended into two q15 lanes (CMSIS __SXTB16_RORn). */
 __attribute__((always_inline)) static inline int32_t cococ_sxtb16_ror8(int32_t w) {
@@ -142,10 +144,10 @@ def reorder_weights(wq: np.ndarray) -> np.ndarray:
 
 def lower_int8(lw, layer, ins, out, params, act):
     """(kernel, args) of one int8 layer; `lw` is the lowering (kernel cache, weights, scales)."""
-    from cococ.backends.mcu.lower import Tensor, _frz
-    op, a = layer.op, layer.attrs
+    from cococ.backends.mcu.lower import Tensor, _frz, fused_act
+    a = layer.attrs
     x = ins[0]
-    if op in SCALE_PRESERVING:
+    if layer.opdef.keeps_scale:
         return scale_preserving_step(lw, layer, x, out, "int8", "int8")
     w2, bq, mm, sh, fast = integer_layer(layer, params, x.scale, out.scale, 127)
     o, kk = w2.shape
@@ -153,8 +155,8 @@ def lower_int8(lw, layer, ins, out, params, act):
     wts = [lw.weight(layer, "weight_i8", wq), lw.weight(layer, "bias_q", bq), lw.weight(layer, "mult", mm),
            lw.weight(layer, "shift", sh)]
     col = Tensor(f"{out.name}_col", "int16", (wq.shape[1],))
-    relu = act == "relu"
-    if op == "conv2d":
+    relu = fused_act(act) is Relu
+    if layer.opdef is Conv2d:
         key = ("conv2d_int8", x.shape, o, out.shape, _frz(a), relu, fast)
         k = lw.kernel(key, lambda n: conv2d_int8(n, x.shape, o, out.shape, a, relu, fast))
     else:

@@ -1,11 +1,13 @@
 """Graph -> Program: the ordered kernel calls of the AOT executor, over tensors and weights.
 
 This is where layers become calls: conv/dense absorb a following ReLU (the kernel applies it
-in its output loop), views (flatten, reshape, identity, dropout) become aliases that share
-their input's storage, batchnorm/scale/bias become one per-channel affine whose two vectors
-are folded here, and in q15 (int8) mode conv/dense/pools/relu run on int16 (int8) tensors with
-quantize/dequantize calls inserted where a float layer meets a fixed-point one. Kernels with the same
-configuration are generated once and called from every layer that needs them.
+in its output loop), views and aliases (`Op.view`, `Op.alias`: flatten, reshape, identity,
+dropout) share their input's storage, every other float layer is its op's TVM rule (the x86
+compute, M4-scheduled: kernels.py) with the constants its tvm-params rule prepares (batchnorm
+folded to one multiply-add per channel), and in q15 (int8) mode the weighted layers (conv/dense)
+and the order-preserving ones (`Op.keeps_scale`: max pools, relu) run on int16 (int8) tensors
+with quantize/dequantize calls inserted where a float layer meets a fixed-point one. Kernels
+with the same configuration are generated once and called from every layer that needs them.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import numpy as np
 
 from cococ.backends.mcu import kernels as K
 from cococ.backends.mcu.codegen import Kernel
+from cococ.backends.tvm.te_ops import consts
 from cococ.ir.core import CococError, Graph, Layer
+from cococ.ir.ops.activation import Relu
+from cococ.ir.registry import Op, get_op, rule_of
 
-ALIASES = {"flatten", "reshape", "identity", "dropout"}
-Q15_OPS = {"conv2d", "dense", "max_pool", "relu", "global_max_pool"}
 NP_OF = {"float32": np.float32, "int16": np.int16, "int32": np.int32, "int8": np.int8}
 QDTYPE = {"q15": "int16", "int8": "int8"}  # --quantize -> the tensors' C type
 
@@ -158,16 +161,16 @@ class _Lowering:
         for layer in g.layers:
             if layer.op == "input" or id(layer) in skip:
                 continue
-            if layer.op in ALIASES:
+            if layer.opdef.view or layer.opdef.alias:
                 src = self.cur[id(layer.inputs[0])]
                 self.cur[id(layer.output)] = Tensor(_cname(layer.output.name), src.dtype, layer.output.type.shape,
                                                     scale=src.scale, root=src)
                 continue
             act, final = None, layer
-            if layer.op in ("conv2d", "dense") and id(layer.output) not in outputs:
+            if layer.opdef.weighted and id(layer.output) not in outputs:
                 us = users.get(id(layer.output), [])
-                if len(us) == 1 and us[0].op == "relu":
-                    act, final = "relu", us[0]
+                if len(us) == 1 and us[0].opdef is Relu:
+                    act, final = Relu, us[0]
                     skip.add(id(final))
             self.layer(layer, act, final)
         for i, v in enumerate(g.outputs):
@@ -183,18 +186,18 @@ class _Lowering:
             return t
         # the output is a graph input, or already another output: copy it
         out = Tensor(_cname(vname) + "_out", "float32", t.shape, home="out", io_offset=off)
-        k = self.kernel(("copy", t.size), lambda n: K.elementwise(n, "copy", t.size, {}))
+        k = self.kernel(("copy", t.size), lambda n: K.copy(n, t.size))
         self.prog.steps.append(Step(k, [t, out], [], "copy"))
         return out
 
-    def layer(self, layer: Layer, act: str | None, final: Layer) -> None:
+    def layer(self, layer: Layer, act: type[Op] | None, final: Layer) -> None:
         op, a = layer.op, layer.attrs
-        q = self.quant is not None and op in Q15_OPS and not (op == "conv2d" and a["groups"] != 1)
+        q = self.quant is not None and fixed_point(layer)
         dtype = QDTYPE[self.quant] if q else "float32"
         ins = [self.as_dtype(self.cur[id(v)], dtype, v.name) for v in layer.inputs]
         xs = [v.type.shape for v in layer.inputs]
         yv = final.output
-        if q and op in ("max_pool", "relu", "global_max_pool"):
+        if q and layer.opdef.keeps_scale:
             scale = ins[0].scale  # order-preserving: the output keeps the input's scale
         else:
             scale = self.scale_of(yv.name) if q else None
@@ -203,9 +206,10 @@ class _Lowering:
         names = [layer.name] + ([final.name] if final is not layer else [])
         cost = layer.opdef.cost(layer, [v.type for v in layer.inputs], [v.type for v in layer.outputs])
         sparse = None
-        if op in ("conv2d", "dense") and "weight" in layer.params and layer.params["weight"].format != "dense":
+        if layer.opdef.weighted and "weight" in layer.params and layer.params["weight"].format != "dense":
             from cococ.backends.mcu.sparse import lower_sparse
-            sparse = lower_sparse(self, layer, ins, out, act)  # None: the dense kernel below
+            # (sparse.py still takes the activation by name)
+            sparse = lower_sparse(self, layer, ins, out, act.name if act else None)  # None: the dense kernel below
         if sparse:
             k, args = sparse[:2]
         elif q and self.quant == "int8":
@@ -216,70 +220,72 @@ class _Lowering:
             k, args = lower_q15(self, layer, ins, out, params, act)
         else:
             k, args = self.lower_f32(layer, ins, out, params, act, xs)
-        self.prog.steps.append(Step(k, args, names, op + (f"+{act}" if act else ""), cost.macs,
+        self.prog.steps.append(Step(k, args, names, op + (f"+{act.name}" if act else ""), cost.macs,
                                     sparse[2] if sparse else "dense"))
         self.cur[id(yv)] = out
 
     def lower_f32(self, layer, ins, out, params, act, xs):
-        op, a, ys = layer.op, layer.attrs, out.shape
-        W = lambda n, d: self.weight(layer, n, d.astype(np.float32))  # noqa: E731
-        if op == "conv2d":
-            bias = "bias" in params
-            key = ("conv2d", xs[0], params["weight"].shape, ys, _frz(a), bias, act)
-            k = self.kernel(key, lambda n: K.conv2d(n, xs[0], params["weight"].shape, ys, a, bias, act))
-            return k, [ins[0], W("weight", params["weight"])] + ([W("bias", params["bias"])] if bias else []) + [out]
-        if op == "dense":
-            bias = "bias" in params
-            key = ("dense", xs[0], params["weight"].shape, bias, act)
-            k = self.kernel(key, lambda n: K.dense(n, xs[0], params["weight"].shape, bias, act))
-            return k, [ins[0], W("weight", params["weight"])] + ([W("bias", params["bias"])] if bias else []) + [out]
-        if op in ("max_pool", "avg_pool", "global_avg_pool", "global_max_pool"):
-            k = self.kernel((op, xs[0], ys, _frz(a)), lambda n: K.pool2d(n, op, xs[0], ys, a))
-            return k, [ins[0], out]
-        if op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "power", "eltwise"):
-            size = out.size
-            k = self.kernel((op, size, _frz(a), len(ins)), lambda n: K.elementwise(n, op, size, a, len(ins)))
-            return k, ins + [out]
-        if op in ("batchnorm", "scale", "bias", "prelu"):
-            shape = xs[0]
-            c = shape[1] if len(shape) > 1 else 1
-            outer, inner = shape[0], int(np.prod(shape[2:], dtype=np.int64))
-            if op == "prelu":
-                slope = np.broadcast_to(params["slope"].reshape(-1), (c,)).astype(np.float32)
-                k = self.kernel(("prelu", outer, c, inner), lambda n: K.channel_affine(n, outer, c, inner, "prelu"))
-                return k, [ins[0], W("slope", slope), out]
-            mul, add = _fold_affine(op, params, c, a)
-            k = self.kernel(("affine", outer, c, inner), lambda n: K.channel_affine(n, outer, c, inner))
-            return k, [ins[0], W("a", mul), W("b", add), out]
-        if op == "softmax":
-            ax = a["axis"] % len(xs[0])
-            outer = int(np.prod(xs[0][:ax], dtype=np.int64))
-            inner = int(np.prod(xs[0][ax + 1:], dtype=np.int64))
-            d = xs[0][ax]
-            k = self.kernel(("softmax", outer, d, inner), lambda n: K.softmax(n, outer, d, inner))
-            return k, [ins[0], out]
-        if op == "concat":
-            ax = a["axis"] % len(xs[0])
-            outer = int(np.prod(xs[0][:ax], dtype=np.int64))
-            widths = [int(np.prod(s[ax:], dtype=np.int64)) for s in xs]
-            k = self.kernel(("concat", outer, tuple(widths)), lambda n: K.concat(n, outer, widths))
-            return k, ins + [out]
-        raise layer.error(f"the arm-m4 backend has no kernel for op '{op}' yet")
+        """(kernel, args) of a float layer: its op's TVM rule over the executor's buffer layout
+        (`m4_shapes` of the input shapes `xs`), its constants from the op's tvm-params rule.
+        (`params`, the layer's dense params, is what the fixed-point lowerings read; mcu/sparse.py
+        calls this with the same arguments as lower_q15.)"""
+        act = fused_act(act)
+        if rule_of(layer.op, "tvm") is None or len(layer.outputs) != 1:
+            raise layer.error(f"the arm-m4 backend has no kernel for op '{layer.op}' yet")
+        cs = {k: v.astype(np.float32) for k, v in consts(layer, K.M4).items()}
+        shapes = m4_shapes(layer, xs)
+        p_shapes = {k: v.shape for k, v in cs.items()}
+        key = (layer.op, tuple(map(tuple, shapes)), _frz(layer.attrs), tuple(p_shapes.items()), act)
+        doc = describe(layer, shapes, out.shape, act)
+        k = self.kernel(key, lambda n: K.op_kernel(n, layer, shapes, p_shapes, act and _act_layer(act), doc=doc))
+        return k, ins + [self.weight(layer, name, v) for name, v in cs.items()] + [out]
+
+
+def fixed_point(layer: Layer) -> bool:
+    """Whether a q15/int8 build runs `layer` on integers: the weighted layers (conv not grouped,
+    dense) and those whose output keeps the input's scale (max pools, relu)."""
+    return layer.opdef.keeps_scale or (layer.opdef.weighted and layer.attrs.get("groups", 1) == 1)
+
+
+def fused_act(act) -> type[Op] | None:
+    """The fused activation as an op class (mcu/sparse.py still passes its name)."""
+    return get_op(act) if isinstance(act, str) else act
+
+
+def _act_layer(act: type[Op]) -> Layer:
+    """A stand-in layer of the fused activation, for its rule (a ReLU has no attributes)."""
+    return Layer(act.name, act.name, [], [], {})
+
+
+def m4_shapes(layer: Layer, shapes: list) -> list[tuple[int, ...]]:
+    """The shapes the executor's kernel sees its inputs as: element-wise ops one flat buffer, the
+    per-channel epilogues (batchnorm, scale, bias, prelu, mask) [outer, C, inner]; else as they are."""
+    size = lambda s: int(np.prod(s, dtype=np.int64))  # noqa: E731
+    if layer.opdef.elementwise:
+        return [(size(s),) for s in shapes]
+    if layer.opdef.epilogue:
+        return [(s[0], s[1] if len(s) > 1 else 1, size(s[2:])) for s in shapes]
+    return [tuple(s) for s in shapes]
+
+
+def describe(layer: Layer, x_shapes: list, y_shape, act: type[Op] | None = None) -> str:
+    """A kernel's comment in kernels.c: element-wise `op xSIZE`; per channel `op per channel
+    [outer,C,inner]`; around an axis (softmax, concat) `op [outer,d,inner]`; else `op [in]->[out]`
+    (and the window of a conv); then +bias, +activation."""
+    x, a, size = x_shapes[0], layer.attrs, lambda s: int(np.prod(s, dtype=np.int64))  # noqa: E731
+    if layer.opdef.elementwise:
+        what = f"x{size(y_shape)}"
+    elif layer.opdef.epilogue:
+        what = f"per channel [{','.join(map(str, x))}]"
+    elif "axis" in a:
+        ax = a["axis"] % len(x)
+        what = f"[{size(x[:ax])},{x[ax]},{size(x[ax + 1:])}]"
+    else:
+        what = f"{list(x)}->{list(y_shape)}"
+        if layer.opdef.weighted and "kernel" in a:
+            what += f" k{a['kernel'][0]}x{a['kernel'][1]}"
+    return f"{layer.op} {what}" + (" +bias" if "bias" in layer.params else "") + (f" +{act.name}" if act else "")
 
 
 def _frz(attrs: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()))
-
-
-def _fold_affine(op: str, p: dict, c: int, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
-    """batchnorm/scale/bias as y = x * mul[c] + add[c] (computed in float64, stored f32)."""
-    one, zero = np.ones(c), np.zeros(c)
-    if op == "batchnorm":
-        inv = 1.0 / np.sqrt(p["var"].astype(np.float64) + attrs["eps"])
-        mul = inv * p.get("scale", one)
-        add = -p["mean"] * mul + p.get("bias", zero)
-    elif op == "scale":
-        mul, add = p["scale"].astype(np.float64), p.get("bias", zero)
-    else:
-        mul, add = one, p["bias"].astype(np.float64)
-    return mul.astype(np.float32), np.asarray(add, dtype=np.float32)

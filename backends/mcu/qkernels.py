@@ -22,6 +22,9 @@ import math
 import numpy as np
 
 from cococ.backends.mcu.codegen import Kernel
+from cococ.ir.ops.activation import Relu
+from cococ.ir.ops.nn import Conv2d
+
 
 def requant(acc: str, o: str, lo: int, hi: int, dtype: str, fast: bool) -> str:
     """TVMScript of round(acc * m[o] / 2^shift) saturated to [lo, hi] and cast to `dtype`.
@@ -201,29 +204,26 @@ def integer_layer(layer, params, s_in: float, s_out: float, qmax: int):
     return wq, bq, mm, (sh - 32 if fast else sh).astype(np.int32), fast
 
 
-SCALE_PRESERVING = ("max_pool", "global_max_pool", "relu")
-
-
 def scale_preserving_step(lw, layer, x, out, quant: str, dtype: str):
-    """(kernel, args) of a max pool or relu on fixed-point values: the output keeps the input's
-    scale, so the float kernel's code runs unchanged on the integer type (q15 and int8 alike)."""
+    """(kernel, args) of an order-preserving layer (`Op.keeps_scale`: max pools, relu) on
+    fixed-point values: the output keeps the input's scale, so the op's TVM rule runs unchanged
+    on the integer type (q15 and int8 alike)."""
     from cococ.backends.mcu import kernels as K
-    from cococ.backends.mcu.lower import _frz
+    from cococ.backends.mcu.lower import _frz, describe, m4_shapes
     op, a = layer.op, layer.attrs
-    if op == "relu":
-        k = lw.kernel(("relu", quant, x.size), lambda n: K.elementwise(n, "relu", x.size, {}, dtype=dtype))
-    else:
-        k = lw.kernel((op, quant, x.shape, out.shape, _frz(a)),
-                      lambda n: K.pool2d(n, op, x.shape, out.shape, a, dtype=dtype))
+    shapes = m4_shapes(layer, [x.shape])
+    key = (op, quant, x.size) if layer.opdef.elementwise else (op, quant, x.shape, out.shape, _frz(a))
+    doc = describe(layer, shapes, out.shape)
+    k = lw.kernel(key, lambda n: K.op_kernel(n, layer, shapes, {}, dtype=dtype, doc=doc))
     return k, [x, out]
 
 
 def lower_q15(lw, layer, ins, out, params, act):
     """(kernel, args) of one q15 layer; `lw` is the lowering (kernel cache, weights, scales)."""
-    from cococ.backends.mcu.lower import Tensor, _frz
-    op, a = layer.op, layer.attrs
+    from cococ.backends.mcu.lower import Tensor, _frz, fused_act
+    a = layer.attrs
     x = ins[0]
-    if op in SCALE_PRESERVING:
+    if layer.opdef.keeps_scale:
         return scale_preserving_step(lw, layer, x, out, "q15", "int16")
     w2, bq, mm, sh, fast = integer_layer(layer, params, x.scale, out.scale, 32767)
     o, kk = w2.shape
@@ -232,8 +232,8 @@ def lower_q15(lw, layer, ins, out, params, act):
     wq[:, :kk] = w2
     wts = [lw.weight(layer, "weight_q15", wq), lw.weight(layer, "bias_q", bq), lw.weight(layer, "mult", mm),
            lw.weight(layer, "shift", sh)]
-    relu = act == "relu"
-    if op == "conv2d":
+    relu = fused_act(act) is Relu
+    if layer.opdef is Conv2d:
         key = ("conv2d_q15", x.shape, o, out.shape, _frz(a), relu, fast)
         k = lw.kernel(key, lambda n: conv2d_q15(n, x.shape, o, out.shape, a, relu, fast))
         col = Tensor(f"{out.name}_col", "int16", (kp,))

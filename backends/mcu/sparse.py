@@ -3,31 +3,33 @@
 Called by lower.py for a conv2d/dense layer whose weight is not dense. A dense (FC) layer at
 batch 1 gets the sparse matrix-vector kernel of its format, a conv (groups 1, any batch) the
 sparse conv kernel: im2col of four output positions at a time into an arena scratch tensor,
-then the matrix-matrix loop of backends/sparse/tir_mm.py (each stored group feeds four
+then the matrix-matrix loop of backends/kernels/mm.py (each stored group feeds four
 positions) with the epilogue fused (sparse_kernels.py). The format's arrays (A', IA', JA') are
 const weights in flash — so the image shrinks with the weight — and the kernel runs *if* it is
 faster than the layer's dense kernel. "Faster" is measured, not assumed: both kernels of this
 very layer (its sizes, its sparsity pattern, its epilogue) are compiled into one small image
 and run once in the emulator of runtime/mcu, and the cycle counts compared. Without
 arm-none-eabi-gcc there is nothing to run, and the measured break-even tables of
-benchmarks/sparse_breakeven*.py decide (backends/sparse/choose.py; matrix-matrix for conv).
+benchmarks/sparse_breakeven*.py decide (backends/kernels/choice.py; matrix-matrix for conv).
 A layer kept dense gets a warning naming it (Scalpel's rule: never ship a slower "speedup").
 
-Not sparse (dense kernel, with the reason recorded): an FC layer at batch > 1 (those kernels
-are matrix-vector), q15 simd_group of width != 2 (the SMLAD kernels read pairs), int8, and a
-grouped conv.
+Not sparse (dense kernel, with the reason recorded; choice.dense_reason): an FC layer at
+batch > 1 (those kernels are matrix-vector), q15 simd_group of width != 2 (the SMLAD kernels
+read pairs), int8, and a grouped conv.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from cococ.backends.kernels.choice import (Choice, crossing, dense_reason, estimate, keep_dense_message,
+                                           kernel_sparsity, not_compared, table)
+from cococ.backends.kernels.layer import PB
+from cococ.backends.kernels.layout import TVM_DTYPE, filled
 from cococ.backends.mcu import sparse_kernels as S
-from cococ.backends.mcu.codegen import C_TYPES, Kernel, generate_c
-from cococ.backends.mcu.lower import Tensor, Weight, _frz, _Lowering  # lower.py imports this module lazily
-from cococ.backends.sparse.build import TVM_DTYPE
-from cococ.backends.sparse.choose import Choice, crossing, estimate, keep_dense_message, kernel_sparsity, table
-from cococ.backends.sparse.m4 import available as m4_available
-from cococ.ir.core import CococError
+from cococ.backends.mcu.codegen import Kernel
+from cococ.backends.mcu.emulate import available as m4_available, emulate
+from cococ.backends.mcu.lower import Tensor  # lower.py imports this module lazily
+from cococ.backends.mcu.qkernels import integer_layer, lower_q15
 from cococ.ir.formats import matrix_shape
 
 TARGET = "arm-m4"
@@ -38,21 +40,11 @@ def lower_sparse(lw, layer, ins, out, act):
     the choice and any warning go to lw.prog.choices / lw.prog.warnings."""
     p = layer.params["weight"]
     x = ins[0]
-    c = Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared")
     conv = layer.op == "conv2d"
-    if conv and layer.attrs["groups"] != 1:
-        c.reason = (f"layer {layer.name}: {p.format} conv with groups={layer.attrs['groups']}: the sparse conv "
-                    "kernel is for groups 1; kept dense")
-    elif not conv and x.shape[0] != 1:
-        c.reason = (f"layer {layer.name}: {p.format} weight at batch {x.shape[0]}: the sparse FC kernels are "
-                    "matrix-vector (batch 1); kept dense")
-    elif lw.quant not in (None, "q15"):
-        c.reason = f"layer {layer.name}: no {lw.quant} sparse kernel yet; kept dense"
-    elif lw.quant and p.format == "simd_group" and int(p.attrs["width"]) != 2:
-        c.reason = (f"layer {layer.name}: q15 simd_group kernel reads pairs (width 2), this weight has width "
-                    f"{p.attrs['width']}; kept dense")
-    if c.reason:
-        return _record(lw, c, None)
+    reason = dense_reason(layer, TARGET, lw.quant)
+    if reason:
+        return _record(lw, not_compared(layer, reason), None)
+    c = Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared")
     build, args = (_sparse_conv if conv else _sparse_fc)(lw, layer, x, out, act)
     c = _compare(lw, layer, ins, out, act, build, args, c)
     if c.kernel == "dense":
@@ -60,7 +52,7 @@ def lower_sparse(lw, layer, ins, out, act):
     # the kernel is specialised to sizes, not to the pattern (the arrays are arguments)
     key = ("sparse_" + layer.op, p.format, lw.quant, matrix_shape(p.shape), p.arrays["indices"].size,
            str(p.arrays["indices"].dtype), p.attrs.get("width"), "bias" in layer.params, act,
-           tuple(x.shape), tuple(out.shape), _frz(layer.attrs))
+           tuple(x.shape), tuple(out.shape), repr(sorted(layer.attrs.items())))
     k = lw.kernel(key, build)
     return _record(lw, c, (k, args, p.format))
 
@@ -77,12 +69,11 @@ def _record(lw, c: Choice, result):
 def _arrays(lw, layer, p, values: np.ndarray) -> list:
     """values, IA', JA' as flash weights; a q15 simd_group's JA' halved (word index of the pair:
     the SMLAD kernels then need no shift per group)."""
-    fix = lambda a: a if a.size else np.zeros(1, a.dtype)  # noqa: E731  (C has no empty arrays)
     idx = p.arrays["indices"]
     if lw.quant and p.format == "simd_group":
         idx = idx >> 1
     return [lw.weight(layer, "values", values), lw.weight(layer, "indptr", p.arrays["indptr"]),
-            lw.weight(layer, "indices", fix(idx))]
+            lw.weight(layer, "indices", filled(idx))]
 
 
 def _fmt(p):
@@ -101,7 +92,6 @@ def _q15_layer(lw, layer, x, out):
     """The dense q15 path's integer weights, bias and requantisation (qkernels.integer_layer),
     with the stored entries' int16 values picked out of the rounded weight: (values, weight
     args after the arrays, fast)."""
-    from cococ.backends.mcu.qkernels import integer_layer
     p = layer.params["weight"]
     rows, cols = matrix_shape(p.shape)
     a = p.arrays
@@ -149,11 +139,11 @@ def _sparse_conv(lw, layer, x, out, act):
         args = [x] + _arrays(lw, layer, p, _f32_values(p, width))
         if bias:
             args.append(lw.weight(layer, "bias", layer.params["bias"].dense().astype(np.float32)))
-        col = Tensor(f"{out.name}_col", "float32", (S.PB * cp,))
+        col = Tensor(f"{out.name}_col", "float32", (PB * cp,))
         return (lambda n: S.conv_f32(n, fmt, xs, rows, ys, a, cols, stored, width, index, bias, relu)), \
             args + [col, out]
     vq, rest, fast = _q15_layer(lw, layer, x, out)
-    col = Tensor(f"{out.name}_col", "int16", (S.PB * (cols + cols % 2),))
+    col = Tensor(f"{out.name}_col", "int16", (PB * (cols + cols % 2),))
     args = [x] + _arrays(lw, layer, p, vq) + rest + [col, out]
     return (lambda n: S.conv_q15(n, fmt, xs, rows, ys, a, cols, stored, index, relu, fast)), args
 
@@ -177,9 +167,9 @@ class _Scratch:
 def _dense_step(lw, layer, ins, out, act):
     params = {k: q.dense() for k, q in layer.params.items()}
     if lw.quant:
-        from cococ.backends.mcu.qkernels import lower_q15
         return lower_q15(_Scratch(lw), layer, ins, out, params, act)
-    return _Lowering.lower_f32(_Scratch(lw), layer, ins, out, params, act, [v.type.shape for v in layer.inputs])
+    # the lowering's own f32 rule, run against the scratch stand-in
+    return type(lw).lower_f32(_Scratch(lw), layer, ins, out, params, act, [v.type.shape for v in layer.inputs])
 
 
 def _compare(lw, layer, ins, out, act, build, args, c: Choice) -> Choice:
@@ -200,45 +190,3 @@ def _compare(lw, layer, ins, out, act, build, args, c: Choice) -> Choice:
     if c.kernel == "dense":
         c.reason = keep_dense_message(c, TARGET, f"emulated {sparse:,} vs {dense:,} dense cycles")
     return c
-
-
-# ---- a two-kernel image on the emulator -----------------------------------------------------------
-
-def _c_def(name: str, a: np.ndarray, const: bool, dtype: str) -> str:
-    from cococ.backends.mcu.emit import _c_array
-    q = "const " if const else ""
-    return f"static {q}{C_TYPES[dtype]} {name}[{max(a.size, 1)}] __attribute__((aligned(4))) = {_c_array(a)};\n"
-
-
-def emulate(steps: list[tuple[Kernel, list]], seed: int = 0) -> list[int]:
-    """Cycles of each (kernel, args) step, run once in this order on random inputs."""
-    from cococ.backends.sparse.m4 import emulate_image
-    generate_c([k for k, _ in steps])
-    rng = np.random.default_rng(seed)
-    names: dict[int, str] = {}
-    defs, calls = [], []
-    written = {id(a) for k, args in steps for a, spec in zip(args, k.args) if spec[2]}
-    for k, args in steps:
-        exprs = []
-        for a, (_, dtype, is_out) in zip(args, k.args):
-            key = id(a) if not isinstance(a, Weight) else a.symbol
-            if key not in names:
-                names[key] = f"m{len(names)}"
-                if isinstance(a, Weight):
-                    defs.append(_c_def(names[key], a.data, True, a.dtype))
-                else:
-                    n = a.nbytes // np.dtype({"float32": np.float32, "int16": np.int16}[a.dtype]).itemsize
-                    data = (rng.standard_normal(n).astype(np.float32) if a.dtype == "float32" else
-                            rng.integers(-8192, 8192, n).astype(np.int16))
-                    defs.append(_c_def(names[key], np.zeros_like(data) if id(a) in written else data, False, a.dtype))
-            exprs.append(names[key])
-        calls.append(f"  {k.name}({', '.join(exprs)});\n")
-    incs = sorted({"<stdint.h>", "<math.h>"} | {i for k, _ in steps for i in k.includes})
-    src = ("".join(f"#include {i}\n" for i in incs) + "\n".join(k.source for k, _ in steps) + "".join(defs)
-           + "float model_input[1];\nfloat model_output[1];\n"
-           + "__attribute__((section(\".text.model_run\"))) void model_run(const float* in, float* out) {\n"
-           + "  (void)in; (void)out;\n" + "".join(calls) + "}\n")
-    _, res = emulate_image(src, "kernel comparison image", libs=("-lm",))
-    if len(res.steps) != len(steps):
-        raise CococError(f"the emulator saw {len(res.steps)} kernel calls, expected {len(steps)}")
-    return [s.cycles for s in res.steps]

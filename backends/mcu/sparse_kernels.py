@@ -1,250 +1,109 @@
-"""Sparse FC and conv layers for the Cortex-M4: csr / simd_group kernels with the layer's epilogue.
+"""The kernel library's sparse kernels as backends/mcu Kernels (C through TVM's codegen).
 
-backends/sparse/tir.py and tir_mm.py have the bare sparse matrix-vector / matrix-matrix loops
-(int32 accumulators out). An executor step must produce what the dense kernel of the same
-layer produces, so these are the same loops with the dense path's epilogue fused in (and, for
-conv, the im2col of four output positions at a time — `conv_q15`, `conv_f32` at the end), and take
-the activation tensor as the executor lays it out. FC:
-
-f32   y[i] = relu?(b[i] + sum_k values[k] * x[indices[k]]) (csr), or per group of `width`
-      consecutive columns starting at JA' (simd_group; the M4 has one f32 lane, so a group is
-      `width` scalar multiply-adds behind one index load). The activation holds `cols` floats
-      and nothing after it is ours to read: when cols is not a multiple of `width`, the padded
-      tail of a group is guarded (its weight is zero, but 0 * garbage can be NaN).
-q15   acc = b_q[i] + sum (SMLAD of one A' word and one x word per group, simd_group width 2,
-      whose `indices` are JA' / 2 — the word index, halved at build time: no shift per group;
-      or one halfword MLA per element, csr), then y[i] = requant(acc) exactly as the dense
-      q15 kernel (qkernels.requant: per-row multiplier and shift, the fast SMULL form when
-      every shift allows it, saturation, ReLU as the lower clamp). The q15 activation tensor is word-padded in the arena, and a padded
-      group's weight lane is zero, so the word read of the tail needs no guard.
-
-Accumulators live in y (restrict: gcc keeps them in a register) or in a one-element TVM
-local buffer (q15: y is int16, the sum is int32), as in the other q15 kernels. Written as
-TVMScript text, like qkernels.py, because the signature depends on bias / ReLU / sizes.
+Layer steps (what the executor runs, sparse.py): the format's loop with the layer's epilogue
+(backends/kernels/layer.py); here the q15 epilogue is the dense q15 path's requantisation
+(qkernels.requant: per-row multiplier and shift, the fast SMULL form when every shift allows
+it, saturation, ReLU as the lower clamp), so a sparse step's output equals the dense step's.
+Bare kernels (benchmarks, tests; emulate.py runs them alone): the library's q15 matrix-vector
+and matrix-matrix loops (mv.py, mm.py) with int32 accumulators out, and `c_file`, their C with
+the SIMD header inlined.
 """
 from __future__ import annotations
 
-from cococ.backends.mcu.codegen import Kernel
-from cococ.backends.mcu.qkernels import _parse, requant
+from cococ.backends.kernels import layer, mm, mv
+from cococ.backends.kernels.layer import Epilogue, Fused
+from cococ.backends.kernels.layout import TVM_DTYPE, q15_args
+from cococ.backends.mcu.codegen import Kernel, generate_c
+from cococ.backends.mcu.qkernels import requant
+from cococ.ir.core import CococError, Param
+from cococ.ir.formats import cols_padded, matrix_shape
+
+def _kernel(name: str, f: Fused) -> Kernel:
+    return Kernel(name, f.prim, f.args, origin="tvm-tir", includes=f.includes, meta={"doc": f.doc})
 
 
-def _n(v: int) -> int:
-    return max(1, int(v))
-
-
-def _stored_loop(mac, indent: str, unroll: bool) -> str:
-    """TVMScript of the loop over row i's stored entries k = indptr[i] .. indptr[i+1]-1; with
-    `unroll`, by two (pairs, then an odd last one; the count is data-dependent). On the M4 the
-    loop's counter, compare and taken branch cost about as much as a q15 group's SMLAD; unrolled,
-    the q15 simd_group FC of the tests went from 174,280 to 153,641 cycles (fc1, 784->300, 90%).
-    The f32 kernels got slower unrolled (265,645 -> 299,951: gcc runs out of registers for the
-    recomputed addresses), so they keep the plain loop."""
-    body = lambda k: "".join(f"{indent}    {line}\n" for line in mac(k))  # noqa: E731
-    s0 = 'T.Cast("int32", indptr[i])'  # inline, not a TVMScript variable (that would be a buffer);
-    cnt = f'(T.Cast("int32", indptr[i + 1]) - {s0})'  # gcc loads each once per row
-    if not unroll:
-        return f'{indent}for k in range({s0}, T.Cast("int32", indptr[i + 1])):\n' + body("k")
-    return (f"{indent}for k2 in range(T.shift_right({cnt}, 1)):\n" + body(f"{s0} + k2 * 2")
-            + body(f"{s0} + k2 * 2 + 1")
-            + f"{indent}if T.bitwise_and({cnt}, 1) == 1:\n" + body(f"{s0} + {cnt} - 1"))
+def _requant(relu: bool, fast: bool) -> Epilogue:
+    lo = 0 if relu else -32768
+    return Epilogue(lambda acc, row: requant(acc, row, lo, 32767, "int16", fast), " +relu" if relu else "")
 
 
 def fc_f32(name: str, fmt: str, rows: int, cols: int, stored: int, width: int, index: str,
            bias: bool, relu: bool) -> Kernel:
     """f32 sparse FC, batch 1: x[cols] -> y[rows]; `stored` = nnz (csr) or groups (simd_group)."""
-    nvals = _n(stored) * width
-
-    def mac(k: str) -> list[str]:
-        col = f'T.Cast("int32", indices[{k}])'
-        if fmt == "csr":
-            return [f"y[i] = y[i] + values[{k}] * x[{col}]"]
-        xe = f"x[{col} + l]"
-        if cols % width:
-            xe = f'T.if_then_else({col} + l < {cols}, {xe}, T.float32(0))'
-        return [f"for l in T.unroll({width}):", f"    y[i] = y[i] + values[({k}) * {width} + l] * {xe}"]
-    init = "b[i]" if bias else "T.float32(0)"
-    post = "        y[i] = T.max(y[i], T.float32(0))" if relu else ""
-    barg = f'b: T.Buffer(({rows},), "float32"), ' if bias else ""
-    src = f'''
-@T.prim_func
-def f(x: T.Buffer(({cols},), "float32"), values: T.Buffer(({nvals},), "float32"),
-      indptr: T.Buffer(({rows + 1},), "{index}"), indices: T.Buffer(({_n(stored)},), "{index}"),
-      {barg}y: T.Buffer(({rows},), "float32")):
-    T.func_attr({{"tirx.noalias": True}})
-    for i in range({rows}):
-        y[i] = {init}
-{_stored_loop(mac, "        ", False)}{post}
-'''
-    args = [("x", "float32", False), ("values", "float32", False), ("indptr", index, False),
-            ("indices", index, False)] + ([("b", "float32", False)] if bias else []) + [("y", "float32", True)]
-    what = "csr" if fmt == "csr" else f"simd_group w{width}"
-    return Kernel(name, _parse(src), args, origin="tvm-tir",
-                  meta={"doc": f"{what} f32 FC {cols}->{rows}, {stored} stored" + (" +bias" if bias else "")
-                        + (" +relu" if relu else "")})
+    return _kernel(name, layer.fc_f32(fmt, rows, cols, stored, width, index, bias, relu))
 
 
 def fc_q15(name: str, fmt: str, rows: int, cols: int, stored: int, index: str, relu: bool,
            fast: bool) -> Kernel:
     """q15 sparse FC, batch 1, with the dense q15 kernel's bias and requantisation."""
-    cp = cols + cols % 2
-    lo = 0 if relu else -32768
-    if fmt == "csr":
-        vdecl, vals = "", _n(stored)
-        mac = lambda k: [f'acc[0] = acc[0] + T.Cast("int32", values[{k}]) '  # noqa: E731
-                         f'* T.Cast("int32", x[T.Cast("int32", indices[{k}])])']
-    else:
-        vdecl = f'\n    VV = T.decl_buffer(({_n(stored)},), "int32", data=values.data)'
-        vals = 2 * _n(stored)
-        mac = lambda k: [f'acc[0] = T.call_pure_extern("int32", "__smlad", '  # noqa: E731
-                         f'XX[T.Cast("int32", indices[{k}])], VV[{k}], acc[0])']
-    src = f'''
-@T.prim_func(s_tir=True)
-def f(x: T.Buffer(({cp},), "int16"), values: T.Buffer(({vals},), "int16"),
-      indptr: T.Buffer(({rows + 1},), "{index}"), indices: T.Buffer(({_n(stored)},), "{index}"),
-      b: T.Buffer(({rows},), "int32"), m: T.Buffer(({rows},), "int32"), sh: T.Buffer(({rows},), "int32"),
-      y: T.Buffer(({rows},), "int16")):
-    T.func_attr({{"tirx.noalias": True}})
-    XX = T.decl_buffer(({cp // 2},), "int32", data=x.data){vdecl}
-    acc = T.sblock_alloc_buffer((1,), "int32")
-    for i in range({rows}):
-        acc[0] = b[i]
-{_stored_loop(mac, "        ", True)}        y[i] = {requant("acc[0]", "i", lo, 32767, "int16", fast)}
-'''
-    args = [("x", "int16", False), ("values", "int16", False), ("indptr", index, False), ("indices", index, False),
-            ("b", "int32", False), ("m", "int32", False), ("sh", "int32", False), ("y", "int16", True)]
-    what = "csr (MLA)" if fmt == "csr" else "simd_group w2 (SMLAD)"
-    return Kernel(name, _parse(src), args, origin="tvm-tir", includes=("<arm_acle.h>",),
-                  meta={"doc": f"{what} q15 FC {cols}->{rows}, {stored} stored" + (" +relu" if relu else "")})
-
-
-# ---- sparse conv: im2col of a block of positions + the sparse matrix-matrix loop + epilogue ---------
-
-PB = 4  # output positions per block: each stored weight (group) is loaded once for PB MACs (tir_mm.py)
-
-
-def _conv_geometry(x_shape, y_shape, attrs):
-    n, c, h, w = x_shape
-    _, _, oh, ow = y_shape
-    (kh, kw), (s_h, s_w), (d_h, d_w), (t, l, _, _) = attrs["kernel"], attrs["stride"], attrs["dilation"], attrs["pad"]
-    return n, c, h, w, oh, ow, kh, kw, s_h, s_w, d_h, d_w, t, l
-
-
-def _im2col(x_shape, y_shape, attrs, ld: int, cols: int, count, p0: str, zero: str) -> str:
-    """TVMScript filling col[q * ld + (c, kh, kw)] for `count` positions from p0 (the OIHW weight's
-    column order), zeroing col[q * ld + cols .. ld) so a padded group or word reads zeros."""
-    n, c, h, w, oh, ow, kh, kw, s_h, s_w, d_h, d_w, t, l = _conv_geometry(x_shape, y_shape, attrs)
-    p = f"({p0} + q)"
-    ih, iw = f"({p} // {ow}) * {s_h} - {t} + r * {d_h}", f"({p} % {ow}) * {s_w} - {l} + s * {d_w}"
-    xv = f"x[nn * {c * h * w} + ci * {h * w} + ({ih}) * {w} + {iw}]"
-    if any(attrs["pad"]):
-        xv = f"T.if_then_else({ih} >= 0 and {ih} < {h} and {iw} >= 0 and {iw} < {w}, {xv}, {zero})"
-    src = (f"            for q in range({count}):\n"
-           f"                for ci, r, s in T.grid({c}, {kh}, {kw}):\n"
-           f"                    col[q * {ld} + ci * {kh * kw} + r * {kw} + s] = {xv}\n")
-    for e in range(cols, ld):
-        src += f"                col[q * {ld} + {e}] = {zero}\n"
-    return src
-
-
-def _conv_blocks(npos: int, body) -> str:
-    """The position loop: full blocks of PB, then one block of the npos % PB left over."""
-    src = ""
-    if npos // PB:
-        src += f"        for p0 in range({npos // PB}):\n" + body(f"p0 * {PB}", PB)
-    if npos % PB:
-        src += "        for pt in range(1):\n" + body(str(npos // PB * PB), npos % PB)
-    return src
+    return _kernel(name, layer.fc_q15(fmt, rows, cols, stored, index, _requant(relu, fast)))
 
 
 def conv_q15(name: str, fmt: str, x_shape, rows: int, y_shape, attrs, cols: int, stored: int, index: str,
              relu: bool, fast: bool) -> Kernel:
-    """q15 sparse conv (groups 1): per block of PB output positions, im2col into `col` (XT[PB, k2]
-    int16, k2 = cols rounded even: tir_mm's q15 layout), then per weight row the stored groups
-    (one A' word + one halved JA' index -> PB SMLADs) or csr entries (one value + one index -> PB MLAs)
-    into PB accumulators started at the row's bias, then the dense q15 kernel's requantisation
-    and ReLU clamp. Integer sums are exact, so the output equals the dense q15 conv bit for bit."""
-    n, c, h, w, oh, ow = _conv_geometry(x_shape, y_shape, attrs)[:6]
-    k2, npos = cols + cols % 2, oh * ow
-    lo = 0 if relu else -32768
-    if fmt == "csr":
-        vdecl, vals = "", _n(stored)
-        mac = lambda k, cnt: [f'v[0] = T.Cast("int32", values[{k}])', f'v[1] = T.Cast("int32", indices[{k}])',  # noqa: E731
-                              f"for q in T.unroll({cnt}):",
-                              f'    acc[q] = acc[q] + v[0] * T.Cast("int32", col[q * {k2} + v[1]])']
-    else:
-        vdecl, vals = f'\n    VV = T.decl_buffer(({_n(stored)},), "int32", data=values.data)', 2 * _n(stored)
-        mac = lambda k, cnt: [f"v[0] = VV[{k}]", f'v[1] = T.Cast("int32", indices[{k}])',  # noqa: E731
-                              f"for q in T.unroll({cnt}):",
-                              f'    acc[q] = T.call_pure_extern("int32", "__smlad", v[0], CC[q * {k2 // 2} + v[1]], acc[q])']
-
-    def body(p0: str, cnt: int) -> str:
-        ind = " " * 16
-        return (_im2col(x_shape, y_shape, attrs, k2, cols, cnt, p0, "T.int16(0)")
-                + f"            for i in range({rows}):\n"
-                + f"{ind}for q in T.unroll({cnt}):\n{ind}    acc[q] = b[i]\n"
-                + _stored_loop(lambda k: mac(k, cnt), ind, False)
-                + f"{ind}for q in T.unroll({cnt}):\n"
-                + f"{ind}    y[nn * {rows * npos} + i * {npos} + {p0} + q] = "
-                + requant("acc[q]", "i", lo, 32767, "int16", fast) + "\n")
-    src = f'''
-@T.prim_func(s_tir=True)
-def f(x: T.Buffer(({n * c * h * w},), "int16"), values: T.Buffer(({vals},), "int16"),
-      indptr: T.Buffer(({rows + 1},), "{index}"), indices: T.Buffer(({_n(stored)},), "{index}"),
-      b: T.Buffer(({rows},), "int32"), m: T.Buffer(({rows},), "int32"), sh: T.Buffer(({rows},), "int32"),
-      col: T.Buffer(({PB * k2},), "int16"), y: T.Buffer(({n * rows * npos},), "int16")):
-    T.func_attr({{"tirx.noalias": True}})
-    CC = T.decl_buffer(({PB * k2 // 2},), "int32", data=col.data){vdecl}
-    acc = T.sblock_alloc_buffer(({PB},), "int32")
-    v = T.sblock_alloc_buffer((2,), "int32")
-    for nn in range({n}):
-{_conv_blocks(npos, body)}'''
-    args = [("x", "int16", False), ("values", "int16", False), ("indptr", index, False), ("indices", index, False),
-            ("b", "int32", False), ("m", "int32", False), ("sh", "int32", False), ("col", "int16", True),
-            ("y", "int16", True)]
-    what = "csr (MLA)" if fmt == "csr" else "simd_group w2 (SMLAD)"
-    return Kernel(name, _parse(src), args, origin="tvm-tir", includes=("<arm_acle.h>",),
-                  meta={"doc": f"{what} q15 conv2d {list(x_shape)}->{list(y_shape)} (im2col x{PB} + sparse MM), "
-                        f"{stored} stored" + (" +relu" if relu else "")})
+    """q15 sparse conv (groups 1): im2col of PB positions, sparse MM, the dense q15 conv's epilogue."""
+    return _kernel(name, layer.conv_q15(fmt, x_shape, rows, y_shape, attrs, cols, stored, index,
+                                        _requant(relu, fast)))
 
 
 def conv_f32(name: str, fmt: str, x_shape, rows: int, y_shape, attrs, cols: int, stored: int, width: int,
              index: str, bias: bool, relu: bool) -> Kernel:
-    """f32 sparse conv (groups 1): im2col of PB positions into col[PB, cp] (cp = cols padded to
-    the group width, the pad zeroed: no guard in the loop), then per row PB accumulators over the
-    stored weights (one index load per csr entry or simd_group group), bias, ReLU."""
-    n, c, h, w, oh, ow = _conv_geometry(x_shape, y_shape, attrs)[:6]
-    cp, npos = (-(-cols // width) * width if fmt == "simd_group" else cols), oh * ow
+    """f32 sparse conv (groups 1): im2col of PB positions, sparse MM, bias, ReLU."""
+    return _kernel(name, layer.conv_f32(fmt, x_shape, rows, y_shape, attrs, cols, stored, width, index, bias, relu))
 
-    def mac(k: str, cnt: int) -> list[str]:
-        col0 = f'T.Cast("int32", indices[{k}])'
-        if fmt == "csr":
-            return [f"for q in T.unroll({cnt}):", f"    acc[q] = acc[q] + values[{k}] * col[q * {cp} + {col0}]"]
-        return [f"for l in T.unroll({width}):", f"    for q in T.unroll({cnt}):",
-                f"        acc[q] = acc[q] + values[({k}) * {width} + l] * col[q * {cp} + {col0} + l]"]
 
-    def body(p0: str, cnt: int) -> str:
-        ind = " " * 16
-        out = "T.max(acc[q], T.float32(0))" if relu else "acc[q]"
-        return (_im2col(x_shape, y_shape, attrs, cp, cols, cnt, p0, "T.float32(0)")
-                + f"            for i in range({rows}):\n"
-                + f"{ind}for q in T.unroll({cnt}):\n{ind}    acc[q] = {'b[i]' if bias else 'T.float32(0)'}\n"
-                + _stored_loop(lambda k: mac(k, cnt), ind, False)
-                + f"{ind}for q in T.unroll({cnt}):\n"
-                + f"{ind}    y[nn * {rows * npos} + i * {npos} + {p0} + q] = {out}\n")
-    barg = f'b: T.Buffer(({rows},), "float32"), ' if bias else ""
-    src = f'''
-@T.prim_func(s_tir=True)
-def f(x: T.Buffer(({n * c * h * w},), "float32"), values: T.Buffer(({_n(stored) * width},), "float32"),
-      indptr: T.Buffer(({rows + 1},), "{index}"), indices: T.Buffer(({_n(stored)},), "{index}"),
-      {barg}col: T.Buffer(({PB * cp},), "float32"), y: T.Buffer(({n * rows * npos},), "float32")):
-    T.func_attr({{"tirx.noalias": True}})
-    acc = T.sblock_alloc_buffer(({PB},), "float32")
-    for nn in range({n}):
-{_conv_blocks(npos, body)}'''
-    args = [("x", "float32", False), ("values", "float32", False), ("indptr", index, False),
-            ("indices", index, False)] + ([("b", "float32", False)] if bias else []) + [
-            ("col", "float32", True), ("y", "float32", True)]
-    what = "csr" if fmt == "csr" else f"simd_group w{width}"
-    return Kernel(name, _parse(src), args, origin="tvm-tir",
-                  meta={"doc": f"{what} f32 conv2d {list(x_shape)}->{list(y_shape)} (im2col x{PB} + sparse MM), "
-                        f"{stored} stored" + (" +bias" if bias else "") + (" +relu" if relu else "")})
+# ---- the library's bare q15 kernels as C functions (benchmarks, tests) ----------------------------
+
+def _bare(param: Param, name: str, prim, doc: str) -> Kernel:
+    xdt = "int16" if param.format == "csr" else "int32"
+    sig = [(k, TVM_DTYPE[a.dtype], False) for k, a in q15_args(param)] + [("x", xdt, False), ("y", "int32", True)]
+    return Kernel(name, prim, sig, origin="tvm-tir", meta={"doc": doc})
+
+
+def kernel_q15(param: Param, name: str) -> Kernel:
+    """The bare q15 matrix-vector kernel of the param (backends/kernels/mv.py): int32 y out.
+    Arguments: q15_args(param) (backends/kernels/layout.py), then x (x_q15), then y."""
+    rows, cols = matrix_shape(param.shape)
+    q15_args(param)  # validates dtype, format and (simd_group) width 2
+    if param.format == "dense":
+        prim = mv.dense(rows, cols, "q15")
+    else:
+        index, n = TVM_DTYPE[param.arrays["indices"].dtype], param.arrays["indices"].size
+        prim = mv.csr(rows, cols, n, index, "q15") if param.format == "csr" \
+            else mv.simd_group(rows, cols_padded(param), n, 2, index, "q15")
+    return _bare(param, name, prim, f"{param.format} q15 matrix-vector {rows}x{cols}")
+
+
+def kernel_q15_mm(param: Param, name: str, n: int, ldy: int | None = None) -> Kernel:
+    """The bare q15 matrix-matrix kernel of the param over `n` positions (backends/kernels/mm.py),
+    C signature (all pointers restrict, inputs const, IDX the param's index dtype):
+      dense:      void name(const int32_t* w,      const int32_t* x, int32_t* y)
+      csr:        void name(const int16_t* values, const IDX* indptr, const IDX* indices,
+                            const int16_t* x, int32_t* y)
+      simd_group: void name(const int32_t* values, const IDX* indptr, const IDX* indices,
+                            const int32_t* x, int32_t* y)
+    x is the im2col buffer XT[n, k2] (layout.x_q15_mm), y the int32 accumulators, row r and
+    position p at y[r*ldy + p] (ldy = n by default; ldy > n: a chunk of a wider output)."""
+    rows, cols = matrix_shape(param.shape)
+    ldy = n if ldy is None else int(ldy)
+    if ldy < n:
+        raise CococError(f"ldy ({ldy}) must be at least n ({n})")
+    q15_args(param)
+    if param.format == "dense":
+        prim = mm.dense_mm_q15(rows, cols, n, ldy)
+    else:
+        index, g = TVM_DTYPE[param.arrays["indices"].dtype], param.arrays["indices"].size
+        prim = mm.sparse_mm_q15(param.format, rows, cols, n, g, ldy, index)
+    return _bare(param, name, prim, f"{param.format} q15 matrix-matrix {rows}x{cols} @ {cols}x{n} (ldy {ldy})")
+
+
+def c_file(kernels) -> str:
+    """One C translation unit: the SIMD header, then every kernel's TVM-generated function."""
+    generate_c(kernels)
+    head = mv.SIMD_HEADER.replace("#include <stdint.h>\n", "")
+    return "#include <stdint.h>\n" + head + "\n" + "\n".join(k.source for k in kernels)
+
+
+def mm_q15_c(param: Param, name: str, n: int, ldy: int | None = None) -> str:
+    """C source (SIMD header inlined) of the bare q15 MM kernel."""
+    return c_file([kernel_q15_mm(param, name, n, ldy)])

@@ -81,5 +81,3 @@ def set_threads(n: int) -> None:
     import tvm
     tvm.get_global_func("runtime.config_threadpool")(1, n)  # 1 = kBig: all cores are "big" on x86
 
-
-X86Artifact = CudaArtifact = TVMArtifact  # one class: the manifest's target says which device

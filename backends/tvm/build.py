@@ -64,7 +64,7 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     lanes = f32_lanes(t)
     target_obj = tvm_target(t)
     x86 = t.name == "x86"
-    ctx = LowerCtx(oc_block=lanes if x86 else 1, sparse=x86)
+    ctx = LowerCtx(oc_block=lanes if x86 else 1, sparse=t.options.get("sparse", "measure") if x86 else "")
     mod = lower_graph(graph, ctx)
     sparse = [c.as_dict() for c in ctx.choices]
     for c in sparse:  # a compressed layer kept dense: say so (backends/tvm/sparse.py)

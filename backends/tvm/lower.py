@@ -6,7 +6,9 @@ any layer (typically conv2d or dense, the "anchor") and takes the chain of eleme
 per-channel layers after it (bias, batchnorm, scale, relu, clip, ..., and eltwise whose other
 operands come from outside), so conv + batchnorm + residual add + relu is one PrimFunc whose
 epilogue the schedule computes while the accumulators are still in registers.
-identity/dropout are aliases and flatten/reshape are Relax reshapes (views): no kernel at all.
+Aliases (identity, dropout: `Op.alias`) and views (flatten, reshape: `Op.view`, Relax reshapes)
+have no kernel at all. Which layers may join a group is the op's `epilogue` property; each
+layer's compute is its op's tvm rule (ir/ops/, called through te_ops).
 
 The module is target-independent (the weights' packing width aside, see LowerCtx): `to_relax`
 returns it as is; `build_tvm` schedules each PrimFunc for its target.
@@ -19,13 +21,9 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from cococ.backends.tvm.te_ops import LOWERINGS, LowerCtx, compute, consts
 from cococ.ir.core import CococError, Graph, Layer, Value
-from cococ.backends.tvm.te_ops import LOWERINGS, LowerCtx
-
-EPILOGUE = {"bias", "scale", "batchnorm", "mask", "relu", "leaky_relu", "prelu", "clip", "sigmoid", "tanh",
-            "power", "eltwise"}
-ALIASES = {"identity", "dropout"}
-VIEWS = {"flatten", "reshape"}
+from cococ.ir.registry import rule_of
 
 TVM_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32",
               "i16": "int16", "i8": "int8", "u8": "uint8", "bool": "bool"}
@@ -38,14 +36,14 @@ def fusion_groups(graph: Graph) -> list[list[Layer]]:
     taken: set[int] = set()
     groups = []
     for layer in graph.layers:
-        if layer.op == "input" or layer.op in ALIASES | VIEWS or id(layer) in taken:
+        if layer.op == "input" or _no_kernel(layer) or id(layer) in taken:
             continue
         group = [layer]
         taken.add(id(layer))
         while len(group[-1].outputs) == 1:
             v = group[-1].outputs[0]
             rd = users.get(id(v), [])
-            if len(rd) != 1 or id(v) in outputs or rd[0].op not in EPILOGUE or id(rd[0]) in taken:
+            if len(rd) != 1 or id(v) in outputs or not rd[0].opdef.epilogue or id(rd[0]) in taken:
                 break
             if sum(x is v for x in rd[0].inputs) != 1:  # eltwise(x, x): x is read twice
                 break
@@ -53,6 +51,10 @@ def fusion_groups(graph: Graph) -> list[list[Layer]]:
             taken.add(id(rd[0]))
         groups.append(group)
     return groups
+
+
+def _no_kernel(layer: Layer) -> bool:
+    return layer.opdef.alias or layer.opdef.view
 
 
 def _name(layer: Layer) -> str:
@@ -63,7 +65,7 @@ def lower_graph(graph: Graph, ctx: LowerCtx | None = None) -> tvm.IRModule:
     """Relax module `main(inputs...) -> output | (outputs...)` of the graph, weights bound as constants."""
     ctx = ctx if ctx is not None else LowerCtx()
     for layer in graph.layers:
-        if layer.op != "input" and layer.op not in ALIASES | VIEWS and layer.op not in LOWERINGS:
+        if layer.op != "input" and not _no_kernel(layer) and rule_of(layer.op, "tvm") is None:
             raise layer.error(f"op '{layer.op}' has no TVM lowering (known: {', '.join(sorted(LOWERINGS))})")
         for k, p in layer.params.items():
             if not p.has_data:
@@ -79,9 +81,9 @@ def lower_graph(graph: Graph, ctx: LowerCtx | None = None) -> tvm.IRModule:
             for v, p in zip(graph.inputs, params):
                 env[id(v)] = p
             for layer in graph.layers:
-                if layer.op in ALIASES:
+                if layer.opdef.alias:
                     env[id(layer.outputs[0])] = env[id(layer.inputs[0])]
-                elif layer.op in VIEWS:
+                elif layer.opdef.view:
                     shape = layer.outputs[0].type.shape
                     env[id(layer.outputs[0])] = bb.emit(relax.op.reshape(env[id(layer.inputs[0])], shape))
                 elif id(layer) in last:
@@ -119,19 +121,19 @@ def group_inputs(group: list[Layer]) -> list[Value]:
 def emit_dense_group(bb: relax.BlockBuilder, group: list[Layer], env: dict[int, relax.Expr], ctx: LowerCtx) -> None:
     """The group as one TE kernel (every weight expanded to dense)."""
     ext = group_inputs(group)
-    consts = [{k: relax.const(a) for k, a in LOWERINGS[l.op].params(l, ctx).items()} for l in group]
+    cs = [{k: relax.const(a) for k, a in consts(l, ctx).items()} for l in group]
 
     def fn(ins, pss):
         tenv = {id(v): t for v, t in zip(ext, ins)}
         for l, ps in zip(group, pss):
-            outs = LOWERINGS[l.op].compute(l, [tenv[id(v)] for v in l.inputs], ps, ctx)
+            outs = compute(l, [tenv[id(v)] for v in l.inputs], ps, ctx)
             for v, t in zip(l.outputs, outs):
                 tenv[id(v)] = t
         res = [tenv[id(v)] for v in group[-1].outputs]
         return res[0] if len(res) == 1 else res
 
     try:
-        call = bb.emit_te(fn, [env[id(v)] for v in ext], consts, primfunc_name_hint=_name(group[0]))
+        call = bb.emit_te(fn, [env[id(v)] for v in ext], cs, primfunc_name_hint=_name(group[0]))
     except CococError:
         raise
     except Exception as e:  # a TVM error while lowering: name the layer

@@ -2,18 +2,18 @@
 
 Without this the TVM lowering expands every weight to dense (te_ops `_dense_params`), and a
 pruned model is exactly as fast as the unpruned one. Here, for a batch-1 layer whose sparse
-form the measured break-even table (backends/sparse/choose.py: x86 rows of
-docs/benchmarks/sparse-breakeven-x86.json for FC, matrix-matrix ...-mm-x86.json for conv)
+form the measured break-even table (backends/kernels/choice.py: sparse-breakeven-x86.json
+for FC, matrix-matrix sparse-breakeven-mm-x86.json for conv)
 estimates faster than dense, the fused group of the layer becomes:
 
   FC    1. `call_tir` of the f32 matrix-vector TIR kernel of the weight's format
-           (backends/sparse/tir.py, specialised to the layer's sizes and stored count;
+           (backends/kernels/mv.py, specialised to the layer's sizes and stored count;
            `width`-lane vector loads for simd_group), the format's arrays (A', IA', JA') as
            Relax constants, the input flattened (zero-padded to a multiple of `width`);
-  conv  0. cococ's im2col TIR kernel (`_im2col`): X[cols_pad, n_pad] (row k = input
+  conv  0. cococ's im2col TIR kernel (backends/kernels/im2col.py): X[cols_pad, n_pad] (row k = input
            channel/ky/kx of the OIHW weight's column k, column p = output position, zero where
            the window leaves the padded input and in the padding rows/columns);
-        1. `call_tir` of the f32 matrix-matrix TIR kernel (backends/sparse/tir_mm.py:
+        1. `call_tir` of the f32 matrix-matrix TIR kernel (backends/kernels/mm.py:
            each stored weight broadcast against 4 vectors of output positions);
   both  2. one TE kernel for the rest of the group: bias plus the fused epilogue (relu, ...),
            scheduled like every other elementwise kernel.
@@ -29,31 +29,39 @@ layers ran 1.4x slower sparse although the table said 3-10x faster). So the lowe
 the fused group both ways as two tiny Relax modules (cococ's x86 schedules, the host's TVM
 target), times each on the host (the VM's time evaluator, the minimum over interleaved repeats —
 other jobs on a shared machine only ever add time —, runtime threads as configured) and
-keeps the faster; this costs two small builds per compressed layer. `CHOICE`
-switches to "table" (estimate only) or "always" (the sparse kernel whenever one exists: the
-tests that check the kernels' outputs use it). Everything else (batch > 1, grouped conv,
+keeps the faster; this costs two small builds per compressed layer. The x86 target option
+`sparse` (LowerCtx.sparse) switches to "table" (estimate only) or "always" (the sparse kernel
+whenever one exists: the tests that check the kernels' outputs use it). Everything else (batch > 1, grouped conv,
 cuda, `to_relax`) stays dense; a layer kept dense gets a warning naming it.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+import tvm
 from tvm import relax, te, tirx
 
-from cococ.backends.sparse import tir, tir_mm
-from cococ.backends.sparse.build import TVM_DTYPE
-from cococ.backends.sparse.choose import Choice, estimate, keep_dense_message, kernel_sparsity
-from cococ.ir.core import Layer
+from cococ.backends.kernels import im2col
+from cococ.backends.kernels.choice import Choice, dense_reason, estimate, keep_dense_message, not_compared
+from cococ.backends.kernels.layout import sparse_arrays
+from cococ.backends.kernels.x86 import plan_mm_x86, prim_mv_x86
+from cococ.backends.target import get_target
+from cococ.backends.tvm.build import tvm_target
+from cococ.backends.tvm.lower import LOWERINGS, TVM_DTYPES, emit_dense_group, group_inputs
+from cococ.backends.tvm.schedule_x86 import schedule_module
+from cococ.ir.core import CococError, Layer
 from cococ.ir.formats import cols_padded, matrix_shape
 
 TARGET = "x86"
-CHOICE = "measure"           # "measure" | "table" | "always"
+MODES = ("measure", "table", "always")
 
 
 def choice(layer: Layer, group: list[Layer] | None = None, ctx=None) -> Choice | None:
     """The kernel of a dense/conv2d layer with a compressed weight (None: the weight is dense).
-    With its fused `group` and the lowering `ctx` both forms are measured (module docstring) and
-    the choice is appended to `ctx.choices`; without, the table's estimate."""
+    With the lowering `ctx`, its mode (ctx.sparse: the x86 option `sparse`) decides how — both
+    forms of the fused `group` measured (module docstring), the table's estimate, or always the
+    sparse kernel — and the choice is appended to `ctx.choices`; without, the table's estimate."""
     c = _choose(layer, group, ctx)
     if c is not None and ctx is not None:
         ctx.choices.append(c)
@@ -64,36 +72,22 @@ def _choose(layer: Layer, group: list[Layer] | None, ctx) -> Choice | None:
     p = layer.params.get("weight")
     if layer.op not in ("dense", "conv2d") or p is None or p.format == "dense":
         return None
-    n = layer.inputs[0].type.shape[0]
-    if n != 1:
-        return Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared",
-                      reason=f"layer {layer.name}: {p.format} weight at batch {n}: the x86 sparse kernels are "
-                             "for batch 1; kept dense")
-    if layer.op == "conv2d" and layer.attrs["groups"] != 1:
-        return Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared",
-                      reason=f"layer {layer.name}: {p.format} conv with groups={layer.attrs['groups']}: the sparse "
-                             "conv kernel is for groups 1; kept dense")
-    if p.type.dtype != "f32":
-        return Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared",
-                      reason=f"layer {layer.name}: the x86 sparse kernels are f32, the weight is {p.type.dtype}; "
-                             "kept dense")
+    reason = dense_reason(layer, TARGET)
+    if reason:
+        return not_compared(layer, reason)
+    mode = ctx.sparse if ctx is not None else "table"
+    if mode not in MODES:
+        raise CococError(f"x86 option sparse={mode!r}: expected one of {', '.join(MODES)}")
     c = estimate(layer.name, p, TARGET, "mm" if layer.op == "conv2d" else "mv")
-    if CHOICE == "always":
-        c.kernel, c.reason, c.basis = p.format, "", c.basis + "; sparse kernel forced (sparse.CHOICE)"
-    elif CHOICE == "measure" and group is not None and ctx is not None:
+    if mode == "always":
+        c.kernel, c.reason, c.basis = p.format, "", c.basis + "; sparse kernel forced (option sparse=always)"
+    elif mode == "measure" and group is not None:
         c = _measure(group, ctx, c)
     return c
 
 
 def _measure(group: list[Layer], ctx, c: Choice) -> Choice:
     """Time the group dense and sparse on the host; `c` updated with the measured ratio."""
-    import numpy as np
-    import tvm
-
-    from cococ.backends.target import get_target
-    from cococ.backends.tvm.build import tvm_target
-    from cococ.backends.tvm.lower import LOWERINGS, TVM_DTYPES, emit_dense_group, group_inputs
-    from cococ.backends.tvm.schedule_x86 import schedule_module
     ext = group_inputs(group)
     lanes = ctx.oc_block if ctx.oc_block > 1 else 8
     target = tvm_target(get_target("x86"))
@@ -136,19 +130,8 @@ def _measure(group: list[Layer], ctx, c: Choice) -> Choice:
     return c
 
 
-def _kernel(p):
-    rows, cols = matrix_shape(p.shape)
-    a = p.arrays
-    index = TVM_DTYPE[a["indices"].dtype]
-    if p.format == "csr":
-        return tir.csr_mv_f32(rows, cols, a["values"].size, index)
-    return tir.simd_group_mv_f32(rows, cols_padded(p), a["indices"].size, int(p.attrs["width"]), index)
-
-
 def _consts(p) -> list:
-    import numpy as np
-    return [relax.const(np.ascontiguousarray(a) if a.size else np.zeros(1, a.dtype))
-            for a in (p.arrays[k] for k in ("values", "indptr", "indices"))]
+    return [relax.const(a) for a in sparse_arrays(p)]
 
 
 def _call(bb, prim, fname: str, args: list, size: int):
@@ -168,7 +151,7 @@ def _emit_fc(bb, layer, env, name):
     if cp != cols:
         x = bb.emit_te(lambda t: te.compute((cp,), lambda j: tirx.if_then_else(j < cols, t[j], tirx.const(0, "float32")),
                                              name="pad"), x, primfunc_name_hint=f"{name}_pad")
-    mv = _call(bb, _kernel(p), f"{name}_{p.format}_mv", _consts(p) + [x], rows)
+    mv = _call(bb, prim_mv_x86(p), f"{name}_{p.format}_mv", _consts(p) + [x], rows)
     return mv, (1, rows), lambda y, idx: y[idx[1]]
 
 
@@ -177,58 +160,13 @@ def _emit_conv(bb, layer, env, name, lanes: int):
     read of output (0, r, i, j) from Y."""
     p = layer.params["weight"]
     rows, cols = matrix_shape(p.shape)
-    a = layer.attrs
-    _, c, h, w = layer.inputs[0].type.shape
-    _, o, oh, ow = layer.outputs[0].type.shape
-    (kh, kw), (sh, sw), (dh, dw), (t, l, _, _) = a["kernel"], a["stride"], a["dilation"], a["pad"]
-    vecs = 4
-    npos, tile = oh * ow, vecs * lanes
-    n_pad = -(-npos // tile) * tile
-    idx = p.arrays["indices"]
-    index = TVM_DTYPE[idx.dtype]
-    if p.format == "csr":
-        cp = cols
-        prim = tir_mm.csr_mm_f32(rows, cols, n_pad, p.arrays["values"].size, lanes, vecs, index)
-    else:
-        cp = cols_padded(p)
-        prim = tir_mm.simd_group_mm_f32(rows, cp, n_pad, idx.size, int(p.attrs["width"]), lanes, vecs, index)
-
-    xflat = bb.emit(relax.op.reshape(env[id(layer.inputs[0])], (c * h * w,)))
-    xcol = _call(bb, _im2col(c, h, w, oh, ow, a, cols, cp, n_pad), f"{name}_im2col", [xflat], cp * n_pad)
+    xs, ys = layer.inputs[0].type.shape, layer.outputs[0].type.shape
+    _, o, oh, ow = ys
+    prim, _, cp, n_pad = plan_mm_x86(p, oh * ow, lanes)
+    xflat = bb.emit(relax.op.reshape(env[id(layer.inputs[0])], (int(np.prod(xs)),)))
+    xcol = _call(bb, im2col.matrix_f32(xs, ys, layer.attrs, cols, cp, n_pad), f"{name}_im2col", [xflat], cp * n_pad)
     y = _call(bb, prim, f"{name}_{p.format}_mm", _consts(p) + [xcol], rows * n_pad)
     return y, (1, o, oh, ow), lambda yy, i: yy[i[1] * n_pad + i[2] * ow + i[3]]
-
-
-def _im2col(c, h, w, oh, ow, a, cols: int, cp: int, n_pad: int):
-    """TIR (TVMScript) of X[cols_pad, n_pad] from the flat input: plain nested loops over (channel,
-    ky, kx, output row, output column), the innermost along an input row (contiguous for stride 1),
-    so LLVM vectorises the copy; no fused-loop div/mod, no parallel region (as a TE compute with
-    the generic schedule this took 13-24 us on LeNet-5's conv2, now about 3.5). Zero where the
-    window leaves the padded input, in the position padding and in the rows past `cols`."""
-    from cococ.backends.mcu.qkernels import _parse
-    (kh, kw), (sh, sw), (dh, dw), (t, l, _, _) = a["kernel"], a["stride"], a["dilation"], a["pad"]
-    iy, ix = f"i * {sh} - {t} + r * {dh}", f"j * {sw} - {l} + s * {dw}"
-    xv = f"x[ci * {h * w} + ({iy}) * {w} + {ix}]"
-    if any(a["pad"]):
-        xv = f"T.if_then_else({iy} >= 0 and {iy} < {h} and {ix} >= 0 and {ix} < {w}, {xv}, T.float32(0))"
-    row = f"(ci * {kh * kw} + r * {kw} + s) * {n_pad}"
-    src = f'''
-@T.prim_func(s_tir=True)
-def f(x: T.Buffer(({c * h * w},), "float32"), X: T.Buffer(({cp * n_pad},), "float32")):
-    T.func_attr({{"tirx.noalias": True}})
-    with T.sblock("root"):
-        for ci, r, s, i in T.grid({c}, {kh}, {kw}, {oh}):
-            for j in range({ow}):
-                X[{row} + i * {ow} + j] = {xv}
-'''
-    # (the explicit root block: Relax's RewriteDataflowReshape inspects one-input call_tir callees
-    # and requires block-form TIR)
-    if n_pad > oh * ow:
-        src += f"        for ci, r, s, q in T.grid({c}, {kh}, {kw}, {n_pad - oh * ow}):\n"
-        src += f"            X[{row} + {oh * ow} + q] = T.float32(0)\n"
-    if cp > cols:
-        src += f"        for e in range({(cp - cols) * n_pad}):\n            X[{cols * n_pad} + e] = T.float32(0)\n"
-    return _parse(src)
 
 
 def emit(bb: relax.BlockBuilder, group: list[Layer], env: dict, ctx, lowerings, name: str) -> None:
@@ -239,12 +177,8 @@ def emit(bb: relax.BlockBuilder, group: list[Layer], env: dict, ctx, lowerings, 
     else:
         mv, oshape, at = _emit_fc(bb, layer, env, name)
 
-    inside = {id(v) for l in group for v in l.outputs}
-    ext = []
-    for l in group[1:]:
-        for v in l.inputs:
-            if id(v) not in inside and all(v is not e for e in ext):
-                ext.append(v)
+    # what the epilogue layers read from outside the group (the sparse layer's output is inside)
+    ext = [v for v in group_inputs(group[1:]) if all(v is not o for o in layer.outputs)]
     bias = [relax.const(layer.params["bias"].dense())] if "bias" in layer.params else []
     rest = [{k: relax.const(a) for k, a in lowerings[l.op].params(l, ctx).items()} for l in group[1:]]
 

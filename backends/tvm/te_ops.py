@@ -1,36 +1,84 @@
-"""Per-op lowering of the layer IR to TVM tensor expressions (TE), one registration per op.
+"""The driver of the ops' TVM rules: what a target tells them (LowerCtx) and how they are called.
 
-Each op registers two functions (a table, as the frontends do, so adding an op touches one place):
-  - `params(layer, ctx) -> dict[str, np.ndarray]`: the constants the kernel reads, in the
-    layout the kernel wants. This is where compile-time work happens once instead of on every
-    run: batchnorm folds to one multiply-add per channel, conv/dense weights are packed so the
-    innermost loop reads `ctx.oc_block` output channels as one vector.
-  - `compute(layer, xs, ps, ctx) -> list[te.Tensor]`: the computation over TE tensors.
-Ops without a registration fall back to nothing: `lower_graph` raises a CococError naming the
-op, which is better than a silently wrong kernel. Block names matter: the schedules find the
-conv/dense reductions by the names `conv_packed`, `conv_direct` and `dense_packed`.
+Each op's TE compute is its `@rule(Op, "tvm")` in ir/ops/<family>.py, one for x86, cuda and
+arm-m4; an op whose constants need compile-time work (batchnorm folding, weight packing, the
+mask's gate) also registers `@rule(Op, "tvm-params")`, else its params go in as they are (dense).
+What differs between targets are LowerCtx's options, read by the rules: `oc_block` (weights
+packed so the innermost loop reads that many output channels as one vector; x86) and
+`implicit_pad` (padding read through a bounds test instead of a padded copy: arm-m4, where a
+copy would cost SRAM). Views and aliases have no rule: the Relax lowering (lower.py) and the
+M4 executor make them share their input's storage.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar, Iterator
 
 import numpy as np
+import tvm
 from tvm import te, tirx, topi
 
-from cococ.ir.ops.activation import norm_axis
-from cococ.ir.ops.pool import pool_out_size
-from cococ.ir.ops.tensor import reshape_target
+from cococ.ir.core import Layer
+from cococ.ir.registry import all_ops, rule_of
 
 
 @dataclass(frozen=True)
 class LowerCtx:
-    """Target facts the lowering needs: conv/dense output channels per vector (1 = unpacked);
-    sparse: run compressed FC/conv weights with the sparse kernels (x86, backends/tvm/sparse.py);
+    """Target facts the rules read. oc_block: conv/dense output channels per vector (1 = unpacked);
+    implicit_pad: pad by bounds test (arm-m4) instead of a padded copy; sparse: how compressed
+    FC/conv weights choose their kernel (x86, backends/tvm/sparse.py): "" dense, "measure" (both
+    forms timed), "table" (break-even estimate) or "always" (sparse wherever a kernel exists);
     the lowering then appends each compressed layer's kernel choice to `choices` (for the manifest)."""
     oc_block: int = 1
-    sparse: bool = False
+    sparse: str = ""
+    implicit_pad: bool = False
     choices: list = field(default_factory=list, compare=False)
+    te: ClassVar = te
+    tirx: ClassVar = tirx
+    topi: ClassVar = topi
+
+    def pad(self, x: te.Tensor, before: list[int], after: list[int], fill, name: str) -> Callable:
+        """x padded with `fill` (a number or a TIR constant), as something indexed like a tensor:
+        `x` itself when nothing is padded, a padded copy (TE stage `name`; the x86 schedule keeps a
+        packed conv's "pad") or, with implicit_pad, a bounds test around each read."""
+        if not any(before) and not any(after):
+            return x
+        if not self.implicit_pad:
+            return topi.nn.pad(x, before, after, pad_value=fill, name=name)
+        value = fill if tvm.ir.is_prim_expr(fill) else tirx.const(fill, x.dtype)
+        shape = [int(d) for d in x.shape]
+
+        def at(*idx):
+            src = [i - b for i, b in zip(idx, before)]
+            inside = [c for s, b, a, d in zip(src, before, after, shape) if b or a for c in (s >= 0, s < d)]
+            return tirx.if_then_else(tirx.all(*inside), x(*src), value)
+        return at
+
+    def pack_oc(self, w: np.ndarray) -> np.ndarray:
+        """[O, ...] -> [ceil(O/ob), ..., ob] with zero rows for the tail: one vector per output block."""
+        ob, o = self.oc_block, w.shape[0]
+        ocb = -(-o // ob)
+        wp = np.zeros((ocb * ob,) + w.shape[1:], w.dtype)
+        wp[:o] = w
+        wp = wp.reshape((ocb, ob) + w.shape[1:])
+        return np.ascontiguousarray(np.moveaxis(wp, 1, -1))
+
+
+def consts(layer: Layer, ctx: LowerCtx) -> dict[str, np.ndarray]:
+    """The constants `layer`'s tvm rule reads, prepared for the target (its tvm-params rule)."""
+    fn = rule_of(layer.op, "tvm-params")
+    if fn is not None:
+        return fn(layer, ctx)
+    return {k: np.ascontiguousarray(p.dense()) for k, p in layer.params.items()}
+
+
+def compute(layer: Layer, xs: list, ps: dict, ctx: LowerCtx) -> list[te.Tensor]:
+    """`layer` as TE tensors over its inputs `xs` and constants `ps` (its tvm rule)."""
+    fn = rule_of(layer.op, "tvm")
+    if fn is None:
+        raise layer.error(f"op '{layer.op}' has no TVM lowering (known: {', '.join(sorted(LOWERINGS))})")
+    return fn(layer, xs, ps, ctx)
 
 
 @dataclass(frozen=True)
@@ -39,364 +87,20 @@ class Lowering:
     params: Callable
 
 
-LOWERINGS: dict[str, Lowering] = {}
+class _Lowerings(Mapping):
+    """op name -> Lowering(compute, params) of every op with a tvm rule (what the sparse
+    epilogue emitter, backends/tvm/sparse.py, calls)."""
 
+    def __getitem__(self, op: str) -> Lowering:
+        if rule_of(op, "tvm") is None:
+            raise KeyError(op)
+        return Lowering(compute, consts)
 
-def _dense_params(layer, ctx) -> dict[str, np.ndarray]:
-    return {k: np.ascontiguousarray(p.dense()) for k, p in layer.params.items()}
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(n for n in all_ops() if rule_of(n, "tvm") is not None))
 
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
-def lowering(op: str, params: Callable = _dense_params):
-    def deco(fn):
-        LOWERINGS[op] = Lowering(fn, params)
-        return fn
-    return deco
 
-
-# ---- conv2d and dense -------------------------------------------------------------------------
-
-def _pack_oc(w: np.ndarray, ob: int) -> np.ndarray:
-    """[O, ...] -> [ceil(O/ob), ..., ob] with zero rows for the tail: one vector per output block."""
-    o = w.shape[0]
-    ocb = -(-o // ob)
-    wp = np.zeros((ocb * ob,) + w.shape[1:], w.dtype)
-    wp[:o] = w
-    wp = wp.reshape((ocb, ob) + w.shape[1:])
-    return np.ascontiguousarray(np.moveaxis(wp, 1, -1))
-
-
-def conv_packs(layer, ctx: LowerCtx) -> bool:
-    """Pack the weight unless the conv is depthwise-like (an output vector would span groups)."""
-    g, o = layer.attrs["groups"], layer.attrs["out_channels"]
-    return ctx.oc_block > 1 and (g == 1 or (o // g) % ctx.oc_block == 0)
-
-
-def _conv_params(layer, ctx):
-    ps = _dense_params(layer, ctx)
-    if conv_packs(layer, ctx):
-        ps["weight"] = _pack_oc(ps["weight"], ctx.oc_block)
-    return ps
-
-
-@lowering("conv2d", _conv_params)
-def _conv2d(layer, xs, ps, ctx):
-    x, w = xs[0], ps["weight"]
-    a = layer.attrs
-    n, c, h, wd = (int(d) for d in x.shape)
-    o, g = a["out_channels"], a["groups"]
-    (kh, kw), (sh, sw), (dh, dw), (t, l, b, r) = a["kernel"], a["stride"], a["dilation"], a["pad"]
-    oh = (h + t + b - (dh * (kh - 1) + 1)) // sh + 1
-    ow = (wd + l + r - (dw * (kw - 1) + 1)) // sw + 1
-    xp = topi.nn.pad(x, [0, 0, t, l], [0, 0, b, r], name="pad") if (t or l or b or r) else x
-    icg, og = c // g, o // g
-    rc, ry, rx = te.reduce_axis((0, icg), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
-    bias = ps.get("bias")
-    if len(w.shape) == 5:  # packed [OB, icg, kh, kw, ob]
-        ob = int(w.shape[-1])
-
-        def packed(nn, cb, y, xx, ci):
-            ic = rc if g == 1 else (cb * ob) // og * icg + rc
-            return te.sum(xp[nn, ic, y * sh + ry * dh, xx * sw + rx * dw] * w[cb, rc, ry, rx, ci], axis=[rc, ry, rx])
-
-        conv = te.compute((n, int(w.shape[0]), oh, ow, ob), packed, name="conv_packed")
-
-        def unpack(nn, co, y, xx):
-            v = conv[nn, co // ob, y, xx, co % ob]
-            return v + bias[co] if bias is not None else v
-
-        return [te.compute((n, o, oh, ow), unpack, name="conv_out")]
-
-    def direct(nn, co, y, xx):
-        ic = rc if g == 1 else co // og * icg + rc
-        return te.sum(xp[nn, ic, y * sh + ry * dh, xx * sw + rx * dw] * w[co, rc, ry, rx], axis=[rc, ry, rx])
-
-    conv = te.compute((n, o, oh, ow), direct, name="conv_direct")
-    if bias is None:
-        return [conv]
-    return [te.compute(conv.shape, lambda nn, co, y, xx: conv[nn, co, y, xx] + bias[co], name="conv_out")]
-
-
-def _dense_params_packed(layer, ctx):
-    ps = _dense_params(layer, ctx)
-    if ctx.oc_block > 1:
-        ps["weight"] = _pack_oc(ps["weight"], ctx.oc_block)  # [OB, K, ob]
-    return ps
-
-
-@lowering("dense", _dense_params_packed)
-def _dense(layer, xs, ps, ctx):
-    x, w, bias = xs[0], ps["weight"], ps.get("bias")
-    n, k = (int(d) for d in x.shape)
-    o = layer.attrs["out_features"]
-    rk = te.reduce_axis((0, k), "rk")
-    if len(w.shape) == 3:
-        ob = int(w.shape[-1])
-        acc = te.compute((n, int(w.shape[0]), ob),
-                         lambda i, cb, ci: te.sum(x[i, rk] * w[cb, rk, ci], axis=rk), name="dense_packed")
-        get = lambda i, j: acc[i, j // ob, j % ob]  # noqa: E731
-    else:
-        acc = te.compute((n, o), lambda i, j: te.sum(x[i, rk] * w[j, rk], axis=rk), name="dense_direct")
-        get = lambda i, j: acc[i, j]  # noqa: E731
-    return [te.compute((n, o), lambda i, j: get(i, j) + bias[j] if bias is not None else get(i, j),
-                       name="dense_out")]
-
-
-# ---- per-channel affine -----------------------------------------------------------------------
-
-def _affine(x, mul, add, name):
-    """x * mul[c] + add[c] over axis 1 (either may be None)."""
-    def f(*idx):
-        v = x(*idx)
-        if mul is not None:
-            v = v * mul[idx[1]]
-        if add is not None:
-            v = v + add[idx[1]]
-        return v
-    return te.compute(x.shape, f, name=name)
-
-
-def _bn_params(layer, ctx):
-    """Fold (x - mean) / sqrt(var + eps) * scale + bias into x * a + b, in float64 then f32."""
-    p = {k: v.dense().astype(np.float64) for k, v in layer.params.items()}
-    a = 1.0 / np.sqrt(p["var"] + layer.attrs["eps"])
-    if "scale" in p:
-        a = a * p["scale"]
-    b = -p["mean"] * a + (p["bias"] if "bias" in p else 0.0)
-    return {"mul": a.astype(np.float32), "add": b.astype(np.float32)}
-
-
-@lowering("batchnorm", _bn_params)
-def _batchnorm(layer, xs, ps, ctx):
-    return [_affine(xs[0], ps["mul"], ps["add"], "batchnorm")]
-
-
-@lowering("scale")
-def _scale(layer, xs, ps, ctx):
-    return [_affine(xs[0], ps["scale"], ps.get("bias"), "scale")]
-
-
-@lowering("bias")
-def _bias(layer, xs, ps, ctx):
-    return [_affine(xs[0], None, ps["bias"], "bias")]
-
-
-def _mask_params(layer, ctx):
-    """Scalpel's node-pruning gate folds to one per-channel multiplier, alpha * beta."""
-    p = _dense_params(layer, ctx)
-    return {"gate": (p["alpha"] * p["beta"]).astype(np.float32)}
-
-
-@lowering("mask", _mask_params)
-def _mask(layer, xs, ps, ctx):
-    return [_affine(xs[0], ps["gate"], None, "mask")]
-
-
-# ---- element-wise -----------------------------------------------------------------------------
-
-def _map(name, fn):
-    @lowering(name)
-    def _lower(layer, xs, ps, ctx):
-        x = xs[0]
-        return [te.compute(x.shape, lambda *i: fn(layer, x(*i), ps, i), name=name)]
-    return _lower
-
-
-def _f(x, v):
-    """The constant `v` in the dtype of `x` (a te.Tensor or a PrimExpr, whose dtype is `.ty` in 0.27)."""
-    dt = x.dtype if isinstance(x, te.Tensor) else str(x.ty)
-    return tirx.const(v, dt)
-
-
-_map("relu", lambda l, v, ps, i: te.max(v, _f(v, 0)))
-_map("leaky_relu", lambda l, v, ps, i: tirx.Select(v > _f(v, 0), v, v * _f(v, l.attrs["alpha"])))
-_map("prelu", lambda l, v, ps, i: tirx.Select(
-    v > _f(v, 0), v, v * (ps["slope"][0] if int(ps["slope"].shape[0]) == 1 else ps["slope"][i[1]])))
-_map("sigmoid", lambda l, v, ps, i: te.sigmoid(v))
-_map("tanh", lambda l, v, ps, i: te.tanh(v))
-
-
-def _clip(l, v, ps, i):
-    lo, hi = l.attrs.get("min"), l.attrs.get("max")
-    if lo is not None:
-        v = te.max(v, _f(v, lo))
-    if hi is not None:
-        v = te.min(v, _f(v, hi))
-    return v
-
-
-def _power(l, v, ps, i):
-    a = l.attrs
-    y = _f(v, a["shift"]) + _f(v, a["scale"]) * v
-    return y if a["power"] == 1 else te.power(y, _f(v, a["power"]))
-
-
-_map("clip", _clip)
-_map("power", _power)
-
-
-@lowering("eltwise")
-def _eltwise(layer, xs, ps, ctx):
-    mode, co = layer.attrs["mode"], layer.attrs.get("coeffs")
-
-    def f(*i):
-        vs = [x(*i) for x in xs]
-        if mode == "sum" and co is not None:
-            vs = [v * _f(v, c) for v, c in zip(vs, co)]
-        acc = vs[0]
-        for v in vs[1:]:
-            acc = acc + v if mode == "sum" else acc * v if mode == "prod" else te.max(acc, v)
-        return acc
-    return [te.compute(xs[0].shape, f, name="eltwise")]
-
-
-@lowering("softmax")
-def _softmax(layer, xs, ps, ctx):
-    x = xs[0]
-    ax = norm_axis(layer, layer.attrs["axis"], len(x.shape))
-    k = te.reduce_axis((0, int(x.shape[ax])), "k")
-    red_shape = [d for j, d in enumerate(x.shape) if j != ax]
-
-    def at(i, kk):  # full index from a reduced index plus the axis coordinate
-        return list(i[:ax]) + [kk] + list(i[ax:])
-    mx = te.compute(red_shape, lambda *i: te.max(x(*at(i, k)), axis=k), name="softmax_max")
-    e = te.compute(x.shape, lambda *i: te.exp(x(*i) - mx(*(i[:ax] + i[ax + 1:]))), name="softmax_exp")
-    k2 = te.reduce_axis((0, int(x.shape[ax])), "k2")
-    s = te.compute(red_shape, lambda *i: te.sum(e(*at(i, k2)), axis=k2), name="softmax_sum")
-    return [te.compute(x.shape, lambda *i: e(*i) / s(*(i[:ax] + i[ax + 1:])), name="softmax")]
-
-
-@lowering("lrn")
-def _lrn(layer, xs, ps, ctx):
-    x = xs[0]
-    a = layer.attrs
-    size = a["size"]
-    n, c, h, w = (int(d) for d in x.shape)
-    pre = (size - 1) // 2
-    sq = te.compute(x.shape, lambda *i: x(*i) * x(*i), name="lrn_sq")
-    if a["region"] == "across":
-        p = topi.nn.pad(sq, [0, pre, 0, 0], [0, size - 1 - pre, 0, 0], name="lrn_pad")
-        r = te.reduce_axis((0, size), "r")
-        s = te.compute(x.shape, lambda i, j, y, z: te.sum(p[i, j + r, y, z], axis=r), name="lrn_sum")
-        cnt = size
-    else:
-        p = topi.nn.pad(sq, [0, 0, pre, pre], [0, 0, size - 1 - pre, size - 1 - pre], name="lrn_pad")
-        ry, rx = te.reduce_axis((0, size), "ry"), te.reduce_axis((0, size), "rx")
-        s = te.compute(x.shape, lambda i, j, y, z: te.sum(p[i, j, y + ry, z + rx], axis=[ry, rx]), name="lrn_sum")
-        cnt = size * size
-    k_, al, be = _f(x, a["k"]), _f(x, a["alpha"] / cnt), _f(x, -a["beta"])
-    return [te.compute(x.shape, lambda *i: x(*i) * te.power(k_ + al * s(*i), be), name="lrn")]
-
-
-# ---- pooling ----------------------------------------------------------------------------------
-
-def _window(layer, x, fill):
-    """The input padded with `fill` as far as the windows reach, and the output size."""
-    a = layer.attrs
-    _, _, h, w = (int(d) for d in x.shape)
-    (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
-    oh = pool_out_size(h, kh, sh, t, b, a["ceil_mode"])
-    ow = pool_out_size(w, kw, sw, l, r, a["ceil_mode"])
-    hi_h, hi_w = max(0, (oh - 1) * sh + kh - h - t), max(0, (ow - 1) * sw + kw - w - l)
-    xp = topi.nn.pad(x, [0, 0, t, l], [0, 0, hi_h, hi_w], pad_value=fill, name="pool_pad") \
-        if (t or l or hi_h or hi_w) else x
-    return xp, oh, ow
-
-
-@lowering("max_pool")
-def _max_pool(layer, xs, ps, ctx):
-    x = xs[0]
-    a = layer.attrs
-    xp, oh, ow = _window(layer, x, -np.inf)
-    ry, rx = te.reduce_axis((0, a["kernel"][0]), "ry"), te.reduce_axis((0, a["kernel"][1]), "rx")
-    sh, sw = a["stride"]
-    return [te.compute((x.shape[0], x.shape[1], oh, ow),
-                       lambda n, c, y, z: te.max(xp[n, c, y * sh + ry, z * sw + rx], axis=[ry, rx]),
-                       name="max_pool")]
-
-
-@lowering("avg_pool")
-def _avg_pool(layer, xs, ps, ctx):
-    x = xs[0]
-    a = layer.attrs
-    xp, oh, ow = _window(layer, x, 0.0)
-    (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
-    h, w = int(x.shape[2]), int(x.shape[3])
-    ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
-    s = te.compute((x.shape[0], x.shape[1], oh, ow),
-                   lambda n, c, y, z: te.sum(xp[n, c, y * sh + ry, z * sw + rx], axis=[ry, rx]), name="avg_sum")
-
-    def count(i, k, s_, lo, hi, size):  # as the IR's _divisor
-        start = i * s_ - lo
-        if a["count_include_pad"]:
-            return te.min(start + k, size + hi) - start
-        return te.min(start + k, size) - te.max(start, 0)
-
-    def f(n, c, y, z):
-        d = count(y, kh, sh, t, b, h) * count(z, kw, sw, l, r, w)
-        return s[n, c, y, z] / d.astype(x.dtype)
-    return [te.compute(s.shape, f, name="avg_pool")]
-
-
-@lowering("global_avg_pool")
-def _gap(layer, xs, ps, ctx):
-    x = xs[0]
-    n, c, h, w = (int(d) for d in x.shape)
-    ry, rx = te.reduce_axis((0, h), "ry"), te.reduce_axis((0, w), "rx")
-    s = te.compute((n, c, 1, 1), lambda i, j, y, z: te.sum(x[i, j, ry, rx], axis=[ry, rx]), name="gap_sum")
-    return [te.compute(s.shape, lambda *i: s(*i) * _f(x, 1.0 / (h * w)), name="global_avg_pool")]
-
-
-@lowering("global_max_pool")
-def _gmp(layer, xs, ps, ctx):
-    x = xs[0]
-    n, c, h, w = (int(d) for d in x.shape)
-    ry, rx = te.reduce_axis((0, h), "ry"), te.reduce_axis((0, w), "rx")
-    return [te.compute((n, c, 1, 1), lambda i, j, y, z: te.max(x[i, j, ry, rx], axis=[ry, rx]),
-                       name="global_max_pool")]
-
-
-# ---- data movement ----------------------------------------------------------------------------
-
-@lowering("concat")
-def _concat(layer, xs, ps, ctx):
-    ax = norm_axis(layer, layer.attrs["axis"], len(xs[0].shape))
-    return [topi.concatenate(xs, ax)]
-
-
-@lowering("slice")
-def _slice(layer, xs, ps, ctx):
-    x = xs[0]
-    ax = norm_axis(layer, layer.attrs["axis"], len(x.shape))
-    pts = [0, *layer.attrs["points"], int(x.shape[ax])]
-
-    def piece(k, lo, hi):
-        shape = list(x.shape)
-        shape[ax] = hi - lo
-        return te.compute(shape, lambda *i: x(*(i[:ax] + (i[ax] + lo,) + i[ax + 1:])), name=f"slice{k}")
-    return [piece(k, lo, hi) for k, (lo, hi) in enumerate(zip(pts, pts[1:]))]
-
-
-def _reshape_to(x, shape):
-    return topi.reshape(x, shape)
-
-
-@lowering("flatten")
-def _flatten(layer, xs, ps, ctx):
-    x = xs[0]
-    ax = norm_axis(layer, layer.attrs["axis"], len(x.shape))
-    shape = [int(d) for d in x.shape]
-    return [_reshape_to(x, shape[:ax] + [int(np.prod(shape[ax:]))])]
-
-
-@lowering("reshape")
-def _reshape(layer, xs, ps, ctx):
-    x = xs[0]
-    return [_reshape_to(x, list(reshape_target(layer, tuple(int(d) for d in x.shape))))]
-
-
-@lowering("identity")
-def _identity(layer, xs, ps, ctx):
-    return [te.compute(xs[0].shape, lambda *i: xs[0](*i), name="identity")]
-
-
-LOWERINGS["dropout"] = LOWERINGS["identity"]
+LOWERINGS: Mapping[str, Lowering] = _Lowerings()

@@ -8,11 +8,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from cococ.backends.build import build
+from cococ.backends.mcu.qeval import accuracy, calibration_samples
+from cococ.backends.target import get_target, parse_target_options
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError
+from cococ.ir.printer import print_graph
+from cococ.passes import get_pass, run as run_passes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", type=int, default=0, metavar="N",
                         help="x86/cuda: MetaSchedule trials per task (0: untuned)")
     add_load_arguments(parser)
-    # --- Scalpel pruning before the build (issue 6; passes/prune_for_target.py) ---
+    # --- Scalpel pruning before the build (issue 6; the pass prune-for-target, runtime/compress/) ---
     parser.add_argument("--prune", choices=["none", "auto"], default="none",
                         help="auto: prune and retrain for the target's parallelism (Scalpel) before building")
     parser.add_argument("--data", default="digits", help="--prune: data set (digits, .npz, image folder)")
@@ -41,19 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cococ
-    from cococ.backends.build import build
-    from cococ.backends.target import get_target, parse_target_options
-
     target = get_target(args.target, parse_target_options(args.target_opt))  # bad target: fail before loading
     graph = load_graph(args)
     if args.pipeline:
-        graph = cococ.passes.run(graph, args.pipeline)
-    if args.prune == "auto":  # --- Scalpel pruning (issue 6): passes/prune_for_target.py ---
-        from cococ.passes.prune_for_target import cli_prune
-        graph = cli_prune(graph, target, args)
+        graph = run_passes(graph, args.pipeline)
+    if args.prune == "auto":  # --- Scalpel pruning (issue 6): the pass prune-for-target ---
+        graph = _prune_for_target(graph, target, args)
     if args.dump_ir:
-        from cococ.ir.printer import print_graph
         print(print_graph(graph), file=sys.stderr)
     out = Path(args.output or Path("build") / f"{Path(args.file).stem}-{target.name}")
     options = {"seed": args.seed}
@@ -64,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
     if args.quant_data:
         if not args.quantize:
             raise CococError("--quant-data goes with --quantize q15|int8")
-        from cococ.backends.mcu.qeval import calibration_samples
         options["calibration"] = calibration_samples(graph, args.quant_data, seed=args.seed)
     art = build(graph, target, out_dir=out, quantize=args.quantize, **options)
     print(f"built {graph.name} for {target.name} -> {art.dir or out}")
@@ -75,11 +74,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_for_target(graph, target, args):
+    """`--prune auto`: run prune-for-target for `target` (retraining steps to stderr), print its report."""
+    # the pass class by name: its module (runtime/compress) imports torch only when --prune asks for it
+    prune = get_pass("prune-for-target")(
+        target=target.name, max_accuracy_drop=args.max_accuracy_drop, data=args.data, solver=args.solver or "")
+    graph = run_passes(graph, [prune], log=lambda s: print(s, file=sys.stderr))
+    report = graph.meta["prune_for_target"]
+    print(f"prune-for-target {report['target']} ({report['parallelism']} parallelism): "
+          f"{' then '.join(report['methods'])}")
+    if "node" in report:
+        n = report["node"]
+        print(f"  node pruning: channels {n['channels']}, MACs {n['macs_before']:,} -> {n['macs_after']:,}, "
+              f"accuracy {n['accuracy_before']:.2%} -> {n['accuracy_after']:.2%}")
+    if "table" in report:
+        print("  " + report["table"].replace("\n", "\n  "))
+    for w in report.get("simd_group", {}).get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    return graph
+
+
 def _print_accuracy(graph, art, data: str) -> None:
     """What the fixed point costs: f32 vs the built ELF (emulated) on the test split."""
-    import json
-
-    from cococ.backends.mcu.qeval import accuracy
     a = accuracy(graph, art, data)
     q = art.report["quantize"]
     print(f"  accuracy on {data} ({a['n']} test images): f32 {100 * a['f32']:.2f}%, {q} on the device "

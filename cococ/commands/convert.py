@@ -52,13 +52,9 @@ def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
             from cococ.ir.dot import to_dot
             path.write_text(to_dot(graph), encoding="utf-8")
         else:
-            try:
-                from cococ.backends.onnx_export import to_onnx
-            except ModuleNotFoundError as e:
-                if e.name and e.name.startswith("cococ"):
-                    raise CococError("ONNX export is not available yet") from None
-                raise CococError(f"ONNX export needs the '{e.name}' package (pip install {e.name})") from None
             import onnx
+
+            from cococ.backends.onnx_export import to_onnx
             onnx.save(to_onnx(graph), str(path))
     except OSError as e:
         raise CococError(f"{out}: cannot write: {e.strerror or e}") from None

@@ -143,6 +143,9 @@ def full_accuracy(full, data) -> float:
 def write_network(g, stem: Path) -> None:
     """The chosen network in every form a user takes further: Caffe (prototxt + safetensors
     weights, keys `layer/param`, which `--weights` reads), cococ IR (+ .npz) and ONNX."""
+    import onnx
+
+    from cococ.backends.onnx_export import to_onnx
     from cococ.frontend.prototxt.writer import save_prototxt
     from cococ.ir.printer import save_ir
     from cococ.runtime.train import save_weights
@@ -152,10 +155,4 @@ def write_network(g, stem: Path) -> None:
         save_prototxt(g, stem.with_suffix(".prototxt"), weights=False)   # the weights: just above
     except CococError as e:      # an op Caffe cannot express (a graph that came from ONNX)
         print(f"skipped {stem.with_suffix('.prototxt')}: {e}")
-    try:
-        import onnx
-
-        from cococ.backends.onnx_export import to_onnx
-        onnx.save(to_onnx(g), str(stem.with_suffix(".onnx")))
-    except ImportError:
-        print("onnx is not installed: skipped pruned.onnx")
+    onnx.save(to_onnx(g), str(stem.with_suffix(".onnx")))

@@ -66,7 +66,6 @@ class Ctx:
         self.node: onnx.NodeProto | None = None
         self.node_name = ""
         self.module: str | None = None
-        self._emitted = 0
 
     # -- reading the current node -------------------------------------------------------------
     def unsupported(self, message: str) -> NodeError:

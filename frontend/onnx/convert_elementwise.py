@@ -13,8 +13,9 @@ import numpy as np
 
 from cococ.frontend.onnx.context import MAX_FOLD_ELEMENTS, Ctx, channel_vector, converter
 from cococ.ir.core import Param
+from cococ.ir.ops.activation import Clip, LeakyRelu, Prelu, Relu, Sigmoid, Tanh
 
-_SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+_SIMPLE = {"Relu": Relu.name, "Sigmoid": Sigmoid.name, "Tanh": Tanh.name}
 _FOLD = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 
 
@@ -26,7 +27,7 @@ def simple(ctx: Ctx, node):
 @converter("LeakyRelu")
 def leaky_relu(ctx: Ctx, node):
     alpha = float(ctx.attrs(node).get("alpha", 0.01))
-    ctx.emit("leaky_relu", [ctx.value(node.input[0])], {"alpha": alpha}, out=node.output[0])
+    ctx.emit(LeakyRelu.name, [ctx.value(node.input[0])], {"alpha": alpha}, out=node.output[0])
 
 
 @converter("PRelu")
@@ -39,7 +40,7 @@ def prelu(ctx: Ctx, node):
         slope = channel_vector(ctx, s, x.type.shape, "PRelu slope", align_axis=1)
     else:
         slope = channel_vector(ctx, s, x.type.shape, "PRelu slope")
-    ctx.emit("prelu", [x], params={"slope": slope}, out=node.output[0])
+    ctx.emit(Prelu.name, [x], params={"slope": slope}, out=node.output[0])
 
 
 @converter("Clip")
@@ -55,7 +56,7 @@ def clip(ctx: Ctx, node):
             v = float(np.asarray(v).reshape(-1)[0])
             if np.isfinite(v) and abs(v) < 3.4e38:  # FLT_MAX is how exporters spell "unbounded"
                 attrs[k] = v
-    ctx.emit("clip", [ctx.value(node.input[0])], attrs, out=node.output[0])
+    ctx.emit(Clip.name, [ctx.value(node.input[0])], attrs, out=node.output[0])
 
 
 @converter("Softmax")

@@ -12,6 +12,7 @@ from typing import Callable
 
 from cococ.frontend.prototxt.textformat import INT64, UINT32, Message
 from cococ.ir.core import CococError, Value
+from cococ.ir.ops.activation import Clip, LeakyRelu, Prelu, Relu, Sigmoid, Tanh
 
 CONVERTERS: dict[str, Callable[["LayerCtx"], list[Value]]] = {}  # data layers: data_layers.DATA_TYPES
 TRAINING_TYPES = {"SoftmaxWithLoss", "Accuracy", "EuclideanLoss", "SigmoidCrossEntropyLoss", "HingeLoss",
@@ -181,7 +182,7 @@ def bias(ctx: LayerCtx) -> list[Value]:
 def prelu(ctx: LayerCtx) -> list[Value]:
     ctx.need_inputs(1)
     shared = ctx.param("prelu_param").get_bool("channel_shared", False)
-    return ctx.emit("prelu", params=("slope",), param_shapes={"slope": (1,)} if shared else None)
+    return ctx.emit(Prelu.name, params=("slope",), param_shapes={"slope": (1,)} if shared else None)
 
 
 # ---- element-wise -----------------------------------------------------------------------------
@@ -190,7 +191,7 @@ def prelu(ctx: LayerCtx) -> list[Value]:
 def relu(ctx: LayerCtx) -> list[Value]:
     ctx.need_inputs(1)
     slope = ctx.param("relu_param").get_float("negative_slope", 0.0)
-    return ctx.emit("leaky_relu", {"alpha": slope}) if slope else ctx.emit("relu")
+    return ctx.emit(LeakyRelu.name, {"alpha": slope}) if slope else ctx.emit(Relu.name)
 
 
 def _simple(op: str):
@@ -201,14 +202,14 @@ def _simple(op: str):
     return conv
 
 
-CONVERTERS["Sigmoid"] = _simple("sigmoid")
-CONVERTERS["TanH"] = _simple("tanh")
+CONVERTERS["Sigmoid"] = _simple(Sigmoid.name)
+CONVERTERS["TanH"] = _simple(Tanh.name)
 
 
 @converter("ReLU6")
 def relu6(ctx: LayerCtx) -> list[Value]:
     ctx.need_inputs(1)
-    return ctx.emit("clip", {"min": 0.0, "max": 6.0})
+    return ctx.emit(Clip.name, {"min": 0.0, "max": 6.0})
 
 
 @converter("Clip")
@@ -218,7 +219,7 @@ def clip(ctx: LayerCtx) -> list[Value]:
     lo, hi = p.get_float("min"), p.get_float("max")
     if lo is None or hi is None:
         raise ctx.error("Clip needs clip_param { min max }")
-    return ctx.emit("clip", {"min": lo, "max": hi})
+    return ctx.emit(Clip.name, {"min": lo, "max": hi})
 
 
 @converter("Power")

@@ -23,6 +23,7 @@ from cococ.frontend.prototxt.textformat import INT32, Message, parse_file, parse
 from cococ.frontend.prototxt.upgrade import upgrade_v1
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
 from cococ.ir.registry import get_op
+from cococ.ir.verify import infer_shapes
 
 NET_FIELDS = {"name", "input", "input_shape", "input_dim", "force_backward", "state", "debug_info",
               "layer", "layers", "module"}
@@ -251,10 +252,6 @@ class NetBuilder:
         g.source_path = self.path
         if not g.outputs:
             raise CococError("the net has no output (no layer result is left unconsumed)", path=self.path)
-        try:
-            from cococ.ir.verify import infer_shapes
-        except ImportError:  # written alongside this frontend; every layer was already checked in emit
-            return g
         infer_shapes(g)
         return g
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from types import SimpleNamespace
 
 from cococ.ir.core import CococError, Graph, Layer
+from cococ.ir.registry import all_ops, rule_of
 
 
 class Enum(str):
@@ -27,15 +28,6 @@ class Enum(str):
 
 
 Fields = list[tuple[str, object]]      # (name, value); a value that is a list of pairs is a message
-WRITERS: dict[str, Callable[[Layer], tuple[str, Fields]]] = {}
-
-
-def writer(*ops: str):
-    def deco(fn):
-        for op in ops:
-            WRITERS[op] = fn
-        return fn
-    return deco
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -65,150 +57,25 @@ def _emit(fields: Fields, indent: int, out: list[str]) -> None:
             out.append(f"{pad}{k}: {_scalar(v)}")
 
 
-# ---- per-op layer writers: (Caffe type, the layer's *_param fields) ------------------------------
+# ---- what the op files' Caffe rules use (the `w` they are called with) ----------------------------
 
-def _sym_pad(layer: Layer) -> tuple[int, int]:
+def sym_pad(layer: Layer) -> tuple[int, int]:
+    """(pad_h, pad_w) of a layer's [top, left, bottom, right] pad; Caffe cannot say asymmetric pads."""
     t, l, b, r = layer.attrs["pad"]
     if (t, l) != (b, r):
         raise layer.error(f"Caffe pads symmetrically; pad {[t, l, b, r]} (top, left, bottom, right) cannot be written")
     return t, l
 
 
-def _hw(base: str, h: str, w: str, vals) -> Fields:
+def hw(base: str, h: str, w: str, vals) -> Fields:
+    """One field `base` when both values agree, else the `h` and `w` fields."""
     a, b = vals
     return [(base, a)] if a == b else [(h, a), (w, b)]
 
 
-@writer("conv2d")
-def _conv(layer: Layer) -> tuple[str, Fields]:
-    a = layer.attrs
-    p: Fields = [("num_output", a["out_channels"]), ("bias_term", "bias" in layer.params)]
-    p += _hw("pad", "pad_h", "pad_w", _sym_pad(layer)) + _hw("kernel_size", "kernel_h", "kernel_w", a["kernel"])
-    p += _hw("stride", "stride_h", "stride_w", a["stride"])
-    if a["groups"] != 1:
-        p.append(("group", a["groups"]))
-    if list(a["dilation"]) != [1, 1]:
-        p += [("dilation", d) for d in (a["dilation"][:1] if a["dilation"][0] == a["dilation"][1] else a["dilation"])]
-    return "Convolution", [("convolution_param", p)]
-
-
-@writer("dense")
-def _dense(layer: Layer) -> tuple[str, Fields]:
-    return "InnerProduct", [("inner_product_param", [("num_output", layer.attrs["out_features"]),
-                                                      ("bias_term", "bias" in layer.params)])]
-
-
-@writer("batchnorm")
-def _bn(layer: Layer) -> tuple[str, Fields]:
-    p: Fields = [("eps", float(layer.attrs["eps"]))]
-    if "caffe_use_global_stats" in layer.meta:
-        p.append(("use_global_stats", bool(layer.meta["caffe_use_global_stats"])))
-    return "BatchNorm", [("batch_norm_param", p)]
-
-
-@writer("scale")
-def _scale(layer: Layer) -> tuple[str, Fields]:
-    return "Scale", [("scale_param", [("bias_term", "bias" in layer.params)])]
-
-
-@writer("bias")
-def _bias(layer: Layer) -> tuple[str, Fields]:
-    return "Bias", []
-
-
-@writer("prelu")
-def _prelu(layer: Layer) -> tuple[str, Fields]:
-    shared = tuple(layer.params["slope"].shape) == (1,) and layer.inputs[0].type.shape[1] != 1
-    return "PReLU", [("prelu_param", [("channel_shared", True)])] if shared else []
-
-
-@writer("relu", "leaky_relu")
-def _relu(layer: Layer) -> tuple[str, Fields]:
-    if layer.op == "relu":
-        return "ReLU", []
-    return "ReLU", [("relu_param", [("negative_slope", float(layer.attrs["alpha"]))])]
-
-
-@writer("sigmoid", "tanh")
-def _plain(layer: Layer) -> tuple[str, Fields]:
-    return {"sigmoid": "Sigmoid", "tanh": "TanH"}[layer.op], []
-
-
-@writer("clip")
-def _clip(layer: Layer) -> tuple[str, Fields]:
-    lo, hi = layer.attrs.get("min"), layer.attrs.get("max")
-    return "Clip", [("clip_param", [("min", -math.inf if lo is None else float(lo)),
-                                    ("max", math.inf if hi is None else float(hi))])]
-
-
-@writer("power")
-def _power(layer: Layer) -> tuple[str, Fields]:
-    return "Power", [("power_param", [(k, float(layer.attrs[k])) for k in ("power", "scale", "shift")])]
-
-
-@writer("dropout")
-def _dropout(layer: Layer) -> tuple[str, Fields]:
-    return "Dropout", [("dropout_param", [("dropout_ratio", float(layer.attrs["ratio"]))])]
-
-
-@writer("softmax")
-def _softmax(layer: Layer) -> tuple[str, Fields]:
-    return "Softmax", [("softmax_param", [("axis", layer.attrs["axis"])])]
-
-
-@writer("lrn")
-def _lrn(layer: Layer) -> tuple[str, Fields]:
-    a = layer.attrs
-    region = Enum("ACROSS_CHANNELS" if a["region"] == "across" else "WITHIN_CHANNEL")
-    return "LRN", [("lrn_param", [("local_size", a["size"]), ("alpha", float(a["alpha"])),
-                                  ("beta", float(a["beta"])), ("k", float(a["k"])), ("norm_region", region)])]
-
-
-@writer("max_pool", "avg_pool")
-def _pool(layer: Layer) -> tuple[str, Fields]:
-    a = layer.attrs
-    if layer.op == "avg_pool" and not a.get("count_include_pad", True):
-        raise layer.error("Caffe's AVE pooling counts the padding; count_include_pad=false cannot be written")
-    p: Fields = [("pool", Enum("MAX" if layer.op == "max_pool" else "AVE"))]
-    p += _hw("kernel_size", "kernel_h", "kernel_w", a["kernel"]) + _hw("stride", "stride_h", "stride_w", a["stride"])
-    p += _hw("pad", "pad_h", "pad_w", _sym_pad(layer))
-    if not a.get("ceil_mode", False):
-        p.append(("round_mode", Enum("FLOOR")))      # Caffe's default is CEIL
-    return "Pooling", [("pooling_param", p)]
-
-
-@writer("global_avg_pool", "global_max_pool")
-def _gpool(layer: Layer) -> tuple[str, Fields]:
-    return "Pooling", [("pooling_param", [("pool", Enum("MAX" if layer.op == "global_max_pool" else "AVE")),
-                                          ("global_pooling", True)])]
-
-
-@writer("eltwise")
-def _eltwise(layer: Layer) -> tuple[str, Fields]:
-    p: Fields = [("operation", Enum(layer.attrs["mode"].upper()))]
-    p += [("coeff", float(c)) for c in layer.attrs.get("coeffs") or []]
-    return "Eltwise", [("eltwise_param", p)]
-
-
-@writer("concat", "identity")
-def _concat(layer: Layer) -> tuple[str, Fields]:
-    return "Concat", [("concat_param", [("axis", layer.attrs.get("axis", 1))])]
-
-
-@writer("flatten")
-def _flatten(layer: Layer) -> tuple[str, Fields]:
-    return "Flatten", [("flatten_param", [("axis", layer.attrs["axis"])])]
-
-
-@writer("reshape")
-def _reshape(layer: Layer) -> tuple[str, Fields]:
-    return "Reshape", [("reshape_param", [("shape", [("dim", d) for d in layer.attrs["shape"]])])]
-
-
-@writer("slice")
-def _slice(layer: Layer) -> tuple[str, Fields]:
-    return "Slice", [("slice_param", [("axis", layer.attrs["axis"])]
-                      + [("slice_point", p) for p in layer.attrs["points"]])]
+# Each op's Caffe rule sits beside the op in ir/ops (`@rule(Op, "caffe")`): `fn(layer, w)` returns
+# (Caffe type, the layer's *_param fields); `w` gives it these helpers, so ir/ imports no frontend.
+HELPERS = SimpleNamespace(Enum=Enum, hw=hw, sym_pad=sym_pad)
 
 
 # ---- the net ------------------------------------------------------------------------------------
@@ -227,11 +94,12 @@ def _layer_fields(layer: Layer) -> Fields:
     if layer.op == "input":
         return [("name", layer.name), ("type", "Input"), ("top", layer.outputs[0].name),
                 ("input_param", [("shape", [("dim", d) for d in layer.attrs["shape"]])])]
-    fn = WRITERS.get(layer.op)
+    fn = rule_of(layer.op, "caffe")
     if fn is None:
+        writable = sorted(op for op in all_ops() if rule_of(op, "caffe") is not None)
         raise layer.error(f"op '{layer.op}' has no Caffe layer; cannot write it as prototxt "
-                          f"(writable: {', '.join(sorted(WRITERS))}, input)")
-    type_, params = fn(layer)
+                          f"(writable: {', '.join(writable)}, input)")
+    type_, params = fn(layer, HELPERS)
     return ([("name", layer.name), ("type", type_)] + [("bottom", v.name) for v in layer.inputs]
             + [("top", v.name) for v in layer.outputs] + _param_specs(layer) + params)
 

@@ -1,15 +1,17 @@
-"""Element-wise activations and softmax: relu, leaky_relu, prelu, sigmoid, tanh, clip, power, softmax.
+"""Element-wise activations: relu, leaky_relu, prelu, sigmoid, tanh, clip, power (softmax: softmax.py).
 
-Every op here keeps the shape of its input, and all but softmax (over channels) and prelu
-(a per-channel slope) are plain element-wise maps, so channel pruning flows straight through.
+Every op here keeps the shape of its input, and all but prelu (a per-channel slope) are plain
+element-wise maps, so channel pruning flows straight through.
 They carry no MACs in `cost`: like the papers' tables, MACs count the multiplies of weighted
 layers (conv, dense, batchnorm, scale) only.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from cococ.ir.registry import PASSTHROUGH, Attr, ChannelRule, Op, OPAQUE, register
+from cococ.ir.registry import PASSTHROUGH, Attr, ChannelRule, Op, register, rule
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
@@ -47,6 +49,32 @@ class Relu(_Elementwise):
         return [np.maximum(inputs[0], 0).astype(inputs[0].dtype, copy=False)]
 
 
+def _map_tvm(name: str, ctx, x, fn):
+    """The element-wise TE compute y[i] = fn(x[i], i) (any rank: a flat buffer on arm-m4)."""
+    return ctx.te.compute(x.shape, lambda *i: fn(x(*i), i), name=name)
+
+
+@rule(Relu, "tvm")
+def _relu_tvm(layer, xs, ps, ctx):
+    x = xs[0]
+    return [_map_tvm("relu", ctx, x, lambda v, i: ctx.te.max(v, ctx.tirx.const(0, x.dtype)))]
+
+
+@rule(Relu, "torch")
+def _relu_torch(layer, xs, p, ctx):
+    return [ctx.F.relu(xs[0])]
+
+
+@rule(Relu, "onnx")
+def _relu_onnx(b, layer, x, y):
+    b.node("Relu", x, y)
+
+
+@rule(Relu, "caffe")
+def _relu_caffe(layer, w):
+    return "ReLU", []
+
+
 @register
 class LeakyRelu(_Elementwise):
     name = "leaky_relu"
@@ -58,6 +86,28 @@ class LeakyRelu(_Elementwise):
     def compute(layer, inputs, params):
         x = inputs[0]
         return [np.where(x > 0, x, x * np.float32(layer.attrs["alpha"])).astype(x.dtype, copy=False)]
+
+
+@rule(LeakyRelu, "tvm")
+def _leaky_relu_tvm(layer, xs, ps, ctx):
+    x, c = xs[0], ctx.tirx.const
+    return [_map_tvm("leaky_relu", ctx, x, lambda v, i: ctx.tirx.Select(
+        v > c(0, x.dtype), v, v * c(layer.attrs["alpha"], x.dtype)))]
+
+
+@rule(LeakyRelu, "torch")
+def _leaky_relu_torch(layer, xs, p, ctx):
+    return [ctx.F.leaky_relu(xs[0], layer.attrs["alpha"])]
+
+
+@rule(LeakyRelu, "onnx")
+def _leaky_relu_onnx(b, layer, x, y):
+    b.node("LeakyRelu", x, y, alpha=float(layer.attrs["alpha"]))
+
+
+@rule(LeakyRelu, "caffe")
+def _leaky_relu_caffe(layer, w):
+    return "ReLU", [("relu_param", [("negative_slope", float(layer.attrs["alpha"]))])]
 
 
 @register
@@ -96,6 +146,33 @@ class Prelu(Op):
         return ChannelRule("passthrough", params={"slope": 0})
 
 
+@rule(Prelu, "tvm")
+def _prelu_tvm(layer, xs, ps, ctx):
+    x, s = xs[0], ps["slope"]
+    shared = int(s.shape[0]) == 1
+    return [_map_tvm("prelu", ctx, x, lambda v, i: ctx.tirx.Select(
+        v > ctx.tirx.const(0, x.dtype), v, v * (s[0] if shared else s[i[1]])))]
+
+
+@rule(Prelu, "torch")
+def _prelu_torch(layer, xs, p, ctx):
+    x, s = xs[0], p["slope"]
+    s = s.reshape(()) if s.numel() == 1 else s.reshape(channel_shape(x.dim(), -1))
+    return [ctx.torch.where(x > 0, x, x * s)]
+
+
+@rule(Prelu, "onnx")
+def _prelu_onnx(b, layer, x, y):
+    shared = layer.params["slope"].shape == (1,)
+    b.node("PRelu", [x[0], b.param("slope", (1,) if shared else b.chan_shape())], y)
+
+
+@rule(Prelu, "caffe")
+def _prelu_caffe(layer, w):
+    shared = tuple(layer.params["slope"].shape) == (1,) and layer.inputs[0].type.shape[1] != 1
+    return "PReLU", [("prelu_param", [("channel_shared", True)])] if shared else []
+
+
 @register
 class Sigmoid(_Elementwise):
     name = "sigmoid"
@@ -110,6 +187,26 @@ class Sigmoid(_Elementwise):
         return [np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(inputs[0].dtype, copy=False)]
 
 
+@rule(Sigmoid, "tvm")
+def _sigmoid_tvm(layer, xs, ps, ctx):
+    return [_map_tvm("sigmoid", ctx, xs[0], lambda v, i: ctx.te.sigmoid(v))]
+
+
+@rule(Sigmoid, "torch")
+def _sigmoid_torch(layer, xs, p, ctx):
+    return [ctx.torch.sigmoid(xs[0])]
+
+
+@rule(Sigmoid, "onnx")
+def _sigmoid_onnx(b, layer, x, y):
+    b.node("Sigmoid", x, y)
+
+
+@rule(Sigmoid, "caffe")
+def _sigmoid_caffe(layer, w):
+    return "Sigmoid", []
+
+
 @register
 class Tanh(_Elementwise):
     name = "tanh"
@@ -119,6 +216,26 @@ class Tanh(_Elementwise):
     @staticmethod
     def compute(layer, inputs, params):
         return [np.tanh(inputs[0])]
+
+
+@rule(Tanh, "tvm")
+def _tanh_tvm(layer, xs, ps, ctx):
+    return [_map_tvm("tanh", ctx, xs[0], lambda v, i: ctx.te.tanh(v))]
+
+
+@rule(Tanh, "torch")
+def _tanh_torch(layer, xs, p, ctx):
+    return [ctx.torch.tanh(xs[0])]
+
+
+@rule(Tanh, "onnx")
+def _tanh_onnx(b, layer, x, y):
+    b.node("Tanh", x, y)
+
+
+@rule(Tanh, "caffe")
+def _tanh_caffe(layer, w):
+    return "TanH", []
 
 
 @register
@@ -145,6 +262,40 @@ class Clip(_Elementwise):
         return [x.astype(inputs[0].dtype, copy=False)]
 
 
+@rule(Clip, "tvm")
+def _clip_tvm(layer, xs, ps, ctx):
+    x, te = xs[0], ctx.te
+    lo, hi = layer.attrs.get("min"), layer.attrs.get("max")
+
+    def f(v, i):
+        v = te.max(v, ctx.tirx.const(lo, x.dtype)) if lo is not None else v
+        return te.min(v, ctx.tirx.const(hi, x.dtype)) if hi is not None else v
+    return [_map_tvm("clip", ctx, x, f)]
+
+
+@rule(Clip, "torch")
+def _clip_torch(layer, xs, p, ctx):
+    return [ctx.torch.clamp(xs[0], layer.attrs.get("min"), layer.attrs.get("max"))]
+
+
+@rule(Clip, "onnx")
+def _clip_onnx(b, layer, x, y):
+    bound = {k: b.const(k, np.float32(layer.attrs[k])) if layer.attrs.get(k) is not None else ""
+             for k in ("min", "max")}
+    ins = [x[0], bound["min"], bound["max"]]
+    while ins[-1] == "":
+        ins.pop()
+    b.node("Clip", ins, y)
+
+
+@rule(Clip, "caffe")
+def _clip_caffe(layer, w):
+    """An absent bound writes ±inf (Caffe's Clip has both)."""
+    lo, hi = layer.attrs.get("min"), layer.attrs.get("max")
+    return "Clip", [("clip_param", [("min", -math.inf if lo is None else float(lo)),
+                                    ("max", math.inf if hi is None else float(hi))])]
+
+
 @register
 class Power(_Elementwise):
     name = "power"
@@ -162,25 +313,39 @@ class Power(_Elementwise):
         return [y.astype(inputs[0].dtype, copy=False)]
 
 
-@register
-class Softmax(Op):
-    name = "softmax"
-    doc = ("exp(x) / sum(exp(x)) along `axis` only (Caffe Softmax, ONNX opset >= 13). Over the "
-           "channel axis it couples every channel, so pruning stops here.")
-    attrs = {"axis": Attr("int", default=1)}
+@rule(Power, "tvm")
+def _power_tvm(layer, xs, ps, ctx):
+    x, a = xs[0], layer.attrs
+    c = lambda v: ctx.tirx.const(v, x.dtype)  # noqa: E731
 
-    @staticmethod
-    def verify(layer, in_types):
-        norm_axis(layer, layer.attrs["axis"], in_types[0].rank)
+    def f(v, i):
+        y = c(a["shift"]) + c(a["scale"]) * v
+        return y if a["power"] == 1 else ctx.te.power(y, c(a["power"]))
+    return [_map_tvm("power", ctx, x, f)]
 
-    @staticmethod
-    def compute(layer, inputs, params):
-        x = _f32(inputs[0])
-        ax = norm_axis(layer, layer.attrs["axis"], x.ndim)
-        e = np.exp(x - x.max(axis=ax, keepdims=True))
-        return [(e / e.sum(axis=ax, keepdims=True)).astype(inputs[0].dtype, copy=False)]
 
-    @staticmethod
-    def channels(layer, in_types):
-        ax = norm_axis(layer, layer.attrs["axis"], in_types[0].rank)
-        return OPAQUE if ax == 1 else PASSTHROUGH
+@rule(Power, "torch")
+def _power_torch(layer, xs, p, ctx):
+    a = layer.attrs
+    y = a["shift"] + a["scale"] * xs[0]
+    return [y if a["power"] == 1 else ctx.torch.pow(y, a["power"])]
+
+
+@rule(Power, "onnx")
+def _power_onnx(b, layer, x, y):
+    """Mul, Add, Pow by constants, leaving out the steps that do nothing."""
+    a = layer.attrs
+    steps = [(op, k, a[k]) for op, k, skip in (("Mul", "scale", 1), ("Add", "shift", 0), ("Pow", "power", 1))
+             if a[k] != skip]
+    if not steps:
+        b.node("Identity", x, y)
+        return
+    t = x[0]
+    for i, (op, k, v) in enumerate(steps):
+        last = i == len(steps) - 1
+        t = b.node(op, [t, b.const(k, np.float32(v))], y if last else None, suffix=None if last else k)
+
+
+@rule(Power, "caffe")
+def _power_caffe(layer, w):
+    return "Power", [("power_param", [(k, float(layer.attrs[k])) for k in ("power", "scale", "shift")])]

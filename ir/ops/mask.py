@@ -4,13 +4,13 @@
 y = x · α · β per channel on axis 1 (a conv's feature map is one node). node_prune trains β
 (L1 penalty λ·Σβ, clipped to [0, 1]) and sets α by equation 6 (hysteresis); the layer only lives
 during node pruning: channels with α = 0 are removed, β is folded into the producer, the masks
-are dropped. Its torch lowering is in runtime/torch/lowering.py.
+are dropped. Caffe has no such layer: a graph with masks cannot be written as prototxt.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from cococ.ir.registry import Attr, ChannelRule, Cost, Op, register
+from cococ.ir.registry import Attr, ChannelRule, Cost, Op, register, rule
 
 
 def _chan(v: np.ndarray, ndim: int) -> np.ndarray:
@@ -21,6 +21,7 @@ def _chan(v: np.ndarray, ndim: int) -> np.ndarray:
 class Mask(Op):
     name = "mask"
     epilogue = True
+    no_rules = {"caffe": "Caffe has no node-pruning gate (masks live only while node pruning trains)"}
     doc = "Node-pruning gate: x * alpha[c] * beta[c] on axis 1 (alpha in {0,1}, beta in [0,1]; Scalpel §3.4)."
     attrs = {"threshold": Attr("float", default=0.5), "epsilon": Attr("float", default=0.05)}
 
@@ -47,3 +48,29 @@ class Mask(Op):
     @staticmethod
     def channels(layer, in_types):
         return ChannelRule("passthrough", params={"alpha": 0, "beta": 0})
+
+
+@rule(Mask, "tvm-params")
+def _mask_tvm_params(layer, ctx):
+    """The gate folds to one per-channel multiplier, alpha * beta."""
+    return {"gate": (layer.params["alpha"].dense() * layer.params["beta"].dense()).astype(np.float32)}
+
+
+@rule(Mask, "tvm")
+def _mask_tvm(layer, xs, ps, ctx):
+    x, g = xs[0], ps["gate"]
+    return [ctx.te.compute(x.shape, lambda *i: x(*i) * g[i[1]], name="mask")]
+
+
+@rule(Mask, "torch")
+def _mask_torch(layer, xs, p, ctx):
+    """x · α[c] · β[c]; node_prune trains β and sets α."""
+    x = xs[0]
+    return [x * _chan(p["alpha"] * p["beta"], x.dim())]
+
+
+@rule(Mask, "onnx")
+def _mask_onnx(b, layer, x, y):
+    """A transient gate, exported as a Mul by the constant α·β."""
+    g = (layer.params["alpha"].dense() * layer.params["beta"].dense()).astype(np.float32).reshape(b.chan_shape())
+    b.node("Mul", [x[0], b.const("gate", g)], y)

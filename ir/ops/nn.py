@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from cococ.ir.core import TensorType
-from cococ.ir.registry import Attr, ChannelRule, Cost, Op, register
+from cococ.ir.registry import Attr, ChannelRule, Cost, Op, register, rule
 
 
 @register
@@ -128,6 +128,87 @@ class Conv2d(Op):
         return ChannelRule("opaque")  # grouped (not depthwise): groups must stay aligned
 
 
+@rule(Conv2d, "tvm-params")
+def _conv2d_tvm_params(layer, ctx):
+    """The weight packed [O/ob, I/g, kh, kw, ob] (one vector per output block) unless the conv is
+    depthwise-like (an output vector would span groups)."""
+    ps = {k: np.ascontiguousarray(p.dense()) for k, p in layer.params.items()}
+    g, o = layer.attrs["groups"], layer.attrs["out_channels"]
+    if ctx.oc_block > 1 and (g == 1 or (o // g) % ctx.oc_block == 0):
+        ps["weight"] = ctx.pack_oc(ps["weight"])
+    return ps
+
+
+@rule(Conv2d, "tvm")
+def _conv2d_tvm(layer, xs, ps, ctx):
+    """Direct (`conv_direct`) or on packed weights (`conv_packed`): the x86 schedule finds the
+    reduction by these names. Bias is the `conv_out` stage the schedules fuse."""
+    te = ctx.te
+    x, w, bias = xs[0], ps["weight"], ps.get("bias")
+    a = layer.attrs
+    n, c, h, wd = (int(d) for d in x.shape)
+    o, g = a["out_channels"], a["groups"]
+    (kh, kw), (sh, sw), (dh, dw), (t, l, b, r) = a["kernel"], a["stride"], a["dilation"], a["pad"]
+    oh, ow = conv_out_size(h, kh, sh, t, b, dh), conv_out_size(wd, kw, sw, l, r, dw)
+    xp = ctx.pad(x, [0, 0, t, l], [0, 0, b, r], 0.0, "pad")
+    icg, og = c // g, o // g
+    rc, ry, rx = te.reduce_axis((0, icg), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+    if len(w.shape) == 5:  # packed [OB, icg, kh, kw, ob]
+        ob = int(w.shape[-1])
+
+        def packed(nn, cb, y, xx, ci):
+            ic = rc if g == 1 else (cb * ob) // og * icg + rc
+            return te.sum(xp(nn, ic, y * sh + ry * dh, xx * sw + rx * dw) * w[cb, rc, ry, rx, ci], axis=[rc, ry, rx])
+
+        conv = te.compute((n, int(w.shape[0]), oh, ow, ob), packed, name="conv_packed")
+        at = lambda nn, co, y, xx: conv[nn, co // ob, y, xx, co % ob]  # noqa: E731
+    else:
+        def direct(nn, co, y, xx):
+            ic = rc if g == 1 else co // og * icg + rc
+            return te.sum(xp(nn, ic, y * sh + ry * dh, xx * sw + rx * dw) * w[co, rc, ry, rx], axis=[rc, ry, rx])
+
+        conv = te.compute((n, o, oh, ow), direct, name="conv_direct")
+        if bias is None:
+            return [conv]
+        at = lambda nn, co, y, xx: conv[nn, co, y, xx]  # noqa: E731
+
+    def out(nn, co, y, xx):
+        v = at(nn, co, y, xx)
+        return v + bias[co] if bias is not None else v
+    return [te.compute((n, o, oh, ow), out, name="conv_out")]
+
+
+@rule(Conv2d, "torch")
+def _conv2d_torch(layer, xs, p, ctx):
+    a = layer.attrs
+    t, l, b, r = a["pad"]
+    x = xs[0]
+    if (t, l) != (b, r):  # torch pads symmetrically: pad explicitly first
+        x, t, l = ctx.F.pad(x, (l, r, t, b)), 0, 0
+    return [ctx.F.conv2d(x, p["weight"], p.get("bias"), a["stride"], (t, l), a["dilation"], a["groups"])]
+
+
+@rule(Conv2d, "onnx")
+def _conv2d_onnx(b, layer, x, y):
+    a = layer.attrs
+    ins = [x[0], b.param("weight")] + ([b.param("bias")] if "bias" in layer.params else [])
+    b.node("Conv", ins, y, kernel_shape=a["kernel"], strides=a["stride"], pads=a["pad"],
+           dilations=a["dilation"], group=a["groups"])
+
+
+@rule(Conv2d, "caffe")
+def _conv2d_caffe(layer, w):
+    a = layer.attrs
+    p = [("num_output", a["out_channels"]), ("bias_term", "bias" in layer.params)]
+    p += w.hw("pad", "pad_h", "pad_w", w.sym_pad(layer)) + w.hw("kernel_size", "kernel_h", "kernel_w", a["kernel"])
+    p += w.hw("stride", "stride_h", "stride_w", a["stride"])
+    if a["groups"] != 1:
+        p.append(("group", a["groups"]))
+    if list(a["dilation"]) != [1, 1]:
+        p += [("dilation", d) for d in (a["dilation"][:1] if a["dilation"][0] == a["dilation"][1] else a["dilation"])]
+    return "Convolution", [("convolution_param", p)]
+
+
 @register
 class Dense(Op):
     name = "dense"
@@ -166,3 +247,49 @@ class Dense(Op):
     @staticmethod
     def channels(layer, in_types):
         return ChannelRule("source", out_params={"weight": 0, "bias": 0}, in_params={"weight": 1})
+
+
+@rule(Dense, "tvm-params")
+def _dense_tvm_params(layer, ctx):
+    """The weight packed [O/ob, K, ob] when the target computes `ctx.oc_block` outputs per vector."""
+    ps = {k: np.ascontiguousarray(p.dense()) for k, p in layer.params.items()}
+    if ctx.oc_block > 1:
+        ps["weight"] = ctx.pack_oc(ps["weight"])
+    return ps
+
+
+@rule(Dense, "tvm")
+def _dense_tvm(layer, xs, ps, ctx):
+    """`dense_packed` / `dense_direct` (names the x86 schedule looks for), then `dense_out` (+ bias)."""
+    te = ctx.te
+    x, w, bias = xs[0], ps["weight"], ps.get("bias")
+    n, k = (int(d) for d in x.shape)
+    o = layer.attrs["out_features"]
+    rk = te.reduce_axis((0, k), "rk")
+    if len(w.shape) == 3:
+        ob = int(w.shape[-1])
+        acc = te.compute((n, int(w.shape[0]), ob),
+                         lambda i, cb, ci: te.sum(x[i, rk] * w[cb, rk, ci], axis=rk), name="dense_packed")
+        get = lambda i, j: acc[i, j // ob, j % ob]  # noqa: E731
+    else:
+        acc = te.compute((n, o), lambda i, j: te.sum(x[i, rk] * w[j, rk], axis=rk), name="dense_direct")
+        get = lambda i, j: acc[i, j]  # noqa: E731
+    return [te.compute((n, o), lambda i, j: get(i, j) + bias[j] if bias is not None else get(i, j),
+                       name="dense_out")]
+
+
+@rule(Dense, "torch")
+def _dense_torch(layer, xs, p, ctx):
+    return [ctx.F.linear(xs[0], p["weight"], p.get("bias"))]
+
+
+@rule(Dense, "onnx")
+def _dense_onnx(b, layer, x, y):
+    ins = [x[0], b.param("weight")] + ([b.param("bias")] if "bias" in layer.params else [])
+    b.node("Gemm", ins, y, transB=1)
+
+
+@rule(Dense, "caffe")
+def _dense_caffe(layer, w):
+    return "InnerProduct", [("inner_product_param", [("num_output", layer.attrs["out_features"]),
+                                                      ("bias_term", "bias" in layer.params)])]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cococ.ir.core import TensorType
-from cococ.ir.registry import PASSTHROUGH, Attr, Op, register
+from cococ.ir.registry import PASSTHROUGH, Attr, Op, register, rule
 
 
 def pool_out_size(size: int, k: int, stride: int, lo: int, hi: int, ceil_mode: bool) -> int:
@@ -30,10 +30,15 @@ def pool_out_size(size: int, k: int, stride: int, lo: int, hi: int, ceil_mode: b
 
 def _divisor(size: int, out: int, k: int, stride: int, lo: int, hi: int, include_pad: bool) -> np.ndarray:
     """Per-position element count of the average-pool windows along one axis."""
-    start = np.arange(out) * stride - lo
+    return _window_count(np.arange(out) * stride - lo, k, size, hi, include_pad, np.minimum, np.maximum)
+
+
+def _window_count(start, k: int, size: int, hi: int, include_pad: bool, minimum, maximum):
+    """Elements a window starting at `start` averages (numpy arrays or TE expressions, with the
+    matching min/max): the one definition of the divisor, for the reference and the TVM rule."""
     if include_pad:  # window clipped to the padded extent [-lo, size + hi), as Caffe AVE and torch
-        return np.minimum(start + k, size + hi) - start
-    return np.minimum(start + k, size) - np.maximum(start, 0)
+        return minimum(start + k, size + hi) - start
+    return minimum(start + k, size) - maximum(start, 0)
 
 
 class _WindowPool(Op):
@@ -68,6 +73,15 @@ class _WindowPool(Op):
         return oh, ow
 
     @classmethod
+    def reach(cls, layer, h: int, w: int) -> tuple[int, int, int, int]:
+        """(oh, ow, bottom, right): the output size and the bottom/right padding the windows
+        actually reach (ceil mode may reach past the given pad; pad only that far)."""
+        a = layer.attrs
+        (kh, kw), (sh, sw), (t, l, _, _) = a["kernel"], a["stride"], a["pad"]
+        oh, ow = cls.out_hw(layer, h, w)
+        return oh, ow, max(0, (oh - 1) * sh + kh - h - t), max(0, (ow - 1) * sw + kw - w - l)
+
+    @classmethod
     def infer(cls, layer, in_types):
         n, c, h, w = in_types[0].shape
         return [TensorType((n, c, *cls.out_hw(layer, h, w)), in_types[0].dtype)]
@@ -78,10 +92,7 @@ class _WindowPool(Op):
         a = layer.attrs
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (t, l, _, _) = a["kernel"], a["stride"], a["pad"]
-        oh, ow = cls.out_hw(layer, h, w)
-        # pad only as far as the windows reach (ceil mode may reach past the given pad)
-        hi_h = max(0, (oh - 1) * sh + kh - h - t)
-        hi_w = max(0, (ow - 1) * sw + kw - w - l)
+        oh, ow, hi_h, hi_w = cls.reach(layer, h, w)
         xp = np.pad(x, ((0, 0), (0, 0), (t, hi_h), (l, hi_w)), constant_values=fill)
         acc = None
         for i in range(kh):
@@ -107,6 +118,49 @@ class MaxPool(_WindowPool):
         return [cls.sweep(layer, inputs[0], -np.inf, np.maximum)]
 
 
+def _torch_pool_pad(layer, x, fill: float, F):
+    """Pad x so that an unpadded floor-mode torch sweep gives exactly the IR's windows; return
+    (x, oh, ow). Explicit, not torch's `padding=`: the IR allows asymmetric pads and Caffe's ceil
+    mode, and padding to exactly the windows `out_hw` keeps gives the interpreter's windows (and
+    average divisors) in every case."""
+    a = layer.attrs
+    (kh, kw), (sh, sw), (t, l, _, _) = a["kernel"], a["stride"], a["pad"]
+    h, w = x.shape[2:]
+    oh, ow = _WindowPool.out_hw(layer, h, w)
+    hi_h = max(0, (oh - 1) * sh + kh - h - t)
+    hi_w = max(0, (ow - 1) * sw + kw - w - l)
+    if t or l or hi_h or hi_w:
+        x = F.pad(x, (l, hi_w, t, hi_h), value=fill)
+    return x, oh, ow
+
+
+def _window_tvm(layer, x, fill, ctx):
+    """(read of one window element, reduce axes, output shape) of a window pool over x padded
+    with `fill` as far as the windows reach."""
+    a = layer.attrs
+    n, c, h, w = (int(d) for d in x.shape)
+    (kh, kw), (sh, sw), (t, l, _, _) = a["kernel"], a["stride"], a["pad"]
+    oh, ow, hi_h, hi_w = _WindowPool.reach(layer, h, w)
+    xp = ctx.pad(x, [0, 0, t, l], [0, 0, hi_h, hi_w], fill, "pool_pad")
+    ry, rx = ctx.te.reduce_axis((0, kh), "ry"), ctx.te.reduce_axis((0, kw), "rx")
+    return (lambda nn, cc, y, z: xp(nn, cc, y * sh + ry, z * sw + rx)), [ry, rx], (n, c, oh, ow)
+
+
+@rule(MaxPool, "tvm")
+def _max_pool_tvm(layer, xs, ps, ctx):
+    """Padding is the type's lowest value: it never wins (every window sees the input). The
+    reduction is `acc`, the accumulator's name in the arm-m4 C (a scalar there, see mcu/kernels)."""
+    x = xs[0]
+    win, red, shape = _window_tvm(layer, x, ctx.tirx.min_value(x.dtype), ctx)
+    return [ctx.te.compute(shape, lambda n, c, y, z: ctx.te.max(win(n, c, y, z), axis=red), name="acc")]
+
+
+@rule(MaxPool, "torch")
+def _max_pool_torch(layer, xs, p, ctx):
+    x, oh, ow = _torch_pool_pad(layer, xs[0], float("-inf"), ctx.F)
+    return [ctx.F.max_pool2d(x, layer.attrs["kernel"], layer.attrs["stride"])[:, :, :oh, :ow]]
+
+
 @register
 class AvgPool(_WindowPool):
     name = "avg_pool"
@@ -127,6 +181,57 @@ class AvgPool(_WindowPool):
         dh = _divisor(h, s.shape[2], a["kernel"][0], a["stride"][0], t, b, inc)
         dw = _divisor(w, s.shape[3], a["kernel"][1], a["stride"][1], l, r, inc)
         return [(s / np.outer(dh, dw).astype(np.float32)).astype(x.dtype, copy=False)]
+
+
+@rule(AvgPool, "tvm")
+def _avg_pool_tvm(layer, xs, ps, ctx):
+    te = ctx.te
+    x = xs[0]
+    a = layer.attrs
+    win, red, shape = _window_tvm(layer, x, 0.0, ctx)
+    s = te.compute(shape, lambda n, c, y, z: te.sum(win(n, c, y, z), axis=red), name="avg_sum")
+    (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
+    h, w, inc = int(x.shape[2]), int(x.shape[3]), a["count_include_pad"]
+
+    def f(n, c, y, z):
+        d = (_window_count(y * sh - t, kh, h, b, inc, te.min, te.max)
+             * _window_count(z * sw - l, kw, w, r, inc, te.min, te.max))
+        return s[n, c, y, z] / d.astype(x.dtype)
+    return [te.compute(shape, f, name="avg_pool")]
+
+
+@rule(AvgPool, "torch")
+def _avg_pool_torch(layer, xs, p, ctx):
+    a = layer.attrs
+    h, w = xs[0].shape[2:]
+    x, oh, ow = _torch_pool_pad(layer, xs[0], 0.0, ctx.F)
+    (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["stride"], a["pad"]
+    s = ctx.F.avg_pool2d(x, (kh, kw), (sh, sw))[:, :, :oh, :ow] * (kh * kw)
+    dh = _divisor(h, oh, kh, sh, t, b, a["count_include_pad"])
+    dw = _divisor(w, ow, kw, sw, l, r, a["count_include_pad"])
+    return [s / ctx.torch.as_tensor(np.outer(dh, dw), dtype=s.dtype, device=s.device)]
+
+
+@rule((MaxPool, AvgPool), "onnx")
+def _window_pool_onnx(b, layer, x, y):
+    a = layer.attrs
+    kw = dict(kernel_shape=a["kernel"], strides=a["stride"], pads=a["pad"], ceil_mode=int(a["ceil_mode"]))
+    if layer.op == AvgPool.name:
+        kw["count_include_pad"] = int(a["count_include_pad"])
+    b.node("MaxPool" if layer.op == MaxPool.name else "AveragePool", x, y, **kw)
+
+
+@rule((MaxPool, AvgPool), "caffe")
+def _window_pool_caffe(layer, w):
+    a = layer.attrs
+    if layer.op == AvgPool.name and not a.get("count_include_pad", True):
+        raise layer.error("Caffe's AVE pooling counts the padding; count_include_pad=false cannot be written")
+    p = [("pool", w.Enum("MAX" if layer.op == MaxPool.name else "AVE"))]
+    p += w.hw("kernel_size", "kernel_h", "kernel_w", a["kernel"]) + w.hw("stride", "stride_h", "stride_w", a["stride"])
+    p += w.hw("pad", "pad_h", "pad_w", w.sym_pad(layer))
+    if not a.get("ceil_mode", False):
+        p.append(("round_mode", w.Enum("FLOOR")))      # Caffe's default is CEIL
+    return "Pooling", [("pooling_param", p)]
 
 
 class _GlobalPool(Op):
@@ -156,6 +261,22 @@ class GlobalAvgPool(_GlobalPool):
         return [x.mean(axis=(2, 3), keepdims=True, dtype=np.float32).astype(x.dtype, copy=False)]
 
 
+@rule(GlobalAvgPool, "tvm")
+def _global_avg_pool_tvm(layer, xs, ps, ctx):
+    te = ctx.te
+    x = xs[0]
+    n, c, h, w = (int(d) for d in x.shape)
+    ry, rx = te.reduce_axis((0, h), "ry"), te.reduce_axis((0, w), "rx")
+    s = te.compute((n, c, 1, 1), lambda i, j, y, z: te.sum(x[i, j, ry, rx], axis=[ry, rx]), name="gap_sum")
+    inv = ctx.tirx.const(1.0 / (h * w), x.dtype)
+    return [te.compute(s.shape, lambda *i: s(*i) * inv, name="global_avg_pool")]
+
+
+@rule(GlobalAvgPool, "torch")
+def _global_avg_pool_torch(layer, xs, p, ctx):
+    return [xs[0].mean(dim=(2, 3), keepdim=True)]
+
+
 @register
 class GlobalMaxPool(_GlobalPool):
     name = "global_max_pool"
@@ -165,3 +286,28 @@ class GlobalMaxPool(_GlobalPool):
     @staticmethod
     def compute(layer, inputs, params):
         return [inputs[0].max(axis=(2, 3), keepdims=True)]
+
+
+@rule(GlobalMaxPool, "tvm")
+def _global_max_pool_tvm(layer, xs, ps, ctx):
+    te = ctx.te
+    x = xs[0]
+    n, c, h, w = (int(d) for d in x.shape)
+    ry, rx = te.reduce_axis((0, h), "ry"), te.reduce_axis((0, w), "rx")
+    return [te.compute((n, c, 1, 1), lambda i, j, y, z: te.max(x[i, j, ry, rx], axis=[ry, rx]), name="acc")]
+
+
+@rule(GlobalMaxPool, "torch")
+def _global_max_pool_torch(layer, xs, p, ctx):
+    return [xs[0].amax(dim=(2, 3), keepdim=True)]
+
+
+@rule((GlobalAvgPool, GlobalMaxPool), "onnx")
+def _global_pool_onnx(b, layer, x, y):
+    b.node("GlobalAveragePool" if layer.op == GlobalAvgPool.name else "GlobalMaxPool", x, y)
+
+
+@rule((GlobalAvgPool, GlobalMaxPool), "caffe")
+def _global_pool_caffe(layer, w):
+    return "Pooling", [("pooling_param", [("pool", w.Enum("MAX" if layer.op == GlobalMaxPool.name else "AVE")),
+                                          ("global_pooling", True)])]

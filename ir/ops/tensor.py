@@ -1,8 +1,8 @@
-"""Layers that combine, split or move data: eltwise, concat, slice, flatten, reshape, dropout, identity.
+"""Layers that combine or split data: eltwise, concat, slice (the ops that move no data are in view.py).
 
 Their channel rules are what lets pruning cross a residual add (tie), an inception concat
-(concat), a split (split) and the flatten before a classifier (flatten); reshape is opaque.
-None of them carries params or MACs (eltwise coefficients are attributes).
+(concat) and a split (split). None of them carries params or MACs (eltwise coefficients are
+attributes).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from cococ.ir.core import TensorType
 from cococ.ir.ops.activation import norm_axis
-from cococ.ir.registry import OPAQUE, PASSTHROUGH, Attr, ChannelRule, Op, register
+from cococ.ir.registry import OPAQUE, Attr, ChannelRule, Op, register, rule
 
 
 @register
@@ -52,6 +52,58 @@ class Eltwise(Op):
         return ChannelRule("tie")
 
 
+@rule(Eltwise, "tvm")
+def _eltwise_tvm(layer, xs, ps, ctx):
+    te, mode, co = ctx.te, layer.attrs["mode"], layer.attrs.get("coeffs")
+
+    def f(*i):
+        vs = [x(*i) for x in xs]
+        if mode == "sum" and co is not None:
+            vs = [v * ctx.tirx.const(c, xs[0].dtype) for v, c in zip(vs, co)]
+        acc = vs[0]
+        for v in vs[1:]:
+            acc = acc + v if mode == "sum" else acc * v if mode == "prod" else te.max(acc, v)
+        return acc
+    return [te.compute(xs[0].shape, f, name="eltwise")]
+
+
+@rule(Eltwise, "torch")
+def _eltwise_torch(layer, xs, p, ctx):
+    mode, co = layer.attrs["mode"], layer.attrs.get("coeffs")
+    if mode == "sum" and co is not None:
+        y = co[0] * xs[0]
+        for c, x in zip(co[1:], xs[1:]):
+            y = y + c * x
+        return [y]
+    fold = {"sum": ctx.torch.add, "prod": ctx.torch.mul, "max": ctx.torch.maximum}[mode]
+    y = xs[0]
+    for x in xs[1:]:
+        y = fold(y, x)
+    return [y]
+
+
+@rule(Eltwise, "onnx")
+def _eltwise_onnx(b, layer, x, y):
+    """Sum (after a Mul per coefficient other than 1), a chain of Muls, or Max."""
+    mode, co = layer.attrs["mode"], layer.attrs.get("coeffs")
+    if mode == "sum" and co is not None and any(c != 1 for c in co):
+        x = [xi if c == 1 else b.node("Mul", [xi, b.const(f"coeff{i}", np.float32(c))], suffix=f"coeff{i}")
+             for i, (xi, c) in enumerate(zip(x, co))]
+    if mode == "prod":
+        t = x[0]
+        for i, xi in enumerate(x[1:], 1):
+            t = b.node("Mul", [t, xi], y if i == len(x) - 1 else None, suffix=None if i == len(x) - 1 else f"mul{i}")
+        return
+    b.node("Sum" if mode == "sum" else "Max", x, y)
+
+
+@rule(Eltwise, "caffe")
+def _eltwise_caffe(layer, w):
+    p = [("operation", w.Enum(layer.attrs["mode"].upper()))]
+    p += [("coeff", float(c)) for c in layer.attrs.get("coeffs") or []]
+    return "Eltwise", [("eltwise_param", p)]
+
+
 @register
 class Concat(Op):
     name = "concat"
@@ -82,6 +134,26 @@ class Concat(Op):
     @staticmethod
     def channels(layer, in_types):
         return ChannelRule("concat") if norm_axis(layer, layer.attrs["axis"], in_types[0].rank) == 1 else OPAQUE
+
+
+@rule(Concat, "tvm")
+def _concat_tvm(layer, xs, ps, ctx):
+    return [ctx.topi.concatenate(xs, norm_axis(layer, layer.attrs["axis"], len(xs[0].shape)))]
+
+
+@rule(Concat, "torch")
+def _concat_torch(layer, xs, p, ctx):
+    return [ctx.torch.cat(xs, norm_axis(layer, layer.attrs["axis"], xs[0].dim()))]
+
+
+@rule(Concat, "onnx")
+def _concat_onnx(b, layer, x, y):
+    b.node("Concat", x, y, axis=int(layer.attrs["axis"]))
+
+
+@rule(Concat, "caffe")
+def _concat_caffe(layer, w):
+    return "Concat", [("concat_param", [("axis", layer.attrs["axis"])])]
 
 
 def _slice_outputs(layer) -> int:
@@ -122,109 +194,36 @@ class Slice(Op):
         return ChannelRule("split") if norm_axis(layer, layer.attrs["axis"], in_types[0].rank) == 1 else OPAQUE
 
 
-@register
-class Flatten(Op):
-    name = "flatten"
-    view = True
-    doc = ("Caffe Flatten (end_axis = -1): dims from `axis` on become one, shape[:axis] + [prod(shape[axis:])]. "
-           "For axis=1 that is also ONNX Flatten; the ONNX frontend uses reshape for other axes.")
-    attrs = {"axis": Attr("int", default=1)}
+@rule(Slice, "tvm")
+def _slice_tvm(layer, xs, ps, ctx):
+    x = xs[0]
+    ax = norm_axis(layer, layer.attrs["axis"], len(x.shape))
+    pts = [0, *layer.attrs["points"], int(x.shape[ax])]
 
-    @staticmethod
-    def verify(layer, in_types):
-        norm_axis(layer, layer.attrs["axis"], in_types[0].rank)
-
-    @staticmethod
-    def infer(layer, in_types):
-        x = in_types[0]
-        ax = norm_axis(layer, layer.attrs["axis"], x.rank)
-        return [TensorType(x.shape[:ax] + (int(np.prod(x.shape[ax:], dtype=np.int64)),), x.dtype)]
-
-    @staticmethod
-    def compute(layer, inputs, params):
-        x = inputs[0]
-        ax = norm_axis(layer, layer.attrs["axis"], x.ndim)
-        return [x.reshape(x.shape[:ax] + (-1,))]
-
-    @staticmethod
-    def channels(layer, in_types):
-        return ChannelRule("flatten") if norm_axis(layer, layer.attrs["axis"], in_types[0].rank) == 1 else OPAQUE
+    def piece(k, lo, hi):
+        shape = list(x.shape)
+        shape[ax] = hi - lo
+        return ctx.te.compute(shape, lambda *i: x(*(i[:ax] + (i[ax] + lo,) + i[ax + 1:])), name=f"slice{k}")
+    return [piece(k, lo, hi) for k, (lo, hi) in enumerate(zip(pts, pts[1:]))]
 
 
-def reshape_target(layer, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Resolve a reshape spec as Caffe (and ONNX with allowzero=0): 0 copies the input dim at that
-    index, one -1 is inferred from the element count."""
-    spec = layer.attrs["shape"]
-    out = []
-    for i, d in enumerate(spec):
-        if d == 0:
-            if i >= len(shape):
-                raise layer.error(f"reshape {spec}: 0 at index {i} has no input dim to copy ({shape})")
-            out.append(shape[i])
-        elif d == -1 or d > 0:
-            out.append(d)
-        else:
-            raise layer.error(f"reshape {spec}: dims must be positive, 0 (copy) or -1 (infer)")
-    total = int(np.prod(shape, dtype=np.int64))
-    if out.count(-1) > 1:
-        raise layer.error(f"reshape {spec}: at most one -1")
-    known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
-    if -1 in out:
-        if known == 0 or total % known:
-            raise layer.error(f"reshape {spec}: cannot infer -1 for {total} elements ({shape})")
-        out[out.index(-1)] = total // known
-    elif known != total:
-        raise layer.error(f"reshape {spec} of {shape}: {known} elements, expected {total}")
-    return tuple(out)
+@rule(Slice, "torch")
+def _slice_torch(layer, xs, p, ctx):
+    x = xs[0]
+    ax = norm_axis(layer, layer.attrs["axis"], x.dim())
+    pts = [0, *layer.attrs["points"], x.shape[ax]]
+    return list(ctx.torch.split(x, [b - a for a, b in zip(pts, pts[1:])], dim=ax))
 
 
-@register
-class Reshape(Op):
-    name = "reshape"
-    view = True
-    doc = "Reshape to `shape` (Caffe semantics: 0 = copy the input dim, -1 = infer). Opaque for pruning."
-    attrs = {"shape": Attr("ints")}
-
-    @staticmethod
-    def infer(layer, in_types):
-        return [TensorType(reshape_target(layer, in_types[0].shape), in_types[0].dtype)]
-
-    @staticmethod
-    def compute(layer, inputs, params):
-        return [inputs[0].reshape(reshape_target(layer, inputs[0].shape))]
+@rule(Slice, "onnx")
+def _slice_onnx(b, layer, x, y):
+    ax = int(layer.attrs["axis"])
+    pts = [0, *layer.attrs["points"], b.type_of(layer.inputs[0]).shape[ax]]
+    sizes = np.asarray([q - p for p, q in zip(pts, pts[1:])], dtype=np.int64)
+    b.node("Split", [x[0], b.const("split", sizes)], y, axis=ax)
 
 
-@register
-class Dropout(Op):
-    name = "dropout"
-    alias = True
-    doc = "Identity at inference (`ratio` matters to training only; canonicalize drops the layer)."
-    attrs = {"ratio": Attr("float", default=0.5)}
-
-    @staticmethod
-    def verify(layer, in_types):
-        if not 0 <= layer.attrs["ratio"] < 1:
-            raise layer.error(f"dropout ratio must be in [0, 1), got {layer.attrs['ratio']}")
-
-    @staticmethod
-    def compute(layer, inputs, params):
-        return [inputs[0]]
-
-    @staticmethod
-    def channels(layer, in_types):
-        return PASSTHROUGH
-
-
-@register
-class Identity(Op):
-    name = "identity"
-    alias = True
-    doc = "y = x (Caffe Split outputs and no-op layers import as identity; canonicalize removes it)."
-
-    @staticmethod
-    def compute(layer, inputs, params):
-        return [inputs[0]]
-
-    @staticmethod
-    def channels(layer, in_types):
-        return PASSTHROUGH
+@rule(Slice, "caffe")
+def _slice_caffe(layer, w):
+    return "Slice", [("slice_param", [("axis", layer.attrs["axis"])]
+                      + [("slice_point", p) for p in layer.attrs["points"]])]

@@ -11,16 +11,11 @@ import time
 
 from cococ.passes.teacher_student import block_key
 from cococ.passes.tuning_blocks import BlockPlan
+from cococ.runtime.blocks import BlockStore, pretrain
 
 
 def open_store(directory, teacher: str):
-    from cococ.runtime.blocks import BlockStore
     return BlockStore(directory, teacher)
-
-
-def teacher_of(full) -> str:
-    from cococ.runtime.blocks import teacher_hash
-    return teacher_hash(full)
 
 
 def pretrain_groups(full, plan: BlockPlan, data, solver, store, db, *, steps: int, progress: bool = True,
@@ -31,7 +26,6 @@ def pretrain_groups(full, plan: BlockPlan, data, solver, store, db, *, steps: in
     (ray_exec.pretrain_ray), the groups being independent (each starts from the teacher), stored
     and recorded here as each task finishes. Either way the blocks are the same.
     """
-    from cococ.runtime.blocks import pretrain
     recorded = db.blocks()
     groups = plan.groups or [[i] for i in range(len(plan.blocks))]
     todo = []

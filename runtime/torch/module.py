@@ -17,8 +17,8 @@ them into the IR's Params by those names. Besides plain forward it gives what pr
   a lowered layer's attributes between iterations without touching the IR (node pruning scales
   dropout ratios while it trains, Scalpel eq. 8).
 
-Each op's torch code is a lowering in `lowering.LOWERINGS`; an op without one is an error
-naming the layer.
+Each op's torch code is its torch rule, beside the op in ir/ops (`lowering.lowering_of`); an op
+without one is an error naming the layer.
 """
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ import torch
 from torch import nn
 
 from cococ.ir.core import CococError, Graph, Param
-from cococ.runtime.torch.lowering import LOWERINGS, Ctx
+from cococ.ir.ops.norm import BatchNorm
+from cococ.runtime.torch.lowering import Ctx, lowered_ops, lowering_of
 
 # params that are running statistics (buffers, never trained by gradient)
-STATS = {("batchnorm", "mean"), ("batchnorm", "var")}
+STATS = {(BatchNorm.name, "mean"), (BatchNorm.name, "var")}
 
 
 def param_key(layer: str, param: str) -> str:
@@ -68,9 +69,9 @@ class GraphModule(nn.Module):
         for layer in graph.layers:
             if layer.op == "input":
                 continue
-            fn = LOWERINGS.get(layer.op)
+            fn = lowering_of(layer.op)
             if fn is None:
-                raise layer.error(f"no torch lowering for op '{layer.op}' (lowered: {', '.join(sorted(LOWERINGS))})")
+                raise layer.error(f"no torch lowering for op '{layer.op}' (lowered: {', '.join(lowered_ops())})")
             filled = copy.copy(layer)
             filled.attrs = dict(layer.attrs)
             layer.opdef.check_attrs(filled)
@@ -101,9 +102,6 @@ class GraphModule(nn.Module):
         out = dict(self._parameters)
         out.update({k: b for k, b in self._buffers.items() if not k.startswith("mask:")})
         return out
-
-    def layer_of(self, key: str) -> str:
-        return split_key(key)[0]
 
     # ---- freezing ---------------------------------------------------------------------------
     def freeze(self, layers: Iterable[str], frozen: bool = True) -> None:

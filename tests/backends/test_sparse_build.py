@@ -18,8 +18,9 @@ import pytest
 
 from cococ import passes
 from cococ.backends.build import build
-from cococ.backends.sparse.choose import estimate, kernel_sparsity
+from cococ.backends.kernels.choice import estimate, kernel_sparsity
 from cococ.ir.builder import GraphBuilder
+from cococ.ir.core import CococError
 from cococ.ir.formats import compress
 from cococ.ir.verify import infer_shapes
 from cococ.runtime.interpreter import run as reference
@@ -141,29 +142,24 @@ def test_m4_odd_width_batch_and_tail_group():
     assert any("batch 2" in w and "kept dense" in w for w in warned)
 
 
-@pytest.fixture
-def x86_choice(monkeypatch):
-    """Set how the x86 backend chooses (backends/tvm/sparse.CHOICE): the kernel tests force the
-    sparse kernels ("always"), the keep-dense tests read the measured table ("table"), so that no
-    test depends on the host's timing."""
-    from cococ.backends.tvm import sparse as tvm_sparse
-    return lambda how: monkeypatch.setattr(tvm_sparse, "CHOICE", how)
+# How the x86 backend chooses (target option `sparse`): the kernel tests force the sparse kernels
+# ("always"), the keep-dense tests read the measured table ("table"), so that no test depends on
+# the host's timing.
+ALWAYS, TABLE = {"sparse": "always"}, {"sparse": "table"}
 
 
-def test_x86_sparse_kernels_match_reference(x86_choice):
-    x86_choice("always")
+def test_x86_sparse_kernels_match_reference():
     for pipe, fmt in (("simd-group{sparsity=0.9,target=x86,dtype=f32}", "simd_group"), ("prune-weights{sparsity=0.95}", "csr")):
         g = passes.run(mlp(), pipe)
-        art, warned = _build(g, "x86")
+        art, warned = _build(g, "x86", target_options=ALWAYS)
         _check(art, g, None)
         assert [c["kernel"] for c in art.manifest["sparse"]] == [fmt] * 3, art.manifest["sparse"]
         assert not warned
 
 
-def test_x86_csr_under_breakeven_keeps_dense(x86_choice):
-    x86_choice("table")
+def test_x86_csr_under_breakeven_keeps_dense():
     g = passes.run(mlp(), "prune-weights{sparsity=0.3,layers=[fc2]}")
-    art, warned = _build(g, "x86")
+    art, warned = _build(g, "x86", target_options=TABLE)
     _check(art, g, None)
     (c,) = art.manifest["sparse"]
     assert c["layer"] == "fc2" and c["kernel"] == "dense"
@@ -260,22 +256,20 @@ def test_m4_low_sparsity_conv_keeps_dense_and_warns():
     assert len(msg) == 1 and "kept dense" in msg[0] and "emulated" in msg[0]
 
 
-def test_x86_sparse_conv_matches_reference(x86_choice):
-    x86_choice("always")
+def test_x86_sparse_conv_matches_reference():
     for pad in (0, 1):
         for pipe, fmt in (("simd-group{sparsity=0.9,target=x86,dtype=f32}", "simd_group"),
                           ("simd-group{sparsity=0.9}", "simd_group"), ("prune-weights{sparsity=0.95}", "csr")):
             g = passes.run(cnn(pad), pipe)
-            art, warned = _build(g, "x86")
+            art, warned = _build(g, "x86", target_options=ALWAYS)
             _check(art, g, None)
             assert [c["kernel"] for c in art.manifest["sparse"]] == [fmt] * 2, art.manifest["sparse"]
             assert not warned
 
 
-def test_x86_low_sparsity_conv_keeps_dense(x86_choice):
-    x86_choice("table")
+def test_x86_low_sparsity_conv_keeps_dense():
     g = passes.run(cnn(1), "prune-weights{sparsity=0.3,layers=[conv1]}")
-    art, warned = _build(g, "x86")
+    art, warned = _build(g, "x86", target_options=TABLE)
     _check(art, g, None)
     (c,) = art.manifest["sparse"]
     assert c["layer"] == "conv1" and c["kernel"] == "dense"
@@ -297,3 +291,17 @@ def test_x86_measured_choice_is_consistent():
         assert (c["kernel"] != "dense") == (c["ratio"] < 1)
         assert bool(c["reason"]) == (c["kernel"] == "dense")
     assert warned == [c["reason"] for c in cs.values() if c["reason"]]
+
+
+def test_breakeven_tables_ship_with_the_package_and_a_missing_one_is_an_error():
+    from cococ.backends.kernels.choice import TABLES, TABLES_MM, load_table
+    for name in list(TABLES.values()) + list(TABLES_MM.values()):
+        assert load_table(name[:-5])["rows"]
+    with pytest.raises(CococError, match="break-even table .* is missing"):
+        load_table("sparse-breakeven-nowhere")
+
+
+def test_x86_unknown_sparse_option_is_an_error():
+    g = passes.run(mlp((16, 8)), "prune-weights{sparsity=0.9}")
+    with pytest.raises(CococError, match="sparse='sometimes'"):
+        build(g, "x86", target_options={"sparse": "sometimes"})

@@ -9,7 +9,9 @@ from cococ.ir.core import Param
 from cococ.ir.formats import compress
 
 pytest.importorskip("tvm")
-from cococ.backends.sparse.build import c_file, kernel_q15, mv_x86, q15_args, x_q15  # noqa: E402
+from cococ.backends.kernels.layout import q15_args, x_q15  # noqa: E402
+from cococ.backends.kernels.x86 import mv_x86, prim_mv_x86, x86_target  # noqa: E402
+from cococ.backends.mcu.sparse_kernels import c_file, kernel_q15  # noqa: E402
 
 
 def _masked(rows, cols, density, dtype=np.float32, seed=0, width=1):
@@ -40,9 +42,8 @@ def test_x86_f32(rows, cols, density, fmt, width):
 
 def test_x86_simd_group_uses_vector_loads():
     import tvm
-    from cococ.backends.sparse.build import _prim_x86, x86_target
     p = compress(_masked(8, 64, 0.5, width=8), "simd_group", width=8)
-    lib = tvm.build(tvm.IRModule({"main": _prim_x86(p, 8)}), target=tvm.target.Target(x86_target(8)))
+    lib = tvm.build(tvm.IRModule({"main": prim_mv_x86(p, 8)}), target=tvm.target.Target(x86_target(8)))
     asm = lib.inspect_source("asm")
     assert "ymm" in asm  # 8 f32 lanes per load
 

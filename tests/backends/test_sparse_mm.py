@@ -10,8 +10,9 @@ from cococ.ir.core import Param
 from cococ.ir.formats import compress
 
 pytest.importorskip("tvm")
-from cococ.backends.sparse.build import q15_args  # noqa: E402
-from cococ.backends.sparse.build_mm import kernel_q15_mm, mm_q15_c, mm_x86, x_q15_mm  # noqa: E402
+from cococ.backends.kernels.layout import q15_args, x_q15_mm  # noqa: E402
+from cococ.backends.kernels.x86 import mm_x86, plan_mm_x86, x86_target  # noqa: E402
+from cococ.backends.mcu.sparse_kernels import kernel_q15_mm, mm_q15_c  # noqa: E402
 
 
 def _masked(rows, cols, density, dtype=np.float32, seed=0, width=1, zero_rows=()):
@@ -44,10 +45,8 @@ def test_x86_f32_mm(rows, cols, n, density, zero, fmt, width):
 
 def test_x86_mm_broadcasts_a_weight_against_vectors_of_positions():
     import tvm
-    from cococ.backends.sparse.build import x86_target
-    from cococ.backends.sparse.build_mm import _x86_plan
     p = compress(_masked(8, 64, 0.5, width=8), "simd_group", width=8)
-    prim = _x86_plan(p, 64, 8)[0]
+    prim = plan_mm_x86(p, 64, 8)[0]
     lib = tvm.build(tvm.IRModule({"main": prim}), target=tvm.target.Target(x86_target(8)))
     asm = lib.inspect_source("asm")
     assert "vbroadcastss" in asm and "vfmadd231ps" in asm and "ymm" in asm
@@ -112,7 +111,7 @@ def test_q15_mm_source_pairs_words_for_smlad():
 @pytest.mark.parametrize("fmt", ["dense", "csr", "simd_group"])
 def test_q15_mm_on_emulated_m4(fmt):
     pytest.importorskip("unicorn")
-    from cococ.backends.sparse.m4 import run_mm_on_m4
+    from cococ.backends.mcu.emulate import run_mm_on_m4
     w = _masked(9, 21, 0.5, np.int16, width=2, zero_rows=(4,))
     p = compress(Param.from_array(w), fmt, width=2)
     x = np.random.default_rng(5).integers(-32768, 32768, (21, 7)).astype(np.int16)

@@ -4,7 +4,6 @@ interpreter) only where a GPU is present, and skip saying so elsewhere."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,20 +50,18 @@ def test_runs_on_gpu(built):
     assert close(art.run(x)["prob"], run(graph, [x])["prob"])
 
 
-SQUEEZENET = Path(__file__).resolve().parents[2] / "../shared/corpus/prototxt/SqueezeNet/SqueezeNet_v1.1/deploy.prototxt"
+SQUEEZENET = "SqueezeNet/SqueezeNet_v1.1/deploy.prototxt"  # in the corpus
 
 
 @pytest.mark.slow
-def test_corpus_squeezenet_compiles_with_nvcc():
+def test_corpus_squeezenet_compiles_with_nvcc(corpus):
     """Issue 4's done-when for cuda, on the cheapest corpus net (about a minute on 2 busy cores);
     benchmarks/cuda_compile.py builds all four nets."""
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not on PATH: the cuda backend compiles with it")
-    if not SQUEEZENET.exists():
-        pytest.skip(f"corpus file {SQUEEZENET} not present")
     import cococ
     from cococ.backends.tvm import build_tvm
-    graph = cococ.load(SQUEEZENET, init="random")
+    graph = cococ.load(corpus / SQUEEZENET, init="random")
     with_logits(graph)
     art = build_tvm(graph, "cuda")
     src = art.cuda_source()

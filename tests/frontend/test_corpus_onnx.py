@@ -4,8 +4,6 @@ onnxruntime gives the reference interpreter's outputs (max abs diff <= 1e-4 of t
 Batch 1 (deploy files declare 10); the big nets (VGG-16, AlexNet, ResNet-101, Inception) run in
 the `slow` tier: the numpy interpreter takes tens of seconds on them.
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,6 @@ from cococ.frontend.prototxt import load_prototxt
 from cococ.frontend.weights import init_weights
 from cococ.runtime.interpreter import run
 
-CORPUS = Path(__file__).resolve().parents[2] / "../shared/corpus/prototxt"
 FAST = [
     "bvlc_caffe/examples/mnist/lenet.prototxt",
     "bvlc_caffe/examples/cifar10/cifar10_quick.prototxt",
@@ -44,10 +41,7 @@ def _batch1(path):
     return load_prototxt(path, input_shapes=shapes)
 
 
-def _check(rel):
-    path = CORPUS / rel
-    if not path.exists():
-        pytest.skip("../shared/corpus is not present")
+def _check(path):
     g = _batch1(path)
     init_weights(g, "random", seed=0)
     rng = np.random.default_rng(0)
@@ -60,15 +54,15 @@ def _check(rel):
     for (name, want), got in zip(ref.items(), outs):
         scale = max(1.0, float(np.abs(want).max()))
         err = float(np.abs(got - want).max())
-        assert err <= 1e-4 * scale, f"{rel} output {name}: max abs diff {err:.3g} (scale {scale:.3g})"
+        assert err <= 1e-4 * scale, f"{path} output {name}: max abs diff {err:.3g} (scale {scale:.3g})"
 
 
 @pytest.mark.parametrize("rel", FAST)
-def test_corpus_net_matches_onnxruntime(rel):
-    _check(rel)
+def test_corpus_net_matches_onnxruntime(corpus, rel):
+    _check(corpus / rel)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("rel", SLOW)
-def test_big_corpus_net_matches_onnxruntime(rel):
-    _check(rel)
+def test_big_corpus_net_matches_onnxruntime(corpus, rel):
+    _check(corpus / rel)

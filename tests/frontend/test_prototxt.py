@@ -1,6 +1,4 @@
 """Caffe prototxt -> IR: the corpus nets, legacy syntaxes, phases, modules, layer types, errors."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -9,18 +7,13 @@ from cococ.frontend.weights import init_weights
 from cococ.ir.core import CococError
 from cococ.ir.verify import verify
 
-CORPUS = Path(__file__).parents[2] / "../shared/corpus/prototxt"
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus ../shared/corpus not present")
-NETS = sorted(p for p in CORPUS.rglob("*.prototxt") if "solver" not in p.name) if CORPUS.is_dir() else []
-
 
 def nparams(g) -> int:
     return sum(p.type.size for l in g.layers for p in l.params.values())
 
 
-@pytest.mark.parametrize("path", NETS, ids=lambda p: str(p.relative_to(CORPUS)))
-def test_corpus_net_imports_and_verifies(path):
-    g = load_prototxt(path)
+def test_corpus_net_imports_and_verifies(corpus_net):
+    g = load_prototxt(corpus_net)
     verify(g)
     assert g.outputs and g.inputs
     names = [v.name for v in g.values()]
@@ -37,24 +30,24 @@ def test_corpus_net_imports_and_verifies(path):
     ("MobileNet-Caffe/mobilenet_deploy.prototxt", 4.2, 0.02),
     ("bvlc_caffe/models/bvlc_googlenet/deploy.prototxt", 7.0, 0.01),
 ])
-def test_param_counts(rel, millions, tol):
-    n = nparams(load_prototxt(CORPUS / rel))
+def test_param_counts(corpus, rel, millions, tol):
+    n = nparams(load_prototxt(corpus / rel))
     assert abs(n / 1e6 - millions) <= tol * millions, n
 
 
-def test_v1_and_v0_match_current_syntax():
-    v2 = load_prototxt(CORPUS / "bvlc_caffe/models/bvlc_reference_caffenet/deploy.prototxt")
-    v1 = load_prototxt(CORPUS / "bvlc_caffe_v1_legacy/rc/models/bvlc_reference_caffenet/deploy.prototxt")
+def test_v1_and_v0_match_current_syntax(corpus):
+    v2 = load_prototxt(corpus / "bvlc_caffe/models/bvlc_reference_caffenet/deploy.prototxt")
+    v1 = load_prototxt(corpus / "bvlc_caffe_v1_legacy/rc/models/bvlc_reference_caffenet/deploy.prototxt")
     assert [(l.op, l.name, l.attrs) for l in v1.layers] == [(l.op, l.name, l.attrs) for l in v2.layers]
     assert nparams(v1) == nparams(v2) == 60965224
-    v0 = load_prototxt(CORPUS / "bvlc_caffe_v0_legacy/rcnn-release/examples/lenet/lenet.prototxt")
-    lenet = load_prototxt(CORPUS / "bvlc_caffe/examples/mnist/lenet.prototxt")
+    v0 = load_prototxt(corpus / "bvlc_caffe_v0_legacy/rcnn-release/examples/lenet/lenet.prototxt")
+    lenet = load_prototxt(corpus / "bvlc_caffe/examples/mnist/lenet.prototxt")
     assert [l.op for l in v0.layers] == [l.op for l in lenet.layers] and nparams(v0) == nparams(lenet) == 431080
     assert v0.layer("conv1").meta["caffe_param"] == [{"lr_mult": 1.0}, {"lr_mult": 2.0}]
 
 
-def test_phase_filtering_data_layers_and_training_layers():
-    path = CORPUS / "bvlc_caffe/examples/mnist/lenet_train_test.prototxt"
+def test_phase_filtering_data_layers_and_training_layers(corpus):
+    path = corpus / "bvlc_caffe/examples/mnist/lenet_train_test.prototxt"
     test = load_prototxt(path, input_shapes={"data": [100, 1, 28, 28]})
     train = load_prototxt(path, phase="TRAIN", input_shapes={"data": [64, 1, 28, 28]})
     assert [v.type.shape for v in test.inputs] == [(100, 1, 28, 28)]
@@ -66,9 +59,9 @@ def test_phase_filtering_data_layers_and_training_layers():
     guessed = load_prototxt(path)  # no shape in a Data layer: batch from batch_size, 3x224x224 guessed
     assert guessed.inputs[0].type.shape == (100, 3, 224, 224)
     assert guessed.layers[0].meta["caffe_shape_guessed"]
-    alex = load_prototxt(CORPUS / "bvlc_caffe/models/bvlc_alexnet/train_val.prototxt")
+    alex = load_prototxt(corpus / "bvlc_caffe/models/bvlc_alexnet/train_val.prototxt")
     assert alex.inputs[0].type.shape == (50, 3, 227, 227)  # crop_size
-    assert nparams(alex) == nparams(load_prototxt(CORPUS / "bvlc_caffe/models/bvlc_alexnet/deploy.prototxt"))
+    assert nparams(alex) == nparams(load_prototxt(corpus / "bvlc_caffe/models/bvlc_alexnet/deploy.prototxt"))
 
 
 def test_label_used_by_kept_layer_is_an_error():
@@ -172,9 +165,9 @@ def test_errors_name_layer_and_line(text, match):
     ("bvlc_caffe/examples/mnist/lenet.prototxt", (64, 10)),
     ("bvlc_caffe/examples/cifar10/cifar10_quick.prototxt", (1, 10)),
 ])
-def test_reference_interpreter_runs_small_nets(rel, shape):
+def test_reference_interpreter_runs_small_nets(corpus, rel, shape):
     from cococ.runtime.interpreter import run
-    g = init_weights(load_prototxt(CORPUS / rel), "random", seed=0)
+    g = init_weights(load_prototxt(corpus / rel), "random", seed=0)
     x = np.random.default_rng(0).standard_normal(g.inputs[0].type.shape).astype(np.float32)
     (y,) = run(g, [x]).values()
     assert y.shape == shape and np.isfinite(y).all()

@@ -17,7 +17,6 @@ from cococ.ir.verify import infer_shapes
 from cococ.runtime.interpreter import run
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus" / "prototxt"
 CORPUS_NETS = ["bvlc_caffe/examples/cifar10/cifar10_quick.prototxt", "SqueezeNet/SqueezeNet_v1.1/deploy.prototxt",
                "MobileNet-Caffe/mobilenet_v2_deploy.prototxt", "bvlc_caffe/models/bvlc_googlenet/deploy.prototxt",
                "deep-residual-networks/prototxt/ResNet-50-deploy.prototxt",
@@ -67,20 +66,14 @@ def test_resnet_modules_are_module_blocks():
 
 
 @pytest.mark.parametrize("net", CORPUS_NETS)
-def test_corpus_roundtrip(net):
-    path = CORPUS / net
-    if not path.exists():
-        pytest.skip(f"corpus net {net} not present")
-    g = cococ.load(path)
+def test_corpus_roundtrip(corpus, net):
+    g = cococ.load(corpus / net)
     assert signature(roundtrip(g)) == signature(g)
 
 
 @pytest.mark.parametrize("net", CORPUS_NETS[:2])
-def test_corpus_roundtrip_outputs(net):
-    path = CORPUS / net
-    if not path.exists():
-        pytest.skip(f"corpus net {net} not present")
-    g = cococ.load(path, init="random", seed=3)
+def test_corpus_roundtrip_outputs(corpus, net):
+    g = cococ.load(corpus / net, init="random", seed=3)
     h = roundtrip(g)
     for l in h.layers:
         for k, p in l.params.items():

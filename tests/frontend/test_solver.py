@@ -1,29 +1,21 @@
 """Caffe solver prototxt: every corpus solver parses; Caffe's lr policies; validation errors."""
-from pathlib import Path
-
 import pytest
 
 from cococ.frontend.solver import load_solver, load_solver_text
 from cococ.ir.core import CococError
 
-CORPUS = Path(__file__).parents[2] / "../shared/corpus/prototxt"
-SOLVERS = sorted(CORPUS.rglob("*solver*.prototxt")) if CORPUS.is_dir() else []
 
-
-@pytest.mark.skipif(not SOLVERS, reason="corpus ../shared/corpus not present")
-@pytest.mark.parametrize("path", SOLVERS, ids=lambda p: str(p.relative_to(CORPUS)))
-def test_corpus_solvers_parse(path):
-    s = load_solver(path)
+def test_corpus_solvers_parse(corpus_solver):
+    s = load_solver(corpus_solver)
     assert s.base_lr > 0 and s.max_iter > 0 and s.lr_at(0) == pytest.approx(s.base_lr)
 
 
-@pytest.mark.skipif(not SOLVERS, reason="corpus ../shared/corpus not present")
-def test_corpus_solver_details():
-    s = load_solver(CORPUS / "bvlc_caffe/examples/mnist/lenet_multistep_solver.prototxt")
+def test_corpus_solver_details(corpus):
+    s = load_solver(corpus / "bvlc_caffe/examples/mnist/lenet_multistep_solver.prototxt")
     assert s.lr_policy == "multistep" and s.stepvalue == [5000, 7000, 8000, 9000, 9500]
-    adam = load_solver(CORPUS / "bvlc_caffe/examples/mnist/lenet_solver_adam.prototxt")
+    adam = load_solver(corpus / "bvlc_caffe/examples/mnist/lenet_solver_adam.prototxt")
     assert adam.type == "Adam" and adam.momentum2 == 0.999
-    c = load_solver(CORPUS / "bvlc_caffe/examples/mnist/lenet_consolidated_solver.prototxt")
+    c = load_solver(corpus / "bvlc_caffe/examples/mnist/lenet_consolidated_solver.prototxt")
     assert c.random_seed == 1701 and c.batch_sizes == {"mnist/TRAIN": 64, "mnist/TEST": 100}
     assert c.test_stages == [["test-on-test-set"], ["test-on-train-set"]]
     g = c.net_graph("TEST", stages=c.test_stages[0])

@@ -1,4 +1,4 @@
-"""Scalpel node pruning (passes/node_prune.py, issue 6): masks, removal through consumers, the search.
+"""Scalpel node pruning (runtime/compress/node_prune.py, issue 6): masks, removal through consumers, the search.
 
 Nets: an MLP (8x8 digits -> 48 -> 24 -> 10, dropout after the first layer) and a small CNN
 (conv -> conv -> flatten -> dense, so removal crosses conv->conv and conv->flatten->dense), both
@@ -17,7 +17,7 @@ from cococ.frontend.solver import Solver
 from cococ.ir.builder import GraphBuilder
 from cococ.ir.core import CococError, Param
 from cococ.ir.verify import infer_shapes, verify
-from cococ.passes import node_prune as npr
+from cococ.runtime.compress import node_prune as npr
 from cococ.runtime.interpreter import run
 from cococ.runtime.torch.module import to_torch
 from cococ.runtime.train import train

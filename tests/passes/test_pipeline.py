@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -12,7 +12,8 @@ import pytest
 import cococ.passes as passes
 from cococ.ir.core import CococError, Graph
 from cococ.ir.parser import parse_file
-from cococ.passes.manager import PASS_MODULES, PASSES, register_pass
+from cococ.ir.printer import print_graph
+from cococ.passes.manager import PASS_MODULES, PASSES, module_of, register_pass
 from cococ.passes.pipeline import format_pass, parse_pipeline, parse_pipeline_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,10 +49,12 @@ def test_typed_options():
     (c,) = parse_pipeline("canonicalize{fold_scale=false,drop-dropout=0}")
     assert c.fold_scale is False and c.drop_dropout is False and c.fold_batchnorm is True
     (p,) = parse_pipeline("prune-filters{rates=[0.3,0.5],round_to=4,criterion=l2,rate=1}")
-    assert p.rates == [0.3, 0.5] and p.round_to == 4 and p.criterion == "l2"
+    assert p.rates == (0.3, 0.5) and p.round_to == 4 and p.criterion == "l2"
     assert p.rate == 1.0 and isinstance(p.rate, float)
     (p,) = parse_pipeline("prune-filters{rates=0.25}")  # a scalar where a list goes: one element
-    assert p.rates == [0.25]
+    assert p.rates == (0.25,)
+    (p,) = parse_pipeline("simd-group{layers=[ip1,ip2]}")
+    assert p.layers == ("ip1", "ip2")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -84,31 +87,81 @@ def test_format_pass_round_trips():
 def test_register_pass_checks(scratch_passes):
     with pytest.raises(TypeError, match="kebab-case"):
         @register_pass
-        @dataclass
+        @dataclass(frozen=True)
         class Bad:
             name: ClassVar[str] = "Bad_Name"
+            in_place: ClassVar[bool] = True
 
             def apply(self, graph, ctx):
                 return graph
 
     with pytest.raises(RuntimeError, match="registered twice"):
         @register_pass
-        @dataclass
+        @dataclass(frozen=True)
         class Dup:
             name: ClassVar[str] = "dce"
+            in_place: ClassVar[bool] = True
+
+            def apply(self, graph, ctx):
+                return graph
+
+    with pytest.raises(TypeError, match="must be a frozen dataclass"):
+        @register_pass
+        @dataclass
+        class Thawed:
+            name: ClassVar[str] = "test-thawed"
+            in_place: ClassVar[bool] = True
+
+            def apply(self, graph, ctx):
+                return graph
+
+    with pytest.raises(TypeError, match="must declare `in_place"):
+        @register_pass
+        @dataclass(frozen=True)
+        class Undeclared:
+            name: ClassVar[str] = "test-undeclared"
+
+            def apply(self, graph, ctx):
+                return graph
+
+    with pytest.raises(TypeError, match="option 'rates' of pass 'test-listy' is a <class 'list'>: write it as a tuple"):
+        @register_pass
+        @dataclass(frozen=True)
+        class Listy:
+            name: ClassVar[str] = "test-listy"
+            in_place: ClassVar[bool] = True
+            rates: list[float] = ()
 
             def apply(self, graph, ctx):
                 return graph
 
 
 def test_every_registering_module_is_in_the_lazy_table():
-    listed = set(PASS_MODULES.values())
-    for path in (ROOT / "passes").glob("*.py"):
-        if re.search(r"^@register_pass", path.read_text(encoding="utf-8"), re.M):
-            assert path.stem in listed, f"passes/{path.name} registers a pass but is not in PASS_MODULES"
-    for name, module in PASS_MODULES.items():
-        assert passes.get_pass(name).__module__ == f"cococ.passes.{module}"
-        assert module == name.replace("-", "_")
+    """A pass lives in passes/<snake_name>.py, or (one that trains) in the driver package
+    runtime/compress/, listed by its full module path."""
+    listed = {module_of(name) for name in PASS_MODULES}
+    for folder in ("passes", "runtime/compress"):
+        for path in (ROOT / folder).glob("*.py"):
+            if re.search(r"^@register_pass", path.read_text(encoding="utf-8"), re.M):
+                module = "cococ." + f"{folder}/{path.stem}".replace("/", ".")
+                assert module in listed, f"{folder}/{path.name} registers a pass but is not in PASS_MODULES"
+    for name in PASS_MODULES:
+        assert passes.get_pass(name).__module__ == module_of(name)
+        assert module_of(name).rsplit(".", 1)[-1] == name.replace("-", "_")
+
+
+def test_every_pass_keeps_the_contract():
+    """Frozen, typed tuple options, in_place declared; the ones that say they leave their input
+    alone do (checked on a graph with modules, where teacher-student has something to do)."""
+    for name, cls in passes.all_passes().items():
+        assert cls.__dataclass_params__.frozen, name
+        assert isinstance(cls.__dict__.get("in_place"), bool), name
+    g = passes.run(bn_net(), "canonicalize")   # one module, block1
+    before = print_graph(g, weights="inline")
+    for name, cls in passes.all_passes().items():
+        if not cls.in_place:
+            passes.run(g, name, reproducer=None)
+            assert print_graph(g, weights="inline") == before, f"{name} changed the graph it was given"
 
 
 # ---- running and instruments -------------------------------------------------------------------
@@ -190,9 +243,10 @@ def test_pass_timing_table():
 
 # ---- failures and reproducers -------------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class _Crash:
     name: ClassVar[str] = "test-crash"
+    in_place: ClassVar[bool] = True
     after: int = 0
 
     def apply(self, graph, ctx):
@@ -200,10 +254,11 @@ class _Crash:
         raise ZeroDivisionError("boom")
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Breaks:
     name: ClassVar[str] = "test-breaks-ir"
-    layers: list = field(default_factory=list)
+    in_place: ClassVar[bool] = True
+    layers: tuple[str, ...] = ()
 
     def apply(self, graph, ctx):
         graph.layers = [l for l in graph.layers if l.op != "relu"]  # readers of relu's output dangle

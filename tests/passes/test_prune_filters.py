@@ -1,6 +1,4 @@
 """Module identification and filter pruning on real corpus nets and on hand-built graphs."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -10,49 +8,42 @@ from cococ.passes.identify_modules import find_modules
 from cococ.passes.prune_filters import keep_count, prunable_convs
 from cococ.runtime.interpreter import run
 
-CORPUS = Path(__file__).resolve().parents[2] / "../shared/corpus/prototxt"
-needs_corpus = pytest.mark.skipif(not CORPUS.exists(), reason="../shared/corpus is not present")
+@pytest.fixture
+def load(corpus):
+    """cococ.load of a corpus net, named by its path in the corpus."""
+    return lambda rel, **kw: cococ.load(corpus / rel, **kw)
 
 
-def _load(rel, **kw):
-    return cococ.load(CORPUS / rel, **kw)
-
-
-@needs_corpus
-def test_resnet50_has_16_residual_blocks():
-    g = _load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt")
+def test_resnet50_has_16_residual_blocks(load):
+    g = load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt")
     g = cococ.passes.run(g, "identify-modules")
     assert len(g.modules) == 16
     assert g.modules[0] == "res2a" and g.modules[-1] == "res5c"
     verify(g)
 
 
-@needs_corpus
-def test_googlenet_has_9_inception_modules():
-    g = _load("bvlc_caffe/models/bvlc_googlenet/deploy.prototxt")
+def test_googlenet_has_9_inception_modules(load):
+    g = load("bvlc_caffe/models/bvlc_googlenet/deploy.prototxt")
     g = cococ.passes.run(g, "identify-modules")
     assert len(g.modules) == 9
     assert all(m.startswith("inception_") for m in g.modules)
 
 
-@needs_corpus
 @pytest.mark.parametrize("rel", ["bvlc_caffe/examples/mnist/lenet.prototxt",
                                  "bvlc_caffe/models/bvlc_alexnet/deploy.prototxt",
                                  "soeaver-caffe-model/cls/vgg/deploy_vgg16-tf.prototxt"])
-def test_chains_have_no_modules(rel):
-    assert find_modules(_load(rel)) == []
+def test_chains_have_no_modules(load, rel):
+    assert find_modules(load(rel)) == []
 
 
-@needs_corpus
-def test_resnet50_bottleneck_rule_first_two_pruned_last_kept():
-    g = cococ.passes.run(_load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt"), "identify-modules")
+def test_resnet50_bottleneck_rule_first_two_pruned_last_kept(load):
+    g = cococ.passes.run(load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt"), "identify-modules")
     names = sorted(l.name for l in prunable_convs(g, "res2a"))
     assert names == ["res2a_branch2a", "res2a_branch2b"]
 
 
-@needs_corpus
-def test_googlenet_inception_inner_convs_pruned_branch_last_kept():
-    g = cococ.passes.run(_load("bvlc_caffe/models/bvlc_googlenet/deploy.prototxt"), "identify-modules")
+def test_googlenet_inception_inner_convs_pruned_branch_last_kept(load):
+    g = cococ.passes.run(load("bvlc_caffe/models/bvlc_googlenet/deploy.prototxt"), "identify-modules")
     names = sorted(l.name for l in prunable_convs(g, "inception_3a/output"))
     assert names == ["inception_3a/3x3_reduce", "inception_3a/5x5_reduce"]
 
@@ -66,10 +57,9 @@ def _bottleneck_params(cin, mid, cout, r, proj):
     return p
 
 
-@needs_corpus
 @pytest.mark.parametrize("seed", [0, 1])
-def test_resnet50_random_config_param_count_is_predicted(seed):
-    g = cococ.passes.run(_load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", init="random", seed=seed),
+def test_resnet50_random_config_param_count_is_predicted(load, seed):
+    g = cococ.passes.run(load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", init="random", seed=seed),
                          "identify-modules")
     rng = np.random.default_rng(seed)
     rates = [float(r) for r in rng.choice([0.0, 0.3, 0.5, 0.7], size=16)]
@@ -160,12 +150,11 @@ def test_round_to_keeps_multiples():
     assert keep_count(10, 0.99, 1) == 1
 
 
-@needs_corpus
 @pytest.mark.slow
-def test_pruned_resnet50_torch_equals_interpreter():
+def test_pruned_resnet50_torch_equals_interpreter(load):
     import torch
     from cococ.runtime.torch.module import to_torch
-    g = cococ.passes.run(_load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", init="random", seed=3),
+    g = cococ.passes.run(load("deep-residual-networks/prototxt/ResNet-50-deploy.prototxt", init="random", seed=3),
                          "identify-modules")
     rates = [float(r) for r in np.random.default_rng(3).choice([0.3, 0.5, 0.7], size=16)]
     pruned = cococ.passes.run(g, "prune-filters{rates=[%s]}" % ",".join(map(str, rates)))

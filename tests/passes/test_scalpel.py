@@ -1,4 +1,5 @@
-"""Scalpel (issue 6): the iterative simd-group loop, node pruning with mask layers, prune-for-target.
+"""Scalpel (issue 6): the iterative simd-group loop, node pruning with mask layers, prune-for-target
+(runtime/compress/).
 
 A small MLP (8x8 digits -> 48 -> 24 -> 10, dropout after the first layer) trained for a few
 hundred iterations stands in for LeNet-300-100: the same layer kinds, seconds to train.
@@ -62,7 +63,7 @@ def interp(g, x):
 
 
 def test_simd_loop_prunes_within_tolerance_and_matches_masked_reference(trained, digits):
-    from cococ.passes.scalpel import simd_prune
+    from cococ.runtime.compress.scalpel import simd_prune
     g, rep = simd_prune(trained.clone(), SOLVER, digits, target="arm-m4", max_drop=2.0,
                         steps=(0.5, 0.7, 0.85), retrain_iter=40)
     verify(g)
@@ -91,7 +92,7 @@ def test_simd_loop_prunes_within_tolerance_and_matches_masked_reference(trained,
 
 
 def test_layers_under_breakeven_stay_dense_with_a_warning(trained, digits):
-    from cococ.passes.scalpel import simd_prune
+    from cococ.runtime.compress.scalpel import simd_prune
     g, rep = simd_prune(trained.clone(), SOLVER, digits, max_drop=50.0, steps=(0.2,), retrain_iter=2)
     assert all(l.format == "dense" for l in rep.layers)
     assert rep.warnings and all("break-even" in w for w in rep.warnings)
@@ -101,7 +102,7 @@ def test_layers_under_breakeven_stay_dense_with_a_warning(trained, digits):
 
 
 def test_dropout_adjustment_is_sqrt_of_kept_connections():
-    from cococ.passes.scalpel import adjust_dropout
+    from cococ.runtime.compress.scalpel import adjust_dropout
     g = mlp()
     adjust_dropout(g, g.layer("ip1"), 0.25)
     assert g.layer("drop1").attrs["ratio"] == pytest.approx(0.2 * 0.5)
@@ -110,7 +111,7 @@ def test_dropout_adjustment_is_sqrt_of_kept_connections():
 
 
 def test_mask_op_torch_lowering_equals_interpreter():
-    from cococ.passes.node_prune import insert_masks
+    from cococ.runtime.compress.node_prune import insert_masks
     from cococ.runtime.torch.module import to_torch
     g = mlp()
     masks = insert_masks(g)
@@ -127,7 +128,7 @@ def test_mask_op_torch_lowering_equals_interpreter():
     got = to_torch(g)(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
     # removing the α = 0 channels and folding β gives the same function, smaller
-    from cococ.passes.node_prune import remove_masked
+    from cococ.runtime.compress.node_prune import remove_masked
     kept = remove_masked(g)
     infer_shapes(g)
     verify(g)
@@ -138,13 +139,13 @@ def test_mask_op_torch_lowering_equals_interpreter():
 
 
 def test_hysteresis_equation_6():
-    from cococ.passes.node_prune import hysteresis
+    from cococ.runtime.compress.node_prune import hysteresis
     a = hysteresis(np.array([1, 0, 1, 0, 1], np.float32), np.array([0.9, 0.52, 0.52, 0.3, 0.56]), 0.5, 0.05)
     assert a.tolist() == [1, 0, 1, 0, 1]
 
 
 def test_node_prune_removes_nodes(trained, digits):
-    from cococ.passes.node_prune import node_prune
+    from cococ.runtime.compress.node_prune import node_prune
     g, rep = node_prune(trained.clone(), SOLVER, digits, max_drop=100.0, lambdas=(0.05,), mask_iter=40,
                         retrain_iter=20)
     verify(g)
@@ -156,9 +157,7 @@ def test_node_prune_removes_nodes(trained, digits):
 @pytest.mark.parametrize("target,methods", [("arm-m4", ["simd-group"]), ("cuda", ["node"]),
                                             ("x86", ["node", "simd-group"])])
 def test_prune_for_target_picks_method_by_parallelism(monkeypatch, target, methods):
-    import cococ.passes.node_prune as npr
-    import cococ.passes.scalpel as sc
-    from cococ.passes.prune_for_target import prune_for_target
+    import cococ.runtime.compress.prune_for_target as pft
     calls = []
 
     class R:
@@ -168,9 +167,9 @@ def test_prune_for_target_picks_method_by_parallelism(monkeypatch, target, metho
         def table(self):
             return ""
 
-    monkeypatch.setattr(npr, "node_prune", lambda g, *a, ops, **k: (calls.append(("node", ops)), (g, R()))[1])
-    monkeypatch.setattr(sc, "simd_prune", lambda g, *a, layers, **k: (calls.append(("simd-group", layers)), (g, R()))[1])
-    g, rep = prune_for_target(mlp(), target, "digits", SOLVER, 0.5)
+    monkeypatch.setattr(pft, "node_prune", lambda g, *a, ops, **k: (calls.append(("node", ops)), (g, R()))[1])
+    monkeypatch.setattr(pft, "simd_prune", lambda g, *a, layers, **k: (calls.append(("simd-group", layers)), (g, R()))[1])
+    g, rep = pft.prune_for_target(mlp(), target, "digits", SOLVER, 0.5)
     assert [c[0] for c in calls] == methods == rep["methods"]
     if target == "x86":
         assert calls[0][1] == ("conv2d",) and calls[1][1] == ["ip1", "ip2", "ip3"]
@@ -184,7 +183,7 @@ def test_prune_for_target_pass_runs_in_a_pipeline(trained, digits, monkeypatch):
 
 
 def test_auto_lambdas_scale_with_the_solver():
-    from cococ.passes.node_prune import auto_lambdas
+    from cococ.runtime.compress.node_prune import auto_lambdas
     lam = auto_lambdas(SOLVER, 100)
     assert lam == tuple(sorted(lam))
     assert lam[-1] * SOLVER.base_lr * 100 / (1 - SOLVER.momentum) == pytest.approx(0.5)
@@ -200,10 +199,38 @@ def test_build_command_has_the_prune_options():
     assert (a.prune, a.data, a.max_accuracy_drop, a.solver) == ("auto", "digits", 0.5, None)
 
 
+def test_build_prune_auto_runs_the_pass_and_prints_its_report(monkeypatch, capsys):
+    """`--prune auto` goes through the pass pipeline (prune-for-target, verified after) and the
+    build command prints the report the pass left in graph.meta."""
+    import argparse
+
+    import cococ.runtime.compress.prune_for_target as pft
+    from cococ.backends.target import get_target
+    from cococ.commands import build
+    seen = {}
+
+    def fake(graph, target, data, solver, max_drop, *, log=None, **kw):
+        seen.update(target=target, data=data, solver=solver, max_drop=max_drop)
+        log("scalpel: ip1 50.0% pruned")
+        report = {"target": target, "parallelism": "low", "methods": ["simd-group"],
+                  "table": "layer  MACs\nip1    3,072", "simd_group": {"warnings": ["ip3: kept dense"]}}
+        graph.meta["prune_for_target"] = report
+        return graph, report
+
+    monkeypatch.setattr(pft, "prune_for_target", fake)
+    args = argparse.Namespace(max_accuracy_drop=0.7, data="digits", solver=None)
+    g = build._prune_for_target(mlp(), get_target("arm-m4"), args)
+    assert g.meta["prune_for_target"]["methods"] == ["simd-group"]
+    assert seen == {"target": "arm-m4", "data": "digits", "solver": None, "max_drop": 0.7}
+    out, err = capsys.readouterr()
+    assert out == "prune-for-target arm-m4 (low parallelism): simd-group\n  layer  MACs\n  ip1    3,072\n"
+    assert err == "scalpel: ip1 50.0% pruned\nwarning: ip3: kept dense\n"
+
+
 def _stub_retrain(monkeypatch, fail):
     """Replace the retraining with a stub: accuracy 1.0 unless `fail(step_sparsity, call_of_that_step)`.
     Records (sparsity, iterations) of every call."""
-    import cococ.passes.scalpel as sc
+    import cococ.runtime.compress.scalpel as sc
     calls, seen = [], {}
 
     def retrain(graph, solver, ds, masks, iters, seed):
@@ -217,7 +244,7 @@ def _stub_retrain(monkeypatch, fail):
 
 
 def _one_layer_loop(policy, monkeypatch, fail, steps=(0.5, 0.7, 0.9)):
-    from cococ.passes.scalpel import prune_layer
+    from cococ.runtime.compress.scalpel import prune_layer
     calls = _stub_retrain(monkeypatch, fail)
     g = mlp()
     w0 = g.layer("ip1").params["weight"].dense()
@@ -235,7 +262,7 @@ def _one_layer_loop(policy, monkeypatch, fail, steps=(0.5, 0.7, 0.9)):
 
 
 def test_failed_step_is_retried_longer_and_then_accepted(monkeypatch):
-    from cococ.passes.scalpel import StepPolicy
+    from cococ.runtime.compress.scalpel import StepPolicy
     # 0.7 fails its first retraining only: the retry (2x iterations, same step) holds
     g, last, m, info, calls, record, _ = _one_layer_loop(StepPolicy(), monkeypatch, lambda sp, n: sp == 0.7 and n == 1)
     assert calls == [(0.5, 10), (0.7, 10), (0.7, 20), (0.9, 10)]
@@ -245,7 +272,7 @@ def test_failed_step_is_retried_longer_and_then_accepted(monkeypatch):
 
 
 def test_failed_step_backs_off_half_way_resumes_and_restores_the_accepted_state(monkeypatch):
-    from cococ.passes.scalpel import StepPolicy
+    from cococ.runtime.compress.scalpel import StepPolicy
     # 0.7 always fails: after its retry, half-way (0.6) holds, 0.7 is tried again and fails,
     # half-way again (0.65) holds, 0.7 fails a third time with no back-off left: the layer ends
     g, last, m, info, calls, record, _ = _one_layer_loop(StepPolicy(), monkeypatch, lambda sp, n: sp >= 0.7)
@@ -270,6 +297,6 @@ def test_failed_step_backs_off_half_way_resumes_and_restores_the_accepted_state(
 
 
 def test_policy_without_retries_is_the_first_failure_ends_the_layer_loop(monkeypatch):
-    from cococ.passes.scalpel import StepPolicy
+    from cococ.runtime.compress.scalpel import StepPolicy
     g, last, m, info, calls, record, _ = _one_layer_loop(StepPolicy(0, 2, 0), monkeypatch, lambda sp, n: sp == 0.7)
     assert calls == [(0.5, 10), (0.7, 10)] and last == 0.5

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from cococ.ir.core import CococError, Param, TensorType
-from cococ.ir.registry import all_ops
+from cococ.ir.registry import all_ops, rule
 from cococ.ir.builder import GraphBuilder
 from cococ.runtime.interpreter import run
-from cococ.runtime.torch.lowering import LOWERINGS, register_lowering
+from cococ.runtime.torch.lowering import lowered_ops
 from cococ.runtime.torch.module import copy_back, state_arrays, to_torch
 
 torch.set_num_threads(1)
@@ -70,7 +70,7 @@ CASES = {
 
 def test_every_op_has_a_case_and_a_lowering():
     ops = set(all_ops()) - {"input"}
-    assert ops - set(LOWERINGS) == set(), "ops without a torch lowering"
+    assert ops - set(lowered_ops()) == set(), "ops without a torch lowering"
     assert ops - set(CASES) == set(), "ops without a test case here"
 
 
@@ -205,12 +205,12 @@ def test_unknown_op_and_registry_hook():
     try:
         with pytest.raises(CococError, match="no torch lowering for op 'mask_test_op'"):
             to_torch(graph)
-        register_lowering("mask_test_op")(lambda layer, xs, p, ctx: [xs[0] * 0])
+        rule(MaskTest, "torch")(lambda layer, xs, p, ctx: [xs[0] * 0])
         out = to_torch(graph, outputs=["relu1"])(torch.from_numpy(rand(1, 1, 12, 12)))
         assert torch.all(out == 0)
     finally:
         registry.OPS.pop("mask_test_op")
-        LOWERINGS.pop("mask_test_op", None)
+        registry.RULES.pop(("mask_test_op", "torch"), None)
 
 
 def test_missing_weights_is_a_clear_error():

@@ -2,7 +2,7 @@
 
 A driver, not a single rewrite: it trains. `simd_prune(graph, solver, data, target=...)`
 
-1. estimates each FC/conv layer's time on the target (`LayerCost`: dense cycles from its MACs
+1. estimates each FC/conv layer's time on the target (cost.py: dense cycles from its MACs
    and the measured dense kernel, sparse cycles from the measured sparse/dense ratio at the
    layer's sparsity — both read from docs/benchmarks/sparse-breakeven-<target>.json, written
    by benchmarks/sparse_breakeven.py);
@@ -10,7 +10,7 @@ A driver, not a single rewrite: it trains. `simd_prune(graph, solver, data, targ
    the `width`-groups, width = the target's SIMD lanes) step by step — each step is the RMS
    quantile that removes the next fraction of `steps` — and after every step retrains with
    element masks keeping all removed groups at zero (runtime/train.train on a GraphModule
-   whose masks are set) and re-measures the test accuracy;
+   whose masks are set: training.retrain) and re-measures the test accuracy;
 3. a step whose retrained accuracy falls more than `max_drop` (percentage points) below the
    unpruned model's gets a second chance (`StepPolicy`: retrained again from where it stands,
    2× the iterations — one short retraining moves a small test set's accuracy by about as much
@@ -29,71 +29,19 @@ estimated cycles dense vs sparse.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from cococ.ir.core import Graph, Layer
 from cococ.ir.formats import compress, matrix_shape, sparsity as param_sparsity
+from cococ.ir.verify import infer_shapes
 from cococ.passes.simd_group import group_rms, target_width, weight_layers
+from cococ.runtime.compress.cost import kernel_model, layer_macs
+from cococ.runtime.compress.training import accuracy, load_dataset, retrain
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 DEFAULT_STEPS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
-
-
-# ---- cost model -------------------------------------------------------------------------------
-
-@dataclass
-class KernelModel:
-    """Dense cycles per MAC and the measured sparse/dense ratio by sparsity, for one target."""
-    target: str
-    dense_per_mac: float            # estimated cycles (M4) or ns (x86) per dense MAC
-    sparsity: list[float]           # 0 .. 0.95
-    ratio: list[float]              # simd_group time / dense time at each sparsity
-    breakeven: float                # sparsity from which simd_group is faster than dense
-    source: str                     # the JSON read, or "assumed"
-    unit: str = "cycles"
-
-    def sparse_time(self, dense: float, sparsity: float) -> float:
-        return dense * float(np.interp(sparsity, self.sparsity, self.ratio))
-
-
-def kernel_model(target: str, op: str = "dense") -> KernelModel:
-    """The measured break-even table for `target` and the kernel `op` runs on: an FC layer the
-    matrix-vector one (arm-m4: emulated executor steps, 100x100; x86: wall time, 4096²), a conv
-    on arm-m4 the matrix-matrix one (its im2col product, 100x100·100x100; its dense kernel does
-    fewer cycles per MAC and its break-even is lower). Without the JSON: Scalpel's M4 numbers
-    (48% break-even), noted."""
-    name = {"arm-m4": "m4", "x86": "x86"}.get(target, target)
-    mm = BENCH_DIR / f"sparse-breakeven-mm-{name}.json"
-    if op == "conv2d" and name == "m4" and mm.exists():
-        d = json.loads(mm.read_text())   # rows: [sparsity%, dense, csr, simd_group, csr/dense, simd/dense]
-        rows, (m, k, n) = d["rows"], d.get("shape", (100, 100, 100))
-        return KernelModel(target, rows[0][1] / (m * k * n), [r[0] / 100 for r in rows], [r[5] for r in rows],
-                           float(d["breakeven"]["simd_group"]), str(mm))
-    path = BENCH_DIR / f"sparse-breakeven-{name}.json"
-    if path.exists():
-        d = json.loads(path.read_text())
-        rows = d["rows"]
-        sp = [r[0] / 100 for r in rows]
-        if name == "m4":   # [sparsity%, dense, csr, simd_group, csr/dense, simd/dense], 100x100
-            return KernelModel(target, rows[0][1] / 10000.0, sp, [r[5] for r in rows],
-                               float(d["breakeven"]["simd_group"]), str(path))
-        # x86: [sparsity%, numpy ms, cococ dense ms, scipy, cococ csr, cococ simd, ...]
-        n = int(d.get("size", 4096))
-        return KernelModel(target, rows[0][2] * 1e6 / (n * n), sp, [r[5] / r[2] for r in rows],
-                           float(d["breakeven"]["cococ simd_group vs cococ dense"]), str(path), "ns")
-    # no measurement for this target: Scalpel fig. 9 (M4, MV), linear between its points
-    return KernelModel(target, 3.0, [0.0, 0.48, 1.0], [1.84, 1.0, 0.06], 0.48, "assumed (Scalpel fig. 9)")
-
-
-def layer_macs(layer: Layer) -> int:
-    in_types = [v.type for v in layer.inputs]
-    out_types = [v.type for v in layer.outputs]
-    return int(layer.opdef.cost(layer, in_types, out_types).macs)
 
 
 # ---- report -----------------------------------------------------------------------------------
@@ -162,7 +110,7 @@ class Report:
         return "\n".join(lines)
 
 
-# ---- masks, dropout, accuracy -----------------------------------------------------------------
+# ---- masks, dropout ---------------------------------------------------------------------------
 
 def element_mask(shape, keep: np.ndarray, width: int) -> np.ndarray:
     """The [shape] 0/1 mask of the weights in the kept groups (`keep`: [rows, ngroups])."""
@@ -171,7 +119,7 @@ def element_mask(shape, keep: np.ndarray, width: int) -> np.ndarray:
 
 
 def dropouts_after(graph: Graph, layer: Layer) -> list[Layer]:
-    """Dropout layers fed by `layer` through element-wise activations (the dropout of its output)."""
+    """Dropout layers fed by `layer` through activations and inference aliases (the dropout of its output)."""
     users = graph.users_map()
     out, frontier = [], [layer.output]
     while frontier:
@@ -179,7 +127,7 @@ def dropouts_after(graph: Graph, layer: Layer) -> list[Layer]:
         for u in users.get(id(v), []):
             if u.op == "dropout":
                 out.append(u)
-            elif u.op in ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "clip", "identity"):
+            elif u.opdef.activation or u.opdef.alias:
                 frontier.append(u.output)
     return out
 
@@ -189,33 +137,6 @@ def adjust_dropout(graph: Graph, layer: Layer, kept_fraction: float) -> None:
     for d in dropouts_after(graph, layer):
         d_o = d.meta.setdefault("dropout_original", float(d.attrs.get("ratio", 0.5)))
         d.attrs["ratio"] = d_o * math.sqrt(max(kept_fraction, 0.0))
-
-
-def accuracy(graph: Graph, ds, module=None) -> float:
-    from cococ.runtime.torch.module import to_torch
-    from cococ.runtime.train import evaluate, logits_value
-    m = module if module is not None else to_torch(graph, outputs=[logits_value(graph)])
-    x, y = ds.test_arrays()
-    return float(evaluate(m, x, y, 256, ds.num_classes)["accuracy"])
-
-
-def retrain(graph: Graph, solver, ds, masks: dict[str, np.ndarray], iters: int, seed: int) -> float:
-    """Train `iters` iterations with every `layer/weight` in `masks` masked; return test accuracy."""
-    from cococ.runtime.torch.module import param_key, to_torch
-    from cococ.runtime.train import logits_value, train
-    module = to_torch(graph, outputs=[logits_value(graph)])
-    for lname, m in masks.items():
-        module.set_mask(param_key(lname, "weight"), m)
-    if iters > 0:
-        train(graph, solver, ds, max_iter=iters, seed=seed, module=module, progress=False)
-    return accuracy(graph, ds, module)
-
-
-def load_dataset(graph: Graph, data):
-    from cococ.runtime.data import Dataset, load_data
-    if isinstance(data, Dataset):
-        return data
-    return load_data(data, graph.inputs[0].type.shape)
 
 
 # ---- one layer's steps: retrain, judge, retry, back off -----------------------------------------
@@ -305,7 +226,6 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
     the first-failure-ends-the-layer loop); `layers`: restrict to these names. Changes `graph`
     in place and returns it with the report.
     """
-    from cococ.ir.verify import infer_shapes
     infer_shapes(graph)
     ds = load_dataset(graph, data)
     width = int(width) or target_width(target, dtype)
@@ -381,14 +301,4 @@ def _adopt(graph: Graph, other: Graph) -> Graph:
         l.params = dict(o.params)
         l.attrs = dict(o.attrs)
         l.meta = dict(o.meta)
-    return graph
-
-
-__all__ = ["simd_prune", "prune_layer", "StepPolicy", "Report", "LayerReport", "KernelModel", "kernel_model", "element_mask",
-           "adjust_dropout", "accuracy", "retrain"]
-
-
-def _adopt_structure(graph: Graph, other: Graph) -> Graph:
-    """Make `graph` (the caller's object) hold `other`'s layers and outputs (node pruning reshapes)."""
-    graph.layers, graph.outputs = other.layers, other.outputs
     return graph

@@ -1,7 +1,12 @@
-"""Run one q15 sparse kernel on the emulated Cortex-M4 and count its cycles.
+"""Run one kernel (or a few) on the emulated Cortex-M4 and count its cycles.
 
-The image is the smallest thing runtime/mcu's Emulator runs: the kernel's C (TVM codegen,
-backends/sparse/build.py for MV, build_mm.py for MM), the param's arrays and the input
+`emulate_image` compiles a one-file test image and runs it once: the break-even benchmarks,
+the executor's dense-vs-sparse comparison and the tests use it. `emulate(steps)` makes that
+image from executor steps (Kernel, args) on random inputs: the dense and the sparse step of
+one layer for sparse.py's choice, the FC steps of benchmarks/sparse_breakeven.py. For one bare q15
+library kernel (`run_on_m4`, `run_mm_on_m4`) the image is the smallest thing runtime/mcu's
+Emulator runs: the kernel's C (TVM codegen, sparse_kernels.kernel_q15 / kernel_q15_mm of
+backends/kernels/mv.py and mm.py), the param's arrays and the input
 (vector, or the XT im2col buffer) as initialised globals, and a
 `model_run` that calls the kernel once and copies y's int32 words into `model_output`
 (a float array to the Emulator; we read the bits back as int32). The kernel is named
@@ -18,9 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cococ.backends.sparse.build import c_file, kernel_q15, q15_args, x_q15
-from cococ.backends.sparse.build_mm import kernel_q15_mm, x_q15_mm
+from cococ.backends.kernels.layout import filled, q15_args, x_q15, x_q15_mm
+from cococ.backends.mcu.codegen import C_TYPES, Kernel, generate_c
+from cococ.backends.mcu.lower import Weight
+from cococ.backends.mcu.sparse_kernels import c_file, kernel_q15, kernel_q15_mm
 from cococ.ir.core import CococError, Param
+from cococ.runtime.mcu.emulator import Emulator
 
 GCC = "arm-none-eabi-gcc"
 CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=gnu11",
@@ -73,7 +81,7 @@ def source(param: Param, x: np.ndarray, name: str) -> str:
 
 
 def source_mm(param: Param, x: np.ndarray, name: str) -> str:
-    """The MM image: x is X[cols, n], passed as the XT im2col buffer (build_mm.x_q15_mm)."""
+    """The MM image: x is X[cols, n], passed as the XT im2col buffer (layout.x_q15_mm)."""
     n = int(np.asarray(x).shape[1])
     return _image(kernel_q15_mm(param, name, n), q15_args(param) + [("x", x_q15_mm(param, x))],
                   param.shape[0] * n)
@@ -95,7 +103,6 @@ def run_mm_on_m4(param: Param, x: np.ndarray, workdir: str | Path | None = None)
 def emulate_image(text: str, what: str, workdir=None, libs: tuple[str, ...] = ()):
     """Compile a one-file test image (C source with `model_run`) for the M4, run it once on the
     emulator; returns (emulator, result). `what` names the image in a compiler error."""
-    from cococ.runtime.mcu.emulator import Emulator
     if not available():
         raise CococError(f"{GCC} not found: the Cortex-M4 kernels cannot be compiled")
     with tempfile.TemporaryDirectory(dir=workdir) as d:
@@ -117,3 +124,44 @@ def _run(text: str, name: str, what: str, workdir) -> M4Run:
         raise CococError(f"the emulator saw {len(step)} calls of {name}")
     return M4Run(res.outputs.view(np.int32).copy(), step[0].cycles, step[0].instructions,
                  emu.symbols.get(name, (0, 0))[1])
+
+
+# ---- several executor steps in one image (the dense-vs-sparse comparison, benchmarks) ----------
+
+def _c_def(name: str, a: np.ndarray, const: bool, dtype: str) -> str:
+    q = "const " if const else ""
+    vals = [repr(float(v)) + "f" if a.dtype == np.float32 else str(int(v)) for v in filled(a.reshape(-1))]
+    return f"static {q}{C_TYPES[dtype]} {name}[{max(a.size, 1)}] __attribute__((aligned(4))) = {{{', '.join(vals)}}};\n"
+
+
+def emulate(steps: list[tuple[Kernel, list]], seed: int = 0) -> list[int]:
+    """Cycles of each (kernel, args) step, run once in this order on random inputs."""
+    generate_c([k for k, _ in steps])
+    rng = np.random.default_rng(seed)
+    names: dict[int, str] = {}
+    defs, calls = [], []
+    written = {id(a) for k, args in steps for a, spec in zip(args, k.args) if spec[2]}
+    for k, args in steps:
+        exprs = []
+        for a, (_, dtype, is_out) in zip(args, k.args):
+            key = id(a) if not isinstance(a, Weight) else a.symbol
+            if key not in names:
+                names[key] = f"m{len(names)}"
+                if isinstance(a, Weight):
+                    defs.append(_c_def(names[key], a.data, True, a.dtype))
+                else:
+                    n = a.nbytes // np.dtype({"float32": np.float32, "int16": np.int16}[a.dtype]).itemsize
+                    data = (rng.standard_normal(n).astype(np.float32) if a.dtype == "float32" else
+                            rng.integers(-8192, 8192, n).astype(np.int16))
+                    defs.append(_c_def(names[key], np.zeros_like(data) if id(a) in written else data, False, a.dtype))
+            exprs.append(names[key])
+        calls.append(f"  {k.name}({', '.join(exprs)});\n")
+    incs = sorted({"<stdint.h>", "<math.h>"} | {i for k, _ in steps for i in k.includes})
+    src = ("".join(f"#include {i}\n" for i in incs) + "\n".join(k.source for k, _ in steps) + "".join(defs)
+           + "float model_input[1];\nfloat model_output[1];\n"
+           + "__attribute__((section(\".text.model_run\"))) void model_run(const float* in, float* out) {\n"
+           + "  (void)in; (void)out;\n" + "".join(calls) + "}\n")
+    _, res = emulate_image(src, "kernel comparison image", libs=("-lm",))
+    if len(res.steps) != len(steps):
+        raise CococError(f"the emulator saw {len(res.steps)} kernel calls, expected {len(steps)}")
+    return [s.cycles for s in res.steps]

@@ -4,7 +4,7 @@ A conv layer is this product (Scalpel §2): W is the OIHW weight's im2col view [
 X the im2col matrix of the input (cols = C*kh*kw, n = out_h*out_w), W sparse, X dense. What
 makes a sparse MM worth having, unlike MV, is reuse: every stored weight (or group) is read
 once and applied to several output positions, so its index costs less per MAC. Each builder
-specialises one kernel to the layer's sizes, as tir.py's MV builders do.
+specialises one kernel to the layer's sizes, as mv.py's builders do.
 
 f32 (x86, LLVM), X row-major [cols, n_pad]: vectorised along n. Per stored weight, one
 broadcast of the weight against `vecs` vectors of `lanes` consecutive output positions,
@@ -28,14 +28,14 @@ issues four SMLADs, csr loads one value and one index per stored weight and issu
 Four positions per stored weight cost 29-33% fewer cycles than two at 100x100x100 and 50%
 sparsity (six or eight: at most 7% fewer again, as registers run out), and 2 x 4 tiles 13% fewer than
 2 x 2 for dense, so both sides of the break-even get the same tuning. Accumulators live in
-y (restrict: gcc keeps them in registers), as in tir.py. Positions left over from a block
+y (restrict: gcc keeps them in registers), as in mv.py. Positions left over from a block
 (n % 4) and an odd last row take one-at-a-time tail loops.
 """
 from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from cococ.backends.sparse.tir import _n
+from cococ.backends.kernels.layout import nonempty
 
 
 # ---- f32 (x86 through LLVM) -------------------------------------------------------------------
@@ -68,41 +68,16 @@ def dense_mm_f32(rows: int, cols: int, n_pad: int, lanes: int, vecs: int = 2, rb
     return dense_mm
 
 
-def csr_mm_f32(rows: int, cols: int, n_pad: int, nnz: int, lanes: int, vecs: int = 4, index: str = "int32"):
-    """CSR: per stored weight one value, one index, `vecs` vector loads of X's row and FMAs."""
+def sparse_mm_f32(rows: int, cols_pad: int, n_pad: int, stored: int, width: int, lanes: int, vecs: int = 4,
+                  index: str = "int32"):
+    """CSR (width 1) and SIMD-group: per stored entry one index, then each of its `width`
+    weights broadcast against `vecs` vector loads of X's rows and FMAs."""
     tile = vecs * lanes
 
     @T.prim_func
-    def csr_mm(values: T.Buffer((_n(nnz),), "float32"), indptr: T.Buffer((rows + 1,), index),
-               indices: T.Buffer((_n(nnz),), index), x: T.Buffer((cols * n_pad,), "float32"),
-               y: T.Buffer((rows * n_pad,), "float32")):
-        T.func_attr({"tirx.noalias": True})
-        for b in range(n_pad // tile):
-            for i in range(rows):
-                acc = T.decl_buffer((tile,), "float32", scope="local")
-                for u in T.unroll(vecs):
-                    for l in T.vectorized(lanes):
-                        acc[u * lanes + l] = T.float32(0)
-                for k in range(T.Cast("int32", indptr[i]), T.Cast("int32", indptr[i + 1])):
-                    for u in T.unroll(vecs):
-                        for l in T.vectorized(lanes):
-                            acc[u * lanes + l] = acc[u * lanes + l] + values[k] * \
-                                x[T.Cast("int32", indices[k]) * n_pad + b * tile + u * lanes + l]
-                for u in T.unroll(vecs):
-                    for l in T.vectorized(lanes):
-                        y[i * n_pad + b * tile + u * lanes + l] = acc[u * lanes + l]
-    return csr_mm
-
-
-def simd_group_mm_f32(rows: int, cols_pad: int, n_pad: int, groups: int, width: int, lanes: int,
-                      vecs: int = 4, index: str = "int32"):
-    """SIMD-group: per group one index, then `width` weights each broadcast against X's rows."""
-    tile = vecs * lanes
-
-    @T.prim_func
-    def simd_group_mm(values: T.Buffer((_n(groups) * width,), "float32"), indptr: T.Buffer((rows + 1,), index),
-                      indices: T.Buffer((_n(groups),), index), x: T.Buffer((cols_pad * n_pad,), "float32"),
-                      y: T.Buffer((rows * n_pad,), "float32")):
+    def sparse_mm(values: T.Buffer((nonempty(stored) * width,), "float32"), indptr: T.Buffer((rows + 1,), index),
+                  indices: T.Buffer((nonempty(stored),), index), x: T.Buffer((cols_pad * n_pad,), "float32"),
+                  y: T.Buffer((rows * n_pad,), "float32")):
         T.func_attr({"tirx.noalias": True})
         for b in range(n_pad // tile):
             for i in range(rows):
@@ -119,7 +94,7 @@ def simd_group_mm_f32(rows: int, cols_pad: int, n_pad: int, groups: int, width: 
                 for u in T.unroll(vecs):
                     for l in T.vectorized(lanes):
                         y[i * n_pad + b * tile + u * lanes + l] = acc[u * lanes + l]
-    return simd_group_mm
+    return sparse_mm
 
 
 # ---- q15 (arm-m4 through C) -------------------------------------------------------------------
@@ -133,8 +108,8 @@ def dense_mm_q15(rows: int, cols: int, n: int, ldy: int, pb: int = 4):
     r2, nb = rows // 2 * 2, n // pb * pb
 
     @T.prim_func
-    def dense_mm(w: T.Buffer((_n(rows * c2),), "int32"), x: T.Buffer((_n(n * c2),), "int32"),
-                 y: T.Buffer((_n((rows - 1) * ldy + n),), "int32")):
+    def dense_mm(w: T.Buffer((nonempty(rows * c2),), "int32"), x: T.Buffer((nonempty(n * c2),), "int32"),
+                 y: T.Buffer((nonempty((rows - 1) * ldy + n),), "int32")):
         T.func_attr({"tirx.noalias": True})
         for i0 in range(r2 // 2):
             for p0 in range(nb // pb):
@@ -162,15 +137,20 @@ def dense_mm_q15(rows: int, cols: int, n: int, ldy: int, pb: int = 4):
     return dense_mm
 
 
-def csr_mm_q15(rows: int, cols: int, n: int, nnz: int, ldy: int, index: str = "int16", pb: int = 4):
-    """Plain CSR in Q15: per stored weight one halfword value and index, `pb` gathered inputs and MACs."""
-    k2 = -(-cols // 2) * 2
+def sparse_mm_q15(fmt: str, rows: int, cols: int, n: int, stored: int, ldy: int, index: str = "int16",
+                  pb: int = 4):
+    """Per stored entry of a row, `pb` positions: csr loads one halfword value and one index and
+    issues `pb` MLAs on gathered int16 inputs; simd_group (width 2) loads one A' word and one
+    JA' index and issues `pb` SMLADs on the inputs' words (`cols` padded to even either way)."""
+    csr = fmt == "csr"
+    c2 = -(-cols // 2)
     nb = n // pb * pb
+    elem, xw = ("int16", 2 * c2) if csr else ("int32", c2)   # x: halfwords or words per position
 
     @T.prim_func
-    def csr_mm(values: T.Buffer((_n(nnz),), "int16"), indptr: T.Buffer((rows + 1,), index),
-               indices: T.Buffer((_n(nnz),), index), x: T.Buffer((_n(n * k2),), "int16"),
-               y: T.Buffer((_n((rows - 1) * ldy + n),), "int32")):
+    def sparse_mm(values: T.Buffer((nonempty(stored),), elem), indptr: T.Buffer((rows + 1,), index),
+                  indices: T.Buffer((nonempty(stored),), index), x: T.Buffer((nonempty(n * xw),), elem),
+                  y: T.Buffer((nonempty((rows - 1) * ldy + n),), "int32")):
         T.func_attr({"tirx.noalias": True})
         for i in range(rows):
             for p0 in range(nb // pb):
@@ -178,41 +158,22 @@ def csr_mm_q15(rows: int, cols: int, n: int, nnz: int, ldy: int, index: str = "i
                     y[i * ldy + p0 * pb + q] = 0
                 for k in range(T.Cast("int32", indptr[i]), T.Cast("int32", indptr[i + 1])):
                     for q in T.unroll(pb):
-                        y[i * ldy + p0 * pb + q] = y[i * ldy + p0 * pb + q] + T.Cast("int32", values[k]) * \
-                            T.Cast("int32", x[(p0 * pb + q) * k2 + T.Cast("int32", indices[k])])
+                        if csr:
+                            y[i * ldy + p0 * pb + q] = y[i * ldy + p0 * pb + q] + T.Cast("int32", values[k]) * \
+                                T.Cast("int32", x[(p0 * pb + q) * xw + T.Cast("int32", indices[k])])
+                        else:
+                            y[i * ldy + p0 * pb + q] = T.call_extern(
+                                "int32", "cococ_smlad", values[k],
+                                x[(p0 * pb + q) * xw + T.shift_right(T.Cast("int32", indices[k]), 1)],
+                                y[i * ldy + p0 * pb + q])
             for p in range(n - nb):  # the positions left over from the blocks, one at a time
                 y[i * ldy + nb + p] = 0
                 for k in range(T.Cast("int32", indptr[i]), T.Cast("int32", indptr[i + 1])):
-                    y[i * ldy + nb + p] = y[i * ldy + nb + p] + T.Cast("int32", values[k]) * \
-                        T.Cast("int32", x[(nb + p) * k2 + T.Cast("int32", indices[k])])
-    return csr_mm
-
-
-def simd_group_mm_q15(rows: int, cols_pad: int, n: int, groups: int, ldy: int, index: str = "int16",
-                      pb: int = 4):
-    """SIMD-group width 2: per group one A' word and one JA' index, then one SMLAD per position."""
-    c2 = cols_pad // 2
-    nb = n // pb * pb
-
-    @T.prim_func
-    def simd_group_mm(values: T.Buffer((_n(groups),), "int32"), indptr: T.Buffer((rows + 1,), index),
-                      indices: T.Buffer((_n(groups),), index), x: T.Buffer((_n(n * c2),), "int32"),
-                      y: T.Buffer((_n((rows - 1) * ldy + n),), "int32")):
-        T.func_attr({"tirx.noalias": True})
-        for i in range(rows):
-            for p0 in range(nb // pb):
-                for q in T.unroll(pb):
-                    y[i * ldy + p0 * pb + q] = 0
-                for g in range(T.Cast("int32", indptr[i]), T.Cast("int32", indptr[i + 1])):
-                    for q in T.unroll(pb):
-                        y[i * ldy + p0 * pb + q] = T.call_extern(
-                            "int32", "cococ_smlad", values[g],
-                            x[(p0 * pb + q) * c2 + T.shift_right(T.Cast("int32", indices[g]), 1)],
-                            y[i * ldy + p0 * pb + q])
-            for p in range(n - nb):
-                y[i * ldy + nb + p] = 0
-                for g in range(T.Cast("int32", indptr[i]), T.Cast("int32", indptr[i + 1])):
-                    y[i * ldy + nb + p] = T.call_extern(
-                        "int32", "cococ_smlad", values[g],
-                        x[(nb + p) * c2 + T.shift_right(T.Cast("int32", indices[g]), 1)], y[i * ldy + nb + p])
-    return simd_group_mm
+                    if csr:
+                        y[i * ldy + nb + p] = y[i * ldy + nb + p] + T.Cast("int32", values[k]) * \
+                            T.Cast("int32", x[(nb + p) * xw + T.Cast("int32", indices[k])])
+                    else:
+                        y[i * ldy + nb + p] = T.call_extern(
+                            "int32", "cococ_smlad", values[k],
+                            x[(nb + p) * xw + T.shift_right(T.Cast("int32", indices[k]), 1)], y[i * ldy + nb + p])
+    return sparse_mm

@@ -38,9 +38,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+import torch
+import torch.nn.functional as F
+
 from cococ.ir.channels import NotPrunable, plan_channel_removal, remove_channels
 from cococ.ir.core import Graph, Layer, Param, Value
-from cococ.passes.scalpel import accuracy, load_dataset
+from cococ.ir.verify import infer_shapes
+from cococ.runtime.compress.cost import layer_macs
+from cococ.runtime.compress.training import accuracy, load_dataset
+from cococ.runtime.torch.module import param_key, to_torch
+from cococ.runtime.train import logits_value, train
 
 # λ schedule as the distance (in β) the penalty alone moves β during one mask-training run:
 # λ = f·(1 - momentum) / (base_lr · mask_iter) -- a fixed λ means nothing across solvers.
@@ -136,11 +143,6 @@ def train_masks(graph: Graph, solver, ds, lams: dict[str, float], iters: int, se
     alive at the start removed (cap_removals); once that many are gone the mask's β is held and
     the rest of the run retrains the other layers around the removal.
     `log(it, {mask: (alive, β quantiles 0/10/50/90/100%)})` is called every 10 iterations."""
-    import torch
-    import torch.nn.functional as F
-    from cococ.runtime.torch.module import param_key, to_torch
-    from cococ.runtime.train import logits_value, train
-
     masks = [l for l in graph.layers if l.op == "mask"]
     module = to_torch(graph, outputs=[logits_value(graph)], frozen=[m.name for m in masks if m.name not in lams])
     P = module.ir_parameters()
@@ -212,8 +214,7 @@ def remove_masked(graph: Graph) -> dict:
 
 
 def total_macs(graph: Graph) -> int:
-    from cococ.passes.scalpel import layer_macs
-    return sum(layer_macs(l) for l in graph.layers if l.op in ("conv2d", "dense"))
+    return sum(layer_macs(l) for l in graph.layers if l.opdef.weighted)
 
 
 def _alive(graph: Graph) -> dict[str, int]:
@@ -234,8 +235,6 @@ def node_prune(graph: Graph, solver, data, *, max_drop: float = 0.5, ops=("conv2
     schedule shared by all masks, absolute β, no share). `log(str)` gets one line per trial,
     `trace(trial, it, stats)` the β quantiles and α counts during mask training.
     """
-    from cococ.ir.verify import infer_shapes
-    from cococ.passes.scalpel import _adopt_structure
     infer_shapes(graph)
     ds = load_dataset(graph, data)
     say = log or (lambda s: None)
@@ -302,10 +301,15 @@ def node_prune(graph: Graph, solver, data, *, max_drop: float = 0.5, ops=("conv2
     rep.channels = remove_masked(work)
     infer_shapes(work)
     if retrain_iter > 0:
-        from cococ.runtime.train import train
         train(work, solver, ds, max_iter=retrain_iter, seed=seed + 100, progress=False)
     rep.accuracy_after = accuracy(work, ds)
     rep.macs_after = total_macs(work)
     graph = _adopt_structure(graph, work)
     graph.meta["node_prune"] = rep.to_dict()
     return graph, rep
+
+
+def _adopt_structure(graph: Graph, other: Graph) -> Graph:
+    """Make `graph` (the caller's object) hold `other`'s layers and outputs (node pruning reshapes)."""
+    graph.layers, graph.outputs = other.layers, other.outputs
+    return graph
