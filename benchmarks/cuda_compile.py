@@ -59,9 +59,9 @@ def kernel_facts(graph, target_obj) -> tuple[Counter, int]:
 
 
 def measure(net: str, arch: str) -> dict:
-    from cococ.backends.target import get_target
     from cococ.backends.tvm import build_tvm
     from cococ.backends.tvm.build import tvm_target
+    from cococ.ir.target import get_target
     graph = load(net)
     target = get_target("cuda", {"arch": arch})
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@ CMSIS-NN-style q15 / int8 kernel (the peer). Issue 4, benchmark (b).
 
 For every conv / dense layer of LeNet-5 (examples/lenet) and LeNet-300-100 (examples/lenet300),
 estimated cycles and executed instructions per MAC on the emulated Cortex-M4
-(runtime/mcu: unicorn + the Cortex-M4 cycle table of docs/mcu.md), for
+(backends/mcu/emulator.py: unicorn + the Cortex-M4 cycle table of docs/mcu.md), for
 
 - **cococ f32**, **cococ q15**, **cococ int8**: `cococ.build(graph, "arm-m4", ...)`, the whole
   model run once in the emulator; the per-layer numbers are the emulator's per-step counts (as
@@ -233,7 +233,7 @@ def c_source(layers, variant, seed=0):
 def c_layers(layers, variant, workdir=None):
     """Compile `variant`'s kernels into one ELF, run it once, check outputs, return per-layer counts."""
     from cococ.backends.mcu.emulate import CFLAGS, GCC, LDSCRIPT
-    from cococ.runtime.mcu.emulator import Emulator
+    from cococ.backends.mcu.emulator import Emulator
     src, names, expect = c_source(layers, variant)
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         d = Path(d)
@@ -314,7 +314,7 @@ def main(argv=None) -> int:
     body = f"""## arm-m4 kernels: cycles and instructions per MAC (issue 4, benchmark b)
 
 `python benchmarks/m4_kernels.py`. Every conv/dense layer of LeNet-5 and LeNet-300-100, batch 1,
-on the emulated Cortex-M4 (runtime/mcu: unicorn, cycle estimate from the Cortex-M4 TRM table in
+on the emulated Cortex-M4 (backends/mcu/emulator.py: unicorn, cycle estimate from the Cortex-M4 TRM table in
 docs/mcu.md; no flash wait states). cococ f32 / q15 / int8: `cococ.build(graph, "arm-m4")`
 (`quantize="q15"` / `"int8"`, calibrated on random inputs), the whole model run once, the layer's
 step as `cococ run` prints it (bias, ReLU and the per-channel requantisation fused; fixed-point

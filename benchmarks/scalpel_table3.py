@@ -334,7 +334,7 @@ def render(results: list[dict], args, wall: float) -> str:
         "(`runtime/compress/training.retrain`, element masks) and accuracy floor, stored `csr`.\n\n"
         "**M4 speedup (built)** = emulated cycles of the whole unpruned q15 model / those of the pruned one, "
         "each built by `cococ.build(..., \"arm-m4\", quantize=\"q15\")` and run once on a test image "
-        "(cycle table of runtime/mcu, docs/mcu.md). The executor runs a layer's csr / simd_group kernel "
+        "(cycle table of backends/mcu/cycles.py, docs/mcu.md). The executor runs a layer's csr / simd_group kernel "
         "(FC: sparse matrix-vector; conv: im2col of four output positions into an arena scratch + sparse "
         "matrix-matrix, epilogue fused) where emulating both kernels of that layer shows it faster, else "
         "the dense kernel with a warning. **x86 speedup** = minimum "

@@ -4,7 +4,7 @@ arm-m4 (fig. 9, MM curves): random 100x100 Q15 W times a 100xN Q15 input matrix 
 default: Scalpel's "all matrices have the size of 100 x 100"), dense (2x4 tiles of SMLAD) vs
 plain CSR (elements removed at random) vs SIMD-group width 2 (aligned pairs removed at random);
 kernels from backends/kernels/mm.py through TVM's C codegen, arm-none-eabi-gcc -O2, run once
-in runtime/mcu's emulator; cycles are its Cortex-M4 table estimate for the kernel alone.
+in the emulator of backends/mcu; cycles are its Cortex-M4 table estimate for the kernel alone.
 x86 (fig. 14): f32 W 128x1200 times X 1200x729 (a conv: 1200 = C*kh*kw, 729 = 27x27 positions),
 one thread: numpy dense (BLAS), cococ dense, scipy CSR, cococ CSR, cococ SIMD-group (TVM LLVM,
 8 f32 lanes along the output positions; groups of 8 along the reduction axis). Every point times

@@ -9,9 +9,14 @@ Exits to other tools: to_onnx, to_relax, to_torch.
 """
 from __future__ import annotations
 
+import importlib
+
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
 
 __version__ = "0.1.0"
+
+# Each entry point imports its package when it is called, so that `import cococ` (and the CLI,
+# whose `--help` imports every command) loads neither the frontends' grammars nor TVM, torch or onnx.
 
 
 def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST") -> Graph:
@@ -43,6 +48,5 @@ def to_torch(graph: Graph):
 
 def __getattr__(name):
     if name in ("passes", "ir", "frontend", "backends", "runtime"):
-        import importlib
         return importlib.import_module(f"cococ.{name}")
     raise AttributeError(name)

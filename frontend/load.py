@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cococ.frontend.prototxt import load_prototxt
+from cococ.frontend.weights import init_weights, load_weights
 from cococ.ir.core import CococError, Graph
+from cococ.ir.parser import parse_file
+from cococ.ir.verify import infer_shapes, verify
 
 
 def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST") -> Graph:
@@ -14,18 +18,16 @@ def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: s
     if suffix == ".ir":
         graph = _load_ir(path)
     elif suffix in (".prototxt", ".pt", ".txt"):
-        from cococ.frontend.prototxt import load_prototxt
         graph = load_prototxt(path, phase=phase)
     elif suffix == ".onnx":
+        # local: onnx takes ~0.7 s to import, and only .onnx files need it
         from cococ.frontend.onnx import load_onnx
         graph = load_onnx(path)
     else:
         raise CococError(f"{path}: unknown model format '{suffix}' (expected .ir, .prototxt or .onnx)")
     if weights is not None:
-        from cococ.frontend.weights import load_weights
         load_weights(graph, weights)
     if init is not None:
-        from cococ.frontend.weights import init_weights
         init_weights(graph, init, seed=seed)
     return graph
 
@@ -36,9 +38,6 @@ def _load_ir(path: Path) -> Graph:
     Only an untyped graph is inferred: inference also fills attribute defaults, which would
     change the printed text of an already typed graph.
     """
-    from cococ.ir.parser import parse_file
-    from cococ.ir.verify import infer_shapes, verify
-
     graph = parse_file(path, verify=False)
     try:
         if any(v.type is None for v in graph.values()):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cococ.frontend.prototxt import load_prototxt, net_to_graph
 from cococ.frontend.prototxt.textformat import INT64, Message, parse_file, parse_text
 from cococ.ir.core import CococError
 
@@ -77,7 +78,6 @@ class Solver:
     def net_graph(self, phase: str = "TRAIN", stages=()):
         """The inline net as a Graph (the file named by `net` is loaded with load_prototxt);
         `stages` select include/exclude rules, e.g. one of `test_stages`."""
-        from cococ.frontend.prototxt import load_prototxt, net_to_graph
         if self.net_param is not None:
             return net_to_graph(self.net_param, phase, path=self.path, stages=stages)
         if self.net is None:

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file
 
+from cococ.frontend.caffemodel import read_caffemodel
 from cococ.ir.core import CococError, Graph, Layer, Param
 from cococ.ir.ops.nn import Dense
 from cococ.ir.ops.norm import BatchNorm
@@ -45,7 +47,6 @@ def load_weights(graph: Graph, path) -> WeightsReport:
         report = _from_arrays(graph, arrays, str(path))
     elif suffix == ".safetensors":
         try:
-            from safetensors.numpy import load_file
             arrays = load_file(str(path))
         except Exception as e:
             raise CococError(f"cannot read .safetensors: {e}", path=str(path)) from None
@@ -69,7 +70,6 @@ def _set(layer: Layer, pname: str, arr: np.ndarray, path: str, legacy: bool = Tr
 
 
 def _from_caffemodel(graph: Graph, path: Path) -> WeightsReport:
-    from cococ.frontend.caffemodel import read_caffemodel
     spath = str(path)
     index = {l.meta.get("caffe_name", l.name): l for l in graph.layers if l.opdef.caffe_blobs}
     report = WeightsReport()

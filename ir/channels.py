@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cococ.ir.core import CococError, Graph, Layer, TensorType, Value
+from cococ.ir.verify import infer_shapes
 
 
 class NotPrunable(CococError):
@@ -118,7 +119,6 @@ def apply_channel_edit(graph: Graph, edit: ChannelEdit) -> None:
 
 
 def reinfer(graph: Graph) -> None:
-    from cococ.ir.verify import infer_shapes
     for layer in graph.layers:
         if layer.op != "input":
             for v in layer.outputs:

@@ -146,7 +146,7 @@ class Param:
                              "(a side-car .npz, --weights FILE, or --init random)")
         if self.format == "dense":
             return self.data
-        from cococ.ir.formats import decompress
+        from cococ.ir.formats import decompress  # local: formats builds on core (Param), a cycle at top
         return decompress(self)
 
     def copy(self) -> "Param":
@@ -190,7 +190,7 @@ class Layer:
 
     @property
     def opdef(self):
-        from cococ.ir.registry import get_op
+        from cococ.ir.registry import get_op  # local: the registry builds on core (Layer), a cycle at top
         return get_op(self.op, layer=self.name)
 
     @property
@@ -338,7 +338,7 @@ class Graph:
         return len(self.layers)
 
     def __str__(self) -> str:
-        from cococ.ir.printer import print_graph
+        from cococ.ir.printer import print_graph  # local: the printer builds on core, a cycle at top
         return print_graph(self)
 
 

@@ -19,6 +19,8 @@ import lark
 import numpy as np
 
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value, digest
+from cococ.ir.registry import get_op
+from cococ.ir.verify import verify as verify_graph
 
 # how a terminal is named in "expected ..." messages
 _TERMINALS = {
@@ -48,7 +50,6 @@ def parse_ir(text: str, path: str | None = None, *, verify: bool = True) -> Grap
     graph = _Builder(path).graph(tree)
     graph.source_path = path
     if verify:
-        from cococ.ir.verify import verify as verify_graph
         try:
             verify_graph(graph)
         except CococError as e:
@@ -218,7 +219,6 @@ class _Builder:
                 attrs = self.dict(ch)
             elif isinstance(ch, lark.Tree) and ch.data == "params":
                 params = ch
-        from cococ.ir.registry import get_op
         loc = (tree.meta.line, tree.meta.column)
         try:
             get_op(op)

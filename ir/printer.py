@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, digest, dtype_name
+from cococ.ir.registry import all_ops
 
 _BARE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -151,7 +152,6 @@ def fmt_param(name: str, p: Param, inline: bool) -> str:
 # ---- layers and graphs --------------------------------------------------------------------------
 
 def _attr_order(layer: Layer) -> list[str]:
-    from cococ.ir.registry import all_ops
     op = all_ops().get(layer.op)
     return list(op.attrs) if op is not None else []
 

@@ -12,7 +12,7 @@ An op class gives:
   - `channels(layer, in_types)`      -> ChannelRule: how output channels couple to inputs and params
   - `verify(layer, in_types)`        extra checks beyond the schema (optional)
   - declared properties (class attributes, below in `Op`): what backends and passes used to test
-    with string sets of op names (`op in {"relu", ...}`): element-wise, view, alias, fusable
+    with string sets of op names (`layer.op in {...}`): element-wise, view, alias, fusable
     epilogue, keeps the input's quantisation scale, weighted, activation, Caffe blob order.
   - backend rules, registered beside the op with `@rule(OpClass, "backend")` (JAX-style): one
     file shows an op whole. `BACKENDS` lists the rule kinds and the signature each is called
@@ -118,6 +118,8 @@ class Op:
     activation: ClassVar[bool] = False    # a per-element nonlinearity that trails a conv in a module
     caffe_blobs: ClassVar[tuple[str, ...]] = ()   # the params in Caffe's blob order
     no_rules: ClassVar[dict[str, str]] = {}       # backend -> why this op has no rule for it
+    onnx_import: ClassVar[tuple[str, ...]] = ()   # ONNX op types imported 1:1 as this op (the ONNX
+    #   frontend finds them here; attributes through the op's onnx-import rule)
 
     @staticmethod
     def param_shapes(layer: Layer, in_types: list[TensorType]) -> dict[str, tuple[int, ...]]:
@@ -144,6 +146,13 @@ class Op:
         pass
 
     # -- helpers shared by every op ------------------------------------------------------------
+    @classmethod
+    def attr(cls, layer: Layer, name: str) -> Any:
+        """`layer`'s attribute `name`, or its schema default: parsed IR text keeps only the
+        attributes written, and analyses (channel rules) may run before verify fills the rest."""
+        if name in layer.attrs:
+            return layer.attrs[name]
+        return cls.attrs[name].default
     @classmethod
     def expected_outputs(cls, layer: Layer) -> int:
         return cls.num_outputs(layer) if callable(cls.num_outputs) else cls.num_outputs
@@ -200,6 +209,10 @@ OPTIONAL_RULES: dict[str, str] = {
     "tvm-params": "fn(layer, ctx) -> dict[str, np.ndarray]: the constants the op's tvm rule reads as `ps`, "
                   "prepared once at compile time (batchnorm folding, weight packing via ctx.pack_oc); "
                   "default: each of the layer's params, dense (backends/tvm/te_ops.py)",
+    "onnx-import": "fn(attrs, ctx) -> dict: the op's attrs for an ONNX node of one of its `onnx_import` "
+                   "types, from the node's attributes `attrs` (as written: ONNX defaults not filled); ctx is "
+                   "the importer's (ctx.opset; raise ctx.unsupported(msg) for what the op cannot express); "
+                   "default: no attrs, the node's attributes ignored (frontend/onnx/context.py)",
 }
 
 RULES: dict[tuple[str, str], Callable] = {}
@@ -248,4 +261,4 @@ def all_ops() -> dict[str, type[Op]]:
 
 
 def _load_ops() -> None:
-    import cococ.ir.ops  # noqa: F401  (registers every family)
+    import cococ.ir.ops  # noqa: F401  (registers every family; local: the ops import this module)

@@ -9,6 +9,7 @@ line:col when the graph came from text), so a user can go straight to the place.
 from __future__ import annotations
 
 from cococ.ir.core import CococError, Graph, Layer, TensorType, Value
+from cococ.ir.printer import value_name
 from cococ.ir.registry import get_op
 
 
@@ -82,7 +83,6 @@ def verify(graph: Graph) -> None:
 
 
 def _vn(v: Value) -> str:
-    from cococ.ir.printer import value_name
     return value_name(v.name)
 
 

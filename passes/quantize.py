@@ -25,8 +25,8 @@ import numpy as np
 
 from cococ.ir.core import CococError, Graph, Param
 from cococ.ir.formats import compress, matrix_shape
+from cococ.ir.interpreter import run as interpret
 from cococ.passes.manager import register_pass
-from cococ.runtime.interpreter import run as interpret
 
 QMAX = {"q15": 32767, "int8": 127}
 

@@ -18,9 +18,9 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from cococ.backends.target import get_target
 from cococ.ir.core import CococError, Graph, Layer
 from cococ.ir.formats import compress, group_view, matrix_shape, sparsity as param_sparsity
+from cococ.ir.target import get_target
 from cococ.passes.manager import register_pass
 
 # the pass's `dtype` option (what the kernels compute in) -> the IR dtype of Target.lanes

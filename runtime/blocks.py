@@ -27,8 +27,17 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
+from cococ.frontend.solver import Solver
 from cococ.ir.core import CococError, Graph
+from cococ.passes.teacher_student import block_key, pretrain_graph, student_params
+from cococ.passes.tuning_blocks import group_blocks
+from cococ.runtime.data import Dataset, load_data
+from cococ.runtime.torch.module import to_torch
+from cococ.runtime.train import train
 
 FORMAT = "cococ-block"
 
@@ -82,7 +91,6 @@ class BlockStore:
         return key in self._cache or self.path(key).exists()
 
     def _read(self, path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        from safetensors import safe_open
         try:
             with safe_open(str(path), framework="numpy") as f:
                 return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
@@ -109,7 +117,6 @@ class BlockStore:
 
     def put(self, key: str, arrays: Mapping[str, np.ndarray], meta: Mapping | None = None) -> Path:
         """Write block `key` atomically (a concurrent reader sees the old file or the new one)."""
-        from safetensors.numpy import save_file
         self.directory.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         md = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (meta or {}).items()}
@@ -145,7 +152,6 @@ class BlockStore:
 def make_solver(solver_or_settings, steps: int):
     """A Solver for pre-training: the given one (or DEFAULT_SETTINGS updated by a dict), run for
     `steps` iterations with testing off (a pretrain graph has no logits to test)."""
-    from cococ.frontend.solver import Solver
     if solver_or_settings is None or isinstance(solver_or_settings, Mapping):
         settings = {**DEFAULT_SETTINGS, **(solver_or_settings or {})}
         batch = settings.pop("batch_size", None)
@@ -164,7 +170,6 @@ def make_solver(solver_or_settings, steps: int):
 
 def block_mse(module, pairs: list[dict], x: np.ndarray, batch: int = 128) -> dict[str, float]:
     """Each block's 1/|O|·‖O − O'‖² on `x` (module in eval mode)."""
-    import torch
     was = module.training
     module.eval()
     sums = {p["block"]: 0.0 for p in pairs}
@@ -181,13 +186,6 @@ def block_mse(module, pairs: list[dict], x: np.ndarray, batch: int = 128) -> dic
 def pretrain_group(full: Graph, blocks, data, solver, *, steps: int, progress: bool = False) -> tuple[Graph, dict]:
     """Pre-train one group of non-overlapping blocks; returns the trained pretrain graph and a
     report {block: {"mse_before", "mse_after"}} on the test images."""
-    import torch
-
-    from cococ.passes.teacher_student import pretrain_graph
-    from cococ.runtime.data import Dataset, load_data
-    from cococ.runtime.torch.module import to_torch
-    from cococ.runtime.train import train
-
     g = pretrain_graph(full, list(blocks))
     pairs = g.meta["teacher_student"]
     ds = data if isinstance(data, Dataset) else load_data(data, full.inputs[0].type.shape)
@@ -219,16 +217,12 @@ def pretrain(full: Graph, plan, data, solver_or_settings, store: BlockStore, *, 
     Solver, or a dict overriding DEFAULT_SETTINGS (base_lr, momentum, weight_decay, batch_size, ...).
     Returns one row per block: key, group, status ("trained", "stored", "teacher"), MSEs, seconds.
     """
-    from cococ.passes.teacher_student import block_key, student_params
-    from cococ.runtime.data import Dataset, load_data
-
     if store.teacher_hash != teacher_hash(full):
         raise CococError(f"pretrain: the store is for teacher {store.teacher_hash}, this model is "
                          f"{teacher_hash(full)}; open BlockStore(dir, teacher_hash(full))")
     ds = data if isinstance(data, Dataset) else load_data(data, full.inputs[0].type.shape)
     rows: list[dict] = []
     todo_groups = []
-    from cococ.passes.tuning_blocks import group_blocks
     for gi, group in enumerate(plan.groups or group_blocks(plan.blocks)):
         todo = []
         for bi in group:

@@ -96,7 +96,7 @@ def resize(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of float [N, C, h, w] to [N, C, H, W] (torch's, align_corners=False)."""
     if tuple(x.shape[2:]) == tuple(hw):
         return x.astype(np.float32)
-    import torch
+    import torch  # local: torch takes seconds to load; `cococ build --quant-data` reads data without it
     import torch.nn.functional as F
     with torch.no_grad():
         return F.interpolate(torch.from_numpy(x.astype(np.float32)), size=tuple(hw), mode="bilinear",
@@ -111,9 +111,8 @@ def digits(chw) -> Dataset:
     accuracy over filling the whole field: its 5×5 filters were designed for that framing).
     Smaller inputs are filled edge to edge.
     """
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # local: ~0.3 s to load, only this data set needs it
     from sklearn.model_selection import train_test_split
-
     c, h, w = chw
     d = load_digits()
     x = (d.images.astype(np.float32) / 16.0)[:, None]
@@ -234,8 +233,8 @@ def image_folder(root: Path, chw, transform: dict[str, Any]) -> Dataset:
 
 
 def _read_image(path: Path, c: int, size: tuple[int, int]) -> np.ndarray:
+    # local: only image folders need PIL, and every CLI command (--help too) loads this module
     from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             im = im.convert("L" if c == 1 else "RGB").resize((size[1], size[0]), Image.BILINEAR)

@@ -24,8 +24,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import safetensors
+import safetensors.numpy
+import safetensors.torch
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from cococ.ir.core import CococError, Graph
 from cococ.runtime.data import Dataset, load_data
@@ -112,23 +116,20 @@ def batch_indices(n: int, batch: int, it: int, seed: int) -> np.ndarray:
 
 def save_weights(source: GraphModule | Graph, path, metadata: dict | None = None) -> Path:
     """Write params as safetensors, keys `layer/param` (frontend.weights.load_weights reads it)."""
-    from safetensors.numpy import save_file
-
     if isinstance(source, Graph):
         arrays = {f"{l.name}/{k}": np.ascontiguousarray(p.dense()) for l in source.layers for k, p in l.params.items()}
     else:
         arrays = {k.replace("%2E", "."): v for k, v in state_arrays(source).items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(arrays, str(path), metadata={"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}})
+    meta = {"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}}
+    safetensors.numpy.save_file(arrays, str(path), metadata=meta)
     return path
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="numpy") as f:
+        with safetensors.safe_open(str(path), framework="numpy") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as e:
         raise CococError(f"{path}: cannot read as safetensors ({type(e).__name__}: {e})") from None
@@ -140,14 +141,12 @@ def snapshot_paths(prefix, it: int) -> tuple[Path, Path]:
 
 
 def save_snapshot(prefix, it: int, module: GraphModule, opt: CaffeOptimizer, seed: int) -> Path:
-    from safetensors.torch import save_file
-
     wpath, spath = snapshot_paths(prefix, it)
     save_weights(module, wpath, {"iter": it})
     state = {k: t.detach().contiguous() for k, t in opt.state_tensors().items()}
     state["rng/torch"] = torch.get_rng_state()
-    save_file(state, str(spath), metadata={"format": STATE_FORMAT, "iter": str(it), "type": opt.type,
-                                           "seed": str(seed), "weights": wpath.name})
+    meta = {"format": STATE_FORMAT, "iter": str(it), "type": opt.type, "seed": str(seed), "weights": wpath.name}
+    safetensors.torch.save_file(state, str(spath), metadata=meta)
     return spath
 
 
@@ -292,7 +291,6 @@ def _first(v):
 def _progress(it, on: bool, **kw):
     if not on:
         return it
-    from tqdm import tqdm
     return tqdm(it, desc="train", unit="it", dynamic_ncols=True, leave=True, mininterval=0.5, **kw)
 
 
@@ -324,10 +322,9 @@ def write_logs(result: TrainResult, prefix, solver=None, seed: int | None = None
 
 
 def plot_curves(result: TrainResult, path) -> Path:
-    import matplotlib
+    import matplotlib  # local: loads only when a plot is drawn, and Agg must be chosen before pyplot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     tr = result.train_log
     a1.plot([r["iter"] for r in tr], [r["loss"] for r in tr], lw=0.6, label="train loss")

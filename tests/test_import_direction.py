@@ -26,24 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"ir": ("cococ.ir", 0), "frontend": ("cococ.frontend", 1), "passes": ("cococ.passes", 1),
             "backends": ("cococ.backends", 2), "runtime": ("cococ.runtime", 3), "cococ": ("cococ", 4)}
 
-# (importing module, imported module) as fnmatch patterns -> why the edge is there, what removes it
-ALLOWED = {
-    ("cococ.passes.simd_group", "cococ.backends.target"):
-        "simd-group reads the target's SIMD lanes, and the Target table lives in backends/target.py; "
-        "goes when the target descriptions (data, no code generation) move below passes",
-    ("cococ.passes.quantize", "cococ.runtime.interpreter"):
-        "quantize calibrates activation scales by running the reference interpreter, which needs "
-        "only ir; goes when the interpreter moves to ir/ (it is the ops' numpy semantics, run in order)",
-    ("cococ.backends.*", "cococ.runtime.artifact"):
-        "a build returns the Artifact that runtime loads and runs; goes when the artifact format "
-        "(manifest, files) is defined below both (backends writes it, runtime reads it)",
-    ("cococ.backends.*", "cococ.runtime.mcu.emulator"):
-        "the M4 backend measures kernels and checks its build in the emulator; goes when the "
-        "emulator sits below backends or the measuring moves to runtime/benchmarks",
-    ("cococ.backends.mcu.qeval", "cococ.runtime.*"):
-        "device-vs-f32 accuracy of a quantized build on a data set: an evaluation driver, not a "
-        "backend; goes when it moves to runtime/",
-}
+# (importing module, imported module) as fnmatch patterns -> why the edge is there, what removes it;
+# empty since the target table and the interpreter moved to ir/, the artifact format and the M4
+# emulator to backends/, and qeval to runtime/ (docs/design.md)
+ALLOWED: dict[tuple[str, str], str] = {}
 # (folder, folder) sibling edges that close a loop today -> why, what removes them
 ALLOWED_LOOPS: dict[tuple[str, str], str] = {}
 

@@ -4,8 +4,11 @@ One place for what does not depend on the target folder that runs it:
   mv.py      the matrix-vector loops (FC, batch 1), one generator per format (dense, csr,
              simd_group) for f32 (x86 through LLVM) and q15 (arm-m4 through C, SMLAD);
   mm.py      the matrix-matrix loops (conv through im2col), the same three formats;
-  im2col.py  the one im2col: the TVMScript loops that copy conv windows into a column buffer,
-             for the x86 conv (whole matrix) and the M4 conv (blocks of positions);
+  layer.py   the sparse FC and conv layer steps of the C executor: a format's loop with the
+             layer's epilogue (a T.macro: the q15 requantisation, or bias and ReLU) fused in;
+  im2col.py  the one im2col: the TVMScript macros that copy conv windows into a column buffer,
+             for the x86 conv (whole matrix), the M4 sparse conv (blocks of positions) and the
+             M4 dense q15 / int8 convs (one position);
   layout.py  the arrays as the kernels read them (Q15 pairs as words, padding, index dtypes);
   x86.py     build a kernel with TVM's LLVM backend and call it from numpy (tests, benchmarks);
   choice.py  dense or sparse for one layer: eligibility, the measured break-even tables

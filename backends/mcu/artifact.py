@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from cococ.backends.artifact import Artifact
+from cococ.backends.mcu.emulator import Emulator
 from cococ.ir.core import CococError
-from cococ.runtime.artifact import Artifact
 
 
 class MCUArtifact(Artifact):
@@ -32,7 +33,6 @@ class MCUArtifact(Artifact):
 
     def emulator(self):
         if self._emu is None:
-            from cococ.runtime.mcu.emulator import Emulator
             self._emu = Emulator(self.elf)
         return self._emu
 

@@ -10,6 +10,7 @@ on the ELF's real section sizes (code, libm and start-up included).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,13 +18,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from elftools.elf.elffile import ELFFile
 
+from cococ.backends.artifact import io_spec, save_graph
 from cococ.backends.mcu import emit
+from cococ.backends.mcu.artifact import MCUArtifact
 from cococ.backends.mcu.codegen import generate_c
 from cococ.backends.mcu.lower import Program, lower
 from cococ.backends.mcu.plan import Interval, peak_live, plan_arena
-from cococ.backends.target import KIB, Target
 from cococ.ir.core import CococError, Graph
+from cococ.ir.target import KIB, Target
 from cococ.ir.verify import infer_shapes
 
 GCC = "arm-none-eabi-gcc"
@@ -65,9 +69,6 @@ def check_fit(target: Target, flash: int, sram: int, what: str) -> None:
 def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | None = None,
               sample_input: np.ndarray | None = None, compile: bool | None = None, seed: int = 0, **options):
     """Build `graph` for an MCU target; returns an MCUArtifact (folder: out_dir or a temp dir)."""
-    from cococ.backends.mcu.artifact import MCUArtifact
-    from cococ.runtime.artifact import io_spec, save_graph
-
     if len(graph.inputs) < 1:
         raise CococError("graph has no inputs")
     graph = graph.clone()
@@ -130,7 +131,6 @@ def compile_project(dir: Path, target: Target) -> Path:
     if r.returncode != 0:
         msg = r.stderr.strip()
         if "overflowed by" in msg:
-            import re
             m = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", msg)
             what = "; ".join(f"{'SRAM' if reg == 'RAM' else 'flash'} over by {int(n)} bytes" for reg, n in m)
             raise CococError(f"model does not fit {target.name} (linked image): {what} "
@@ -142,7 +142,6 @@ def compile_project(dir: Path, target: Target) -> Path:
 def elf_sizes(elf: Path) -> dict:
     """flash = everything loaded into flash (.text, .rodata, exidx, .data's image);
     sram = .data + .bss + stack (what the linker script places in RAM)."""
-    from elftools.elf.elffile import ELFFile
     with open(elf, "rb") as f:
         e = ELFFile(f)
         secs = {s.name: s for s in e.iter_sections()}

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import tvm
+
 from cococ.ir.core import CococError
 
 C_TYPES = {"float32": "float", "int16": "int16_t", "int32": "int32_t", "int8": "int8_t", "int64": "int64_t"}
@@ -41,8 +43,6 @@ class Kernel:
 
 def generate_c(kernels: list[Kernel]) -> None:
     """Run TVM's C codegen over all kernels at once and fill each `kernel.source`."""
-    import tvm
-
     if not kernels:
         return
     funcs = {k.name: k.prim.with_attr("global_symbol", k.name) for k in kernels}

@@ -25,10 +25,10 @@ import numpy as np
 
 from cococ.backends.kernels.layout import filled, q15_args, x_q15, x_q15_mm
 from cococ.backends.mcu.codegen import C_TYPES, Kernel, generate_c
+from cococ.backends.mcu.emulator import Emulator
 from cococ.backends.mcu.lower import Weight
 from cococ.backends.mcu.sparse_kernels import c_file, kernel_q15, kernel_q15_mm
 from cococ.ir.core import CococError, Param
-from cococ.runtime.mcu.emulator import Emulator
 
 GCC = "arm-none-eabi-gcc"
 CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=gnu11",

@@ -6,7 +6,8 @@ dropout) share their input's storage, every other float layer is its op's TVM ru
 compute, M4-scheduled: kernels.py) with the constants its tvm-params rule prepares (batchnorm
 folded to one multiply-add per channel), and in q15 (int8) mode the weighted layers (conv/dense)
 and the order-preserving ones (`Op.keeps_scale`: max pools, relu) run on int16 (int8) tensors
-with quantize/dequantize calls inserted where a float layer meets a fixed-point one. Kernels
+with quantize/dequantize calls inserted where a float layer meets a fixed-point one (the other
+layers stay float32, and `Program.warnings` names them, one warning per op). Kernels
 with the same configuration are generated once and called from every layer that needs them.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cococ.backends.mcu.codegen import Kernel
 from cococ.backends.tvm.te_ops import consts
 from cococ.ir.core import CococError, Graph, Layer
 from cococ.ir.ops.activation import Relu
-from cococ.ir.registry import Op, get_op, rule_of
+from cococ.ir.registry import Op, rule_of
 
 NP_OF = {"float32": np.float32, "int16": np.int16, "int32": np.int32, "int8": np.int8}
 QDTYPE = {"q15": "int16", "int8": "int8"}  # --quantize -> the tensors' C type
@@ -118,6 +119,7 @@ class _Lowering:
             ins.append(Tensor(_cname(v.name), "float32", v.type.shape, home="in", io_offset=off))
             off += v.type.size
         self.prog = Program(ins, [], quant=quant)
+        self.in_float: dict[str, list[str]] = {}  # q15/int8: op -> its layers that run in float
         self.cur = {id(v): t for v, t in zip(graph.inputs, ins)}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -140,7 +142,7 @@ class _Lowering:
         """t converted to dtype (inserting a quantize/dequantize call), or t itself."""
         if t.dtype == dtype:
             return t
-        from cococ.backends.mcu import qkernels as Q
+        from cococ.backends.mcu import qkernels as Q  # local: qkernels builds on this module, a cycle at top
         if dtype != "float32":
             s = t.scale or self.scale_of(vname)
             out = Tensor(f"{t.name}_q", dtype, t.shape, scale=s)
@@ -173,6 +175,9 @@ class _Lowering:
                     act, final = Relu, us[0]
                     skip.add(id(final))
             self.layer(layer, act, final)
+        for op, names in self.in_float.items():  # a fixed-point build that is not wholly fixed point: say so
+            self.prog.warnings.append(f"{self.quant} build: {op} layers run in float32 (no {self.quant} kernel "
+                                      f"for them), with quantize/dequantize around them: {', '.join(names)}")
         for i, v in enumerate(g.outputs):
             self.prog.outputs.append(self.place_output(self.cur[id(v)], v.name))
         return self.prog
@@ -193,6 +198,8 @@ class _Lowering:
     def layer(self, layer: Layer, act: type[Op] | None, final: Layer) -> None:
         op, a = layer.op, layer.attrs
         q = self.quant is not None and fixed_point(layer)
+        if self.quant is not None and not q:
+            self.in_float.setdefault(op, []).append(layer.name)
         dtype = QDTYPE[self.quant] if q else "float32"
         ins = [self.as_dtype(self.cur[id(v)], dtype, v.name) for v in layer.inputs]
         xs = [v.type.shape for v in layer.inputs]
@@ -207,16 +214,15 @@ class _Lowering:
         cost = layer.opdef.cost(layer, [v.type for v in layer.inputs], [v.type for v in layer.outputs])
         sparse = None
         if layer.opdef.weighted and "weight" in layer.params and layer.params["weight"].format != "dense":
-            from cococ.backends.mcu.sparse import lower_sparse
-            # (sparse.py still takes the activation by name)
-            sparse = lower_sparse(self, layer, ins, out, act.name if act else None)  # None: the dense kernel below
+            from cococ.backends.mcu.sparse import lower_sparse  # local: sparse.py builds on this module
+            sparse = lower_sparse(self, layer, ins, out, act)  # None: the dense kernel below
         if sparse:
             k, args = sparse[:2]
         elif q and self.quant == "int8":
-            from cococ.backends.mcu.i8kernels import lower_int8
+            from cococ.backends.mcu.i8kernels import lower_int8  # local: i8kernels builds on this module
             k, args = lower_int8(self, layer, ins, out, params, act)
         elif q:
-            from cococ.backends.mcu.qkernels import lower_q15
+            from cococ.backends.mcu.qkernels import lower_q15  # local: qkernels builds on this module
             k, args = lower_q15(self, layer, ins, out, params, act)
         else:
             k, args = self.lower_f32(layer, ins, out, params, act, xs)
@@ -229,13 +235,12 @@ class _Lowering:
         (`m4_shapes` of the input shapes `xs`), its constants from the op's tvm-params rule.
         (`params`, the layer's dense params, is what the fixed-point lowerings read; mcu/sparse.py
         calls this with the same arguments as lower_q15.)"""
-        act = fused_act(act)
         if rule_of(layer.op, "tvm") is None or len(layer.outputs) != 1:
             raise layer.error(f"the arm-m4 backend has no kernel for op '{layer.op}' yet")
         cs = {k: v.astype(np.float32) for k, v in consts(layer, K.M4).items()}
         shapes = m4_shapes(layer, xs)
         p_shapes = {k: v.shape for k, v in cs.items()}
-        key = (layer.op, tuple(map(tuple, shapes)), _frz(layer.attrs), tuple(p_shapes.items()), act)
+        key = (layer.op, tuple(map(tuple, shapes)), frozen_attrs(layer.attrs), tuple(p_shapes.items()), act)
         doc = describe(layer, shapes, out.shape, act)
         k = self.kernel(key, lambda n: K.op_kernel(n, layer, shapes, p_shapes, act and _act_layer(act), doc=doc))
         return k, ins + [self.weight(layer, name, v) for name, v in cs.items()] + [out]
@@ -245,11 +250,6 @@ def fixed_point(layer: Layer) -> bool:
     """Whether a q15/int8 build runs `layer` on integers: the weighted layers (conv not grouped,
     dense) and those whose output keeps the input's scale (max pools, relu)."""
     return layer.opdef.keeps_scale or (layer.opdef.weighted and layer.attrs.get("groups", 1) == 1)
-
-
-def fused_act(act) -> type[Op] | None:
-    """The fused activation as an op class (mcu/sparse.py still passes its name)."""
-    return get_op(act) if isinstance(act, str) else act
 
 
 def _act_layer(act: type[Op]) -> Layer:
@@ -287,5 +287,7 @@ def describe(layer: Layer, x_shapes: list, y_shape, act: type[Op] | None = None)
     return f"{layer.op} {what}" + (" +bias" if "bias" in layer.params else "") + (f" +{act.name}" if act else "")
 
 
-def _frz(attrs: dict) -> tuple:
+def frozen_attrs(attrs: dict) -> tuple:
+    """A layer's attributes as a hashable, order-independent tuple: part of a kernel's cache key
+    (the kernels of layers with equal attributes and shapes are generated once)."""
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()))

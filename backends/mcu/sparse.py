@@ -31,21 +31,22 @@ from cococ.backends.mcu.emulate import available as m4_available, emulate
 from cococ.backends.mcu.lower import Tensor  # lower.py imports this module lazily
 from cococ.backends.mcu.qkernels import integer_layer, lower_q15
 from cococ.ir.formats import matrix_shape
+from cococ.ir.ops.activation import Relu
 
 TARGET = "arm-m4"
 
 
 def lower_sparse(lw, layer, ins, out, act):
     """(kernel, args, format) for a layer whose sparse kernel runs, or None (dense kernel);
-    the choice and any warning go to lw.prog.choices / lw.prog.warnings."""
+    `act` is the fused activation's op class or None; the choice and any warning go to
+    lw.prog.choices / lw.prog.warnings."""
     p = layer.params["weight"]
     x = ins[0]
-    conv = layer.op == "conv2d"
     reason = dense_reason(layer, TARGET, lw.quant)
     if reason:
         return _record(lw, not_compared(layer, reason), None)
     c = Choice(layer.name, p.format, "dense", kernel_sparsity(p), None, "not compared")
-    build, args = (_sparse_conv if conv else _sparse_fc)(lw, layer, x, out, act)
+    build, args = _sparse_step(lw, layer, x, out, act)
     c = _compare(lw, layer, ins, out, act, build, args, c)
     if c.kernel == "dense":
         return _record(lw, c, None)
@@ -108,44 +109,29 @@ def _q15_layer(lw, layer, x, out):
     return vq, rest, fast
 
 
-def _sparse_fc(lw, layer, x, out, act):
-    """(kernel builder name -> Kernel, args) of the layer's sparse FC step."""
+def _sparse_step(lw, layer, x, out, act):
+    """(kernel builder name -> Kernel, args) of the layer's sparse step: the FC kernel, or for a
+    conv one kernel doing im2col of PB positions into a scratch tensor of the arena (`<out>_col`,
+    live during this step only, like the dense q15 conv's column), the sparse matrix-matrix loop
+    and the dense path's epilogue (sparse_kernels.epilogue)."""
     p = layer.params["weight"]
     rows, cols = matrix_shape(p.shape)
     fmt, width, stored, index = _fmt(p)
-    relu = act == "relu"
+    bias = "bias" in layer.params
     if lw.quant is None:
-        bias = "bias" in layer.params
         args = [x] + _arrays(lw, layer, p, _f32_values(p, width))
         if bias:
             args.append(lw.weight(layer, "bias", layer.params["bias"].dense().astype(np.float32)))
-        return (lambda n: S.fc_f32(n, fmt, rows, cols, stored, width, index, bias, relu)), args + [out]
-    vq, rest, fast = _q15_layer(lw, layer, x, out)
-    args = [x] + _arrays(lw, layer, p, vq) + rest + [out]
-    return (lambda n: S.fc_q15(n, fmt, rows, cols, stored, index, relu, fast)), args
-
-
-def _sparse_conv(lw, layer, x, out, act):
-    """(kernel builder, args) of the layer's sparse conv step: one kernel doing im2col of PB
-    positions into a scratch tensor of the arena (`<out>_col`, live during this step only, like
-    the dense q15 conv's column), the sparse matrix-matrix loop and the dense path's epilogue."""
-    p = layer.params["weight"]
-    rows, cols = matrix_shape(p.shape)
-    fmt, width, stored, index = _fmt(p)
-    relu, a, xs, ys = act == "relu", layer.attrs, tuple(x.shape), tuple(out.shape)
-    if lw.quant is None:
-        cp = -(-cols // width) * width
-        bias = "bias" in layer.params
-        args = [x] + _arrays(lw, layer, p, _f32_values(p, width))
-        if bias:
-            args.append(lw.weight(layer, "bias", layer.params["bias"].dense().astype(np.float32)))
-        col = Tensor(f"{out.name}_col", "float32", (PB * cp,))
-        return (lambda n: S.conv_f32(n, fmt, xs, rows, ys, a, cols, stored, width, index, bias, relu)), \
-            args + [col, out]
-    vq, rest, fast = _q15_layer(lw, layer, x, out)
-    col = Tensor(f"{out.name}_col", "int16", (PB * (cols + cols % 2),))
-    args = [x] + _arrays(lw, layer, p, vq) + rest + [col, out]
-    return (lambda n: S.conv_q15(n, fmt, xs, rows, ys, a, cols, stored, index, relu, fast)), args
+        epi, ld = S.epilogue(None, bias, act is Relu), -(-cols // width) * width
+    else:
+        vq, rest, fast = _q15_layer(lw, layer, x, out)
+        args = [x] + _arrays(lw, layer, p, vq) + rest
+        epi, ld = S.epilogue(lw.quant, bias, act is Relu, fast), cols + cols % 2
+    if layer.op != "conv2d":
+        return (lambda n: S.fc(n, fmt, rows, cols, stored, width, index, epi)), args + [out]
+    a, xs, ys = layer.attrs, tuple(x.shape), tuple(out.shape)
+    col = Tensor(f"{out.name}_col", x.dtype, (PB * ld,))
+    return (lambda n: S.conv(n, fmt, xs, rows, ys, a, cols, stored, width, index, epi)), args + [col, out]
 
 
 # ---- dense or sparse? -----------------------------------------------------------------------------

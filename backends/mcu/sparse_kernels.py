@@ -2,11 +2,11 @@
 
 Layer steps (what the executor runs, sparse.py): the format's loop with the layer's epilogue
 (backends/kernels/layer.py); here the q15 epilogue is the dense q15 path's requantisation
-(qkernels.requant: per-row multiplier and shift, the fast SMULL form when every shift allows
-it, saturation, ReLU as the lower clamp), so a sparse step's output equals the dense step's.
-Bare kernels (benchmarks, tests; emulate.py runs them alone): the library's q15 matrix-vector
-and matrix-matrix loops (mv.py, mm.py) with int32 accumulators out, and `c_file`, their C with
-the SIMD header inlined.
+(the qkernels.requant macro: per-row multiplier and shift, the fast SMULL form when every shift
+allows it, saturation, ReLU as the lower clamp), so a sparse step's output equals the dense
+step's. Bare kernels (benchmarks, tests; emulate.py runs them alone): the library's q15
+matrix-vector and matrix-matrix loops (mv.py, mm.py) with int32 accumulators out, and `c_file`,
+their C with the SIMD header inlined.
 """
 from __future__ import annotations
 
@@ -14,42 +14,40 @@ from cococ.backends.kernels import layer, mm, mv
 from cococ.backends.kernels.layer import Epilogue, Fused
 from cococ.backends.kernels.layout import TVM_DTYPE, q15_args
 from cococ.backends.mcu.codegen import Kernel, generate_c
-from cococ.backends.mcu.qkernels import requant
+from cococ.backends.mcu.qkernels import requant_store
 from cococ.ir.core import CococError, Param
 from cococ.ir.formats import cols_padded, matrix_shape
+
 
 def _kernel(name: str, f: Fused) -> Kernel:
     return Kernel(name, f.prim, f.args, origin="tvm-tir", includes=f.includes, meta={"doc": f.doc})
 
 
-def _requant(relu: bool, fast: bool) -> Epilogue:
-    lo = 0 if relu else -32768
-    return Epilogue(lambda acc, row: requant(acc, row, lo, 32767, "int16", fast), " +relu" if relu else "")
+def epilogue(quant: str | None, bias: bool, relu: bool, fast: bool = False) -> Epilogue:
+    """A sparse layer step's epilogue. q15: the sums start at the int32 bias (a q15 layer always
+    has one) and end in the dense q15 kernel's requantisation (`fast`: the SMULL form), ReLU as
+    its lower clamp. f32: the bias if the layer has one, ReLU if fused."""
+    tag = " +relu" if relu else ""
+    if quant == "q15":
+        return Epilogue("int16", requant_store(relu, fast, "int16"), True, tag)
+    return Epilogue("float32", layer.relu if relu else None, bias, (" +bias" if bias else "") + tag)
 
 
-def fc_f32(name: str, fmt: str, rows: int, cols: int, stored: int, width: int, index: str,
-           bias: bool, relu: bool) -> Kernel:
-    """f32 sparse FC, batch 1: x[cols] -> y[rows]; `stored` = nnz (csr) or groups (simd_group)."""
-    return _kernel(name, layer.fc_f32(fmt, rows, cols, stored, width, index, bias, relu))
+def fc(name: str, fmt: str, rows: int, cols: int, stored: int, width: int, index: str, epi: Epilogue) -> Kernel:
+    """Sparse FC step, batch 1: x[cols] -> y[rows]; `stored` = nnz (csr) or groups (simd_group)."""
+    return _kernel(name, layer.fc(fmt, rows, cols, stored, width, index, epi))
+
+
+def conv(name: str, fmt: str, x_shape, rows: int, y_shape, attrs, cols: int, stored: int, width: int,
+         index: str, epi: Epilogue) -> Kernel:
+    """Sparse conv step (groups 1): im2col of PB positions, sparse MM, the epilogue."""
+    return _kernel(name, layer.conv(fmt, x_shape, rows, y_shape, attrs, cols, stored, width, index, epi))
 
 
 def fc_q15(name: str, fmt: str, rows: int, cols: int, stored: int, index: str, relu: bool,
            fast: bool) -> Kernel:
-    """q15 sparse FC, batch 1, with the dense q15 kernel's bias and requantisation."""
-    return _kernel(name, layer.fc_q15(fmt, rows, cols, stored, index, _requant(relu, fast)))
-
-
-def conv_q15(name: str, fmt: str, x_shape, rows: int, y_shape, attrs, cols: int, stored: int, index: str,
-             relu: bool, fast: bool) -> Kernel:
-    """q15 sparse conv (groups 1): im2col of PB positions, sparse MM, the dense q15 conv's epilogue."""
-    return _kernel(name, layer.conv_q15(fmt, x_shape, rows, y_shape, attrs, cols, stored, index,
-                                        _requant(relu, fast)))
-
-
-def conv_f32(name: str, fmt: str, x_shape, rows: int, y_shape, attrs, cols: int, stored: int, width: int,
-             index: str, bias: bool, relu: bool) -> Kernel:
-    """f32 sparse conv (groups 1): im2col of PB positions, sparse MM, bias, ReLU."""
-    return _kernel(name, layer.conv_f32(fmt, x_shape, rows, y_shape, attrs, cols, stored, width, index, bias, relu))
+    """q15 sparse FC step with the dense q15 kernel's bias and requantisation (the benchmarks')."""
+    return fc(name, fmt, rows, cols, stored, 1 if fmt == "csr" else 2, index, epilogue("q15", True, relu, fast))
 
 
 # ---- the library's bare q15 kernels as C functions (benchmarks, tests) ----------------------------

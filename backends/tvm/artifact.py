@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tvm
+from tvm import relax
 
+from cococ.backends.artifact import Artifact
+from cococ.backends.tvm.nvcc import use_prebuilt
 from cococ.ir.core import CococError
-from cococ.runtime.artifact import Artifact
 
 LIBRARY = "model.so"
 
@@ -28,8 +31,6 @@ class TVMArtifact(Artifact):
     def _load(self):
         if self._vm is not None:
             return self._vm
-        import tvm
-        from tvm import relax
         if self.dir is None or not (self.dir / LIBRARY).exists():
             raise CococError(f"artifact has no {LIBRARY} (folder {self.dir})")
         if self.target == "cuda":
@@ -37,7 +38,6 @@ class TVMArtifact(Artifact):
             if not dev.exist:
                 raise CococError("no CUDA device on this machine: the cuda artifact builds here but runs "
                                  "where a GPU is present")
-            from cococ.backends.tvm.nvcc import use_prebuilt
             use_prebuilt(self.dir)  # the library may hold CUDA source: load kernels.fatbin for it
         else:
             dev = tvm.cpu(0)
@@ -49,7 +49,6 @@ class TVMArtifact(Artifact):
         return self._vm
 
     def _feeds(self, inputs: dict[str, np.ndarray]):
-        import tvm
         self._load()
         return [tvm.runtime.tensor(np.ascontiguousarray(inputs[n]), self._dev) for n in self.input_names]
 
@@ -78,6 +77,5 @@ class TVMArtifact(Artifact):
 
 def set_threads(n: int) -> None:
     """Size TVM's CPU thread pool (what `threads=` and the benchmark's fair comparison need)."""
-    import tvm
     tvm.get_global_func("runtime.config_threadpool")(1, n)  # 1 = kBig: all cores are "big" on x86
 

@@ -17,13 +17,18 @@ from pathlib import Path
 
 import tvm
 from tvm import relax
+from tvm.target import codegen
 
-from cococ.backends.target import Target, get_target, host_simd
+from cococ.backends.artifact import io_spec
+from cococ.backends.tvm import nvcc, schedule_cuda, schedule_x86
 from cococ.backends.tvm.artifact import LIBRARY, TVMArtifact
 from cococ.backends.tvm.lower import lower_graph
+from cococ.backends.tvm.schedule_x86 import make_schedule
 from cococ.backends.tvm.te_ops import LowerCtx
+from cococ.backends.tvm.tune import apply_database, tune_module
 from cococ.ir.core import CococError, Graph
-from cococ.runtime.artifact import io_spec
+from cococ.ir.target import Target, get_target, host_simd
+from cococ.ir.verify import infer_shapes
 
 
 def tvm_target(t: Target) -> tvm.target.Target:
@@ -32,7 +37,6 @@ def tvm_target(t: Target) -> tvm.target.Target:
     generic x86-64 (SSE2: a 4x slower build)."""
     d = dict(t.tvm)
     if d.get("kind") == "llvm" and d.get("mcpu") in (None, "native"):
-        from tvm.target import codegen
         d["mcpu"] = codegen.llvm_get_system_cpu()
     if d.get("kind") == "cuda":  # dlight sizes its shared-memory tiles by it (48 KiB: static limit of every GPU)
         d.setdefault("max_shared_memory_per_block", 49152)
@@ -50,7 +54,6 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     """Compile `graph` for x86 or cuda. `tune`: MetaSchedule trials per task (0 = cococ's own
     schedules only); the database goes to `tuning_dir` (default OUT_DIR/tuning) and a rebuild
     with the same folder reuses it. `threads`: CPU threads at run time (default: all)."""
-    from cococ.ir.verify import infer_shapes
     t = get_target(target) if not isinstance(target, Target) else target
     if t.name not in ("x86", "cuda"):
         raise CococError(f"the TVM backend builds x86 and cuda, not {t.name}")
@@ -74,13 +77,11 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
 
     database, tuned_now = None, 0
     if tune or tuning_dir:
-        from cococ.backends.tvm.tune import tune_module
         scratch = not (tuning_dir or out_dir)   # records kept nowhere: a folder for this build only
         tdir = Path(tuning_dir or (Path(out_dir) / "tuning" if out_dir else tempfile.mkdtemp(prefix="cococ-tune-")))
         t1 = time.perf_counter()
         hand = None
         if x86:  # cococ's own schedule is measured and recorded too: the best of both wins
-            from cococ.backends.tvm.schedule_x86 import make_schedule
             hand = lambda wl: make_schedule(wl, lanes)  # noqa: E731
         database, tuned_now = tune_module(mod, target_obj, tdir, tune, hand_schedule=hand)
         timings["tune_s"] = time.perf_counter() - t1
@@ -97,7 +98,6 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
         ex = relax.build(mod, target_obj, relax_pipeline=relax.pipeline.default_build_pipeline())
     timings["codegen_s"] = time.perf_counter() - t1
     if t.name == "cuda":  # nvcc here: without a CUDA driver TVM only stores the source (nvcc.py)
-        from cococ.backends.tvm import nvcc
         t1 = time.perf_counter()
         cuda_src = cuda_source(ex)
         fatbin = nvcc.compile_fatbin(cuda_src, target_obj)
@@ -127,13 +127,10 @@ def schedule(mod, t: Target, target_obj, lanes: int, database=None):
     Returns (module, number of kernels that came from the tuning database)."""
     tuned = 0
     if database is not None:
-        from cococ.backends.tvm.tune import apply_database
         mod, tuned = apply_database(mod, target_obj, database)
     if t.name == "x86":
-        from cococ.backends.tvm.schedule_x86 import schedule_module
-        return schedule_module(mod, lanes), tuned
-    from cococ.backends.tvm.schedule_cuda import schedule_module
-    return schedule_module(mod, target_obj), tuned
+        return schedule_x86.schedule_module(mod, lanes), tuned
+    return schedule_cuda.schedule_module(mod, target_obj), tuned
 
 
 def cuda_source(ex) -> str:

@@ -100,7 +100,7 @@ def _sanitize(name: str) -> str:
 
 def _emit_group(bb: relax.BlockBuilder, group: list[Layer], env: dict[int, relax.Expr], ctx: LowerCtx) -> None:
     if ctx.sparse:
-        from cococ.backends.tvm import sparse
+        from cococ.backends.tvm import sparse  # local: sparse.py builds on this module, a cycle at top
         c = sparse.choice(group[0], group, ctx)  # measured: both forms of this group timed (sparse.py)
         if c is not None and c.kernel != "dense":
             return sparse.emit(bb, group, env, ctx, LOWERINGS, _name(group[0]))

@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 
 import tvm
+import tvm_ffi
+from tvm.support.nvcc import compile_cuda
 
 from cococ.ir.core import CococError
 
@@ -39,7 +41,6 @@ def compile_fatbin(source: str, target: tvm.target.Target) -> bytes:
     if shutil.which("nvcc") is None:
         raise CococError("nvcc is not on PATH: the cuda target compiles its kernels with nvcc "
                          "(install the CUDA toolkit or add its bin/ to PATH)")
-    from tvm.support.nvcc import compile_cuda
     v = sm_version(target)
     try:
         with target:  # compile_cuda reads the current target for its arch checks
@@ -52,7 +53,6 @@ def compile_fatbin(source: str, target: tvm.target.Target) -> bytes:
 
 def use_prebuilt(dir: Path) -> None:
     """Make TVM's CUDA compile callback return `dir`'s fatbin for `dir`'s source (nvcc otherwise)."""
-    import tvm_ffi
     src, fat = Path(dir) / SOURCE, Path(dir) / FATBIN
     prebuilt = {}
     if src.exists() and fat.exists():
@@ -62,7 +62,6 @@ def use_prebuilt(dir: Path) -> None:
         hit = prebuilt.get(_digest(str(code)))
         if hit is not None:
             return hit
-        from tvm.support.nvcc import compile_cuda
         return bytes(compile_cuda(str(code), target_format="fatbin", compiler="nvcc"))
 
     tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_cuda_source, override=True)

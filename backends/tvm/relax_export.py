@@ -24,10 +24,10 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from cococ.backends.tvm.lower import lower_graph
 from cococ.backends.tvm.te_ops import LowerCtx
 from cococ.ir.core import Graph
+from cococ.ir.verify import infer_shapes
 
 
 def to_relax(graph: Graph, *, bind_params: bool = True, oc_block: int = 1):
-    from cococ.ir.verify import infer_shapes
     infer_shapes(graph)
     mod = lower_graph(graph, LowerCtx(oc_block=oc_block))
     if bind_params:

@@ -46,12 +46,12 @@ from cococ.backends.kernels import im2col
 from cococ.backends.kernels.choice import Choice, dense_reason, estimate, keep_dense_message, not_compared
 from cococ.backends.kernels.layout import sparse_arrays
 from cococ.backends.kernels.x86 import plan_mm_x86, prim_mv_x86
-from cococ.backends.target import get_target
 from cococ.backends.tvm.build import tvm_target
 from cococ.backends.tvm.lower import LOWERINGS, TVM_DTYPES, emit_dense_group, group_inputs
 from cococ.backends.tvm.schedule_x86 import schedule_module
 from cococ.ir.core import CococError, Layer
 from cococ.ir.formats import cols_padded, matrix_shape
+from cococ.ir.target import get_target
 
 TARGET = "x86"
 MODES = ("measure", "table", "always")

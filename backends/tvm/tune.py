@@ -39,12 +39,15 @@ import warnings
 from pathlib import Path
 
 import tvm
+import tvm_ffi
 from tvm import tirx
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+from tvm.s_tir.meta_schedule.builder.local_builder import default_build
 from tvm.s_tir.meta_schedule.runner import PyRunner
-from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
+from tvm.s_tir.meta_schedule.runner.local_runner import (LocalRunnerFuture, default_alloc_argument,
+                                                         default_run_evaluator)
 
 from cococ.ir.core import CococError
 
@@ -67,7 +70,6 @@ def check_serialization() -> None:
     """Serialize one TVM IR node in a child process: with a broken apache-tvm-ffi this segfaults
     (see the module doc), which would otherwise kill the build with no message. The known-good
     0.1.14 line skips the 5 s child process."""
-    import tvm_ffi
     if getattr(tvm_ffi, "__version__", "").startswith("0.1.14"):
         return
     code = "import tvm; tvm.ir.save_json(tvm.tirx.Var('x', 'int32'))"
@@ -111,7 +113,6 @@ class InProcessBuilder(PyBuilder):
     """Builds candidates with MetaSchedule's default build function, in this process."""
 
     def build(self, build_inputs):
-        from tvm.s_tir.meta_schedule.builder.local_builder import default_build
         out = []
         for bi in build_inputs:
             try:
@@ -130,7 +131,6 @@ class InProcessRunner(PyRunner):
     """Times built candidates on random inputs with MetaSchedule's evaluator, in this process."""
 
     def run(self, runner_inputs):
-        from tvm.s_tir.meta_schedule.runner.local_runner import default_alloc_argument, default_run_evaluator
         cfg = ms.runner.EvaluatorConfig(**EVALUATOR)
         out = []
         for ri in runner_inputs:

@@ -15,9 +15,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+import cococ.passes
 from cococ.commands.show import add_load_arguments, load_graph
+from cococ.frontend.subspace import load_subspace, sample_subspace
 from cococ.ir.core import CococError
+from cococ.passes.tuning_blocks import identify_tuning_blocks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _configs(args, graph):
-    from cococ.frontend.subspace import load_subspace, sample_subspace
     n = len(graph.modules)
     if args.subspace:
         return load_subspace(args.subspace, n)
@@ -61,7 +67,6 @@ def _configs(args, graph):
 def with_modules(graph):
     """The graph with convolution modules (annotated, else found by identify-modules)."""
     if not graph.modules:
-        import cococ.passes
         graph = cococ.passes.run(graph, "identify-modules")
     if not graph.modules:
         raise CococError(f"{graph.name}: no convolution modules (annotate them with `module {{ }}` in the prototxt)")
@@ -69,8 +74,6 @@ def with_modules(graph):
 
 
 def print_plan(graph, configs, plan, show: int = 20, out=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     width = None if (out or sys.stdout).isatty() else max(shutil.get_terminal_size((160, 24)).columns, 160)
     console = Console(file=out, width=width, highlight=False)
@@ -105,9 +108,7 @@ def print_plan(graph, configs, plan, show: int = 20, out=None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from cococ.passes.tuning_blocks import identify_tuning_blocks
 
     graph = with_modules(load_graph(args))
     configs = _configs(args, graph)
@@ -115,15 +116,14 @@ def run(args: argparse.Namespace) -> int:
     print_plan(graph, configs, plan, args.show)
     if not args.pretrain:
         return 0
-    from cococ.runtime.blocks import BlockStore, pretrain, teacher_hash
-
+    from cococ.runtime.blocks import BlockStore, pretrain, teacher_hash  # local: torch, only for --pretrain
     if args.weights is None and args.init is None and not str(args.file).endswith(".ir"):
         raise CococError("--pretrain needs the trained full model: give --weights")
     if args.steps < 1:
         raise CococError("--steps must be at least 1")
     settings = {}
     if args.solver:
-        from cococ.frontend.solver import load_solver
+        from cococ.frontend.solver import load_solver  # local: its lark grammar, only with --solver
         settings = load_solver(args.solver)
         if args.lr is not None:
             settings.base_lr = args.lr
@@ -136,8 +136,6 @@ def run(args: argparse.Namespace) -> int:
             settings["batch_size"] = args.batch
     store = BlockStore(args.store or Path(args.file).with_suffix(".blocks"), teacher_hash(graph))
     rows = pretrain(graph, plan, args.data, settings, store, steps=args.steps, progress=sys.stderr.isatty())
-    from rich.console import Console
-    from rich.table import Table
     t = Table(title=f"pre-training into {store.directory} (teacher {store.teacher_hash})", title_justify="left")
     for col in ("block", "group", "status", "MSE before", "MSE after"):
         t.add_column(col, justify="left" if col in ("block", "status") else "right", no_wrap=True)

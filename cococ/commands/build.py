@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 from cococ.backends.build import build
-from cococ.backends.mcu.qeval import accuracy, calibration_samples
-from cococ.backends.target import get_target, parse_target_options
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError
 from cococ.ir.printer import print_graph
+from cococ.ir.target import get_target, parse_target_options
 from cococ.passes import get_pass, run as run_passes
 
 
@@ -64,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quant_data:
         if not args.quantize:
             raise CococError("--quant-data goes with --quantize q15|int8")
+        from cococ.runtime.mcu.qeval import calibration_samples  # local: see _print_accuracy
         options["calibration"] = calibration_samples(graph, args.quant_data, seed=args.seed)
     art = build(graph, target, out_dir=out, quantize=args.quantize, **options)
     print(f"built {graph.name} for {target.name} -> {art.dir or out}")
@@ -96,6 +96,9 @@ def _prune_for_target(graph, target, args):
 
 def _print_accuracy(graph, art, data: str) -> None:
     """What the fixed point costs: f32 vs the built ELF (emulated) on the test split."""
+    # local: the emulator (unicorn, capstone) and the data sets load only for --quant-data, not
+    # for every build nor for `cococ --help`, which imports every command module
+    from cococ.runtime.mcu.qeval import accuracy
     a = accuracy(graph, art, data)
     q = art.report["quantize"]
     print(f"  accuracy on {data} ({a['n']} test images): f32 {100 * a['f32']:.2f}%, {q} on the device "

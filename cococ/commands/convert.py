@@ -13,6 +13,8 @@ from pathlib import Path
 
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError, Graph
+from cococ.ir.dot import to_dot
+from cococ.ir.printer import print_graph, save_ir
 
 WRITERS = (".ir", ".prototxt", ".onnx", ".dot")
 
@@ -31,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
     """Write `graph` to `out` in the format its suffix names ('-' = IR text on stdout)."""
     if out == "-":
-        from cococ.ir.printer import print_graph
         sys.stdout.write(print_graph(graph, "inline" if inline_weights else "hash"))
         return
     path = Path(out)
@@ -43,16 +44,14 @@ def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
         raise CococError(f"{out}: folder {path.parent} does not exist")
     try:
         if suffix == ".ir":
-            from cococ.ir.printer import save_ir
             save_ir(graph, path, weights="inline" if inline_weights else "npz")
         elif suffix == ".prototxt":
-            from cococ.frontend.prototxt.writer import save_prototxt
+            from cococ.frontend.prototxt.writer import save_prototxt  # local: lark, only for this format
             save_prototxt(graph, path)
         elif suffix == ".dot":
-            from cococ.ir.dot import to_dot
             path.write_text(to_dot(graph), encoding="utf-8")
         else:
-            import onnx
+            import onnx  # local: ~0.7 s to load, only for this format
 
             from cococ.backends.onnx_export import to_onnx
             onnx.save(to_onnx(graph), str(path))

@@ -12,6 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+import cococ
 from cococ.commands.train import add_data_arguments, dataset_for
 from cococ.ir.core import CococError
 
@@ -28,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import cococ
+    # local: torch loads only when the command runs, not for `cococ --help` (imports every command)
     from cococ.runtime.torch.module import to_torch
     from cococ.runtime.train import evaluate, logits_value
 
@@ -53,8 +57,6 @@ def run(args) -> int:
 
 
 def print_confusion(conf, names=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     k = len(conf)
     names = names or [str(i) for i in range(k)]
@@ -68,10 +70,9 @@ def print_confusion(conf, names=None) -> None:
 
 
 def plot_confusion(conf, names, path, title="") -> Path:
-    import matplotlib
+    import matplotlib  # local: loads only when a plot is drawn, and Agg must be chosen before pyplot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     k = len(conf)
     names = names or [str(i) for i in range(k)]
     fig, ax = plt.subplots(figsize=(1 + 0.5 * k, 1 + 0.5 * k))

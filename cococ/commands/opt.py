@@ -10,6 +10,8 @@ import argparse
 from cococ.commands.convert import write_graph
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError
+from cococ.passes import DumpIR, PassTiming, run as run_passes
+from cococ.passes.pipeline import parse_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cococ.passes import DumpIR, PassTiming, run as run_passes
-    from cococ.passes.pipeline import parse_pipeline
 
     passes = parse_pipeline(args.pipeline)  # a bad pipeline fails before the (slow) load
     instruments = []

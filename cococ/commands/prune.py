@@ -19,7 +19,12 @@ import argparse
 import os
 from pathlib import Path
 
+import cococ
+from cococ.frontend.subspace import load_subspace, sample_subspace
 from cococ.ir.core import CococError
+from cococ.ir.printer import save_ir
+from cococ.ir.verify import infer_shapes
+from cococ.runtime.data import load_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,12 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_inputs(args):
-    import cococ
+    # local, like every import below that `cococ --help` (which imports every command) need not
+    # pay for: lark grammars here, torch and onnx further down
     from cococ.frontend.objective import parse_objective
     from cococ.frontend.solver import load_solver
-    from cococ.frontend.subspace import load_subspace, sample_subspace
-    from cococ.ir.verify import infer_shapes
-
     objective = parse_objective(args.objective)   # cheap checks first
     full = cococ.load(args.net, weights=args.weights)
     infer_shapes(full)
@@ -80,15 +83,14 @@ def load_inputs(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from cococ.runtime.explore import explore
+    from cococ.runtime.explore import explore  # local: torch
+    from cococ.runtime.explore.evaluate import trained_network
     from cococ.runtime.explore.report import print_table, table_row, write_report
-    from cococ.runtime.explore.search import trained_network
-
     if args.threads < 1:
         raise CococError(f"--threads {args.threads}: must be at least 1")
     # Pre-training runs in this process. Measured on the shared 2-core machine (load ~8): 20
     # pre-training steps of one ResNet-example group took 13 s with 1 torch thread, 76 s with 2.
-    import torch
+    import torch  # local: see load_inputs
     torch.set_num_threads(args.threads)
     if args.workers < 0:
         raise CococError(f"--workers {args.workers}: must be at least 1 (0: the default)")
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     steps = args.steps or int(solver.max_iter)
     out = Path(args.output)
     if args.executor == "ray":      # connect first: a missing cluster is refused before any training
-        from cococ.runtime.explore.ray_exec import cluster_cpus, connect
+        from cococ.runtime.explore.ray_exec import cluster_cpus, connect  # local: torch; ray is optional
         ray = connect(args.address)
         workers = args.workers or cluster_cpus(ray)
         nodes = sum(1 for n in ray.nodes() if n["Alive"])
@@ -132,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
 def full_accuracy(full, data) -> float:
     """The unpruned model's test accuracy (the reference line of the plot)."""
-    from cococ.runtime.data import load_data
-    from cococ.runtime.torch.module import to_torch
+    from cococ.runtime.torch.module import to_torch  # local: torch
     from cococ.runtime.train import evaluate, logits_value
     ds = load_data(data, full.inputs[0].type.shape)
     x, y = ds.test_arrays()
@@ -143,11 +144,10 @@ def full_accuracy(full, data) -> float:
 def write_network(g, stem: Path) -> None:
     """The chosen network in every form a user takes further: Caffe (prototxt + safetensors
     weights, keys `layer/param`, which `--weights` reads), cococ IR (+ .npz) and ONNX."""
-    import onnx
+    import onnx  # local: onnx, lark and torch load only when a network is written
 
     from cococ.backends.onnx_export import to_onnx
     from cococ.frontend.prototxt.writer import save_prototxt
-    from cococ.ir.printer import save_ir
     from cococ.runtime.train import save_weights
     save_ir(g, stem.with_suffix(".ir"))
     save_weights(g, stem.with_suffix(".safetensors"))

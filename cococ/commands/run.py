@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cococ.ir.core import CococError
+from cococ.ir.interpreter import run as interpret
 
 F32_TOL = 1e-4          # |y - ref| <= F32_TOL * (1 + |ref|)
 Q15_TOL = 0.01          # q15: |y - ref| <= Q15_TOL * max|ref| (1% of the output's range; docs/mcu.md)
@@ -51,8 +52,7 @@ def show_array(name: str, y: np.ndarray) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cococ.runtime.artifact import load_artifact
-
+    from cococ.backends.artifact import load_artifact  # local: the IR parser's lark grammar, not for --help
     art = load_artifact(args.dir)
     inputs = read_inputs(art, args.input, args.seed)
     outputs = art.run(inputs)
@@ -84,7 +84,6 @@ def print_profile(p: dict) -> None:
 
 
 def check(art, inputs, outputs) -> int:
-    from cococ.runtime.interpreter import run as interpret
     ref = interpret(art.load_graph(), inputs)
     quant = (art.manifest.get("options") or {}).get("quantize")
     tol = QUANT_TOL.get(quant)

@@ -9,7 +9,13 @@ import argparse
 import shutil
 import sys
 
+from rich.console import Console
+from rich.table import Table
+
+import cococ
 from cococ.ir.core import CococError, Graph
+from cococ.ir.dot import to_dot
+from cococ.ir.verify import infer_shapes
 
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +29,6 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_graph(args: argparse.Namespace, path=None) -> Graph:
     """cococ.load with the command's options; OS errors become one-line CococErrors."""
-    import cococ
-
     path = args.file if path is None else path
     try:
         return cococ.load(path, weights=args.weights, init=args.init, seed=args.seed, phase=args.phase)
@@ -39,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def layer_rows(graph: Graph) -> list[dict]:
-    """One dict per layer: name, op, module, shapes, params, bytes, macs (types must be known)."""
+    """One dict per layer: name, op, module, shapes, params, bytes, macs (of an infer_shapes'd graph)."""
     rows = []
     for layer in graph.layers:
         in_types = [v.type for v in layer.inputs]
@@ -63,13 +67,10 @@ def _n(x: int) -> str:
 def run(args: argparse.Namespace) -> int:
     graph = load_graph(args)
     if args.dot:
-        from cococ.ir.dot import to_dot
         sys.stdout.write(to_dot(graph))
         return 0
-    from rich.console import Console
-    from rich.table import Table
 
-    rows = layer_rows(graph)
+    rows = layer_rows(infer_shapes(graph))  # checks it, types untyped values, fills attr defaults
     table = Table(title=f"graph @{graph.name}: {len(rows)} layers, {len(graph.modules)} module{'' if len(graph.modules) == 1 else 's'}",
                   title_justify="left")
     for col, justify in (("layer", "left"), ("op", "left"), ("module", "left"), ("output", "left"),

@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from cococ.ir.target import all_targets
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the facts as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cococ.backends.target import all_targets
     targets = all_targets()
     if args.json:
         print(json.dumps([t.facts() for t in targets], indent=2))

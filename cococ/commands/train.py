@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import cococ
 from cococ.ir.core import CococError
+from cococ.runtime.data import load_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +62,6 @@ def transform_of(args) -> dict:
 
 
 def dataset_for(graph, args):
-    from cococ.runtime.data import load_data
     if not graph.inputs:
         raise CococError("the network has no input")
     out = graph.outputs[0].type
@@ -69,10 +70,9 @@ def dataset_for(graph, args):
 
 
 def run(args) -> int:
-    import cococ
+    # local: lark and torch load only when the command runs, not for `cococ --help` (imports every command)
     from cococ.frontend.solver import load_solver
     from cococ.runtime.train import save_weights, train
-
     solver = load_solver(args.solver)
     net = args.file
     if net is None:

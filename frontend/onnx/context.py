@@ -5,7 +5,9 @@ layout, split by op family into `convert_*.py`). A converter reads the node thro
 `ctx.const(name)` for weights (initializers, Constant nodes and folded constants),
 `ctx.value(name)` for activations, `ctx.emit(...)` to add IR layers. Each emitted layer is
 shape-checked at once with the op registry, so a mismatch names the ONNX node that caused it
-rather than surfacing later in the verifier.
+rather than surfacing later in the verifier. An op that an ONNX op type maps to 1:1 needs no
+converter here: it declares `onnx_import` (and, for attributes, an onnx-import rule) on its
+class, and `converters()` adds it to the table.
 
 Converters raise `ctx.unsupported(...)` for an op or a configuration the IR cannot express;
 the loader collects these over the whole graph and reports every such node in one error.
@@ -19,6 +21,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
+from cococ.ir.registry import Op, all_ops, rule_of
 from cococ.ir.verify import check_layer
 
 CONVERTERS: dict[str, Callable[["Ctx", onnx.NodeProto], None]] = {}
@@ -33,6 +36,26 @@ def converter(*op_types: str):
             CONVERTERS[t] = fn
         return fn
     return deco
+
+
+def converters() -> dict[str, Callable[["Ctx", onnx.NodeProto], None]]:
+    """The converter of every ONNX op type: the hand-written ones above, and for the rest each
+    op that declares the ONNX types it imports 1:1 from (`Op.onnx_import`, ir/registry.py), so
+    a new op imports without an edit here."""
+    table = {t: imported_as(op) for op in all_ops().values() for t in op.onnx_import}
+    table.update(CONVERTERS)
+    return table
+
+
+def imported_as(op: type[Op]) -> Callable[["Ctx", onnx.NodeProto], None]:
+    """The converter of a 1:1 op: the node's inputs are the layer's, its first output the layer's,
+    its attributes mapped by the op's onnx-import rule (none without one)."""
+    to_attrs = rule_of(op, "onnx-import")
+
+    def convert(ctx: "Ctx", node: onnx.NodeProto) -> None:
+        attrs = to_attrs(ctx.attrs(node), ctx) if to_attrs is not None else {}
+        ctx.emit(op.name, [ctx.value(i) for i in node.input if i], attrs, out=node.output[0])
+    return convert
 
 
 class NodeError(CococError):

@@ -1,4 +1,6 @@
-"""Converters for element-wise ops: activations, Clip, Softmax, Dropout, Identity and arithmetic.
+"""Converters for element-wise ops: activations with attributes or params, Clip, Softmax, Dropout,
+Identity and arithmetic. (Relu, Sigmoid and Tanh import 1:1: their op classes declare
+`onnx_import`, and `context.converters()` finds them in the op registry.)
 
 Arithmetic maps by what its operands are: two activations of one shape become `eltwise`
 (sum/prod/max; Sub is a sum with coeffs [1, -1]); an activation with a per-channel or
@@ -13,15 +15,9 @@ import numpy as np
 
 from cococ.frontend.onnx.context import MAX_FOLD_ELEMENTS, Ctx, channel_vector, converter
 from cococ.ir.core import Param
-from cococ.ir.ops.activation import Clip, LeakyRelu, Prelu, Relu, Sigmoid, Tanh
+from cococ.ir.ops.activation import Clip, LeakyRelu, Prelu
 
-_SIMPLE = {"Relu": Relu.name, "Sigmoid": Sigmoid.name, "Tanh": Tanh.name}
 _FOLD = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
-
-
-@converter(*_SIMPLE)
-def simple(ctx: Ctx, node):
-    ctx.emit(_SIMPLE[node.op_type], [ctx.value(node.input[0])], out=node.output[0])
 
 
 @converter("LeakyRelu")

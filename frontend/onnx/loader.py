@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 
 from cococ.frontend.onnx import convert_elementwise, convert_nn, convert_tensor  # noqa: F401 (register)
-from cococ.frontend.onnx.context import CONVERTERS, Ctx, NodeError, tensor_to_array
+from cococ.frontend.onnx.context import Ctx, NodeError, converters, tensor_to_array
 from cococ.ir.core import CococError, Graph
 
 MIN_OPSET = 6  # the ONNX backend test data is opset 6; cococ is tested on 6 and 9..21
@@ -127,14 +127,15 @@ def _convert(model: onnx.ModelProto) -> Graph:
     for t in model.graph.initializer:
         ctx.set_const(t.name, tensor_to_array(t))
 
+    table = converters()
     errors: list[tuple[int, str]] = []
     for i, node in enumerate(model.graph.node):  # every node of an op type we lack, even downstream
-        if node.domain not in ("", "ai.onnx") or node.op_type not in CONVERTERS:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in table:
             dom = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
             errors.append((i, f"{_node_label(node, i)} ({dom}{node.op_type}): op type not supported"))
     poisoned: set[str] = set()
     for i, node in enumerate(model.graph.node):
-        fn = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        fn = table.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if fn is None or any(x in poisoned for x in node.input):
             poisoned.update(o for o in node.output if o)
             continue

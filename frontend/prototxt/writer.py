@@ -19,8 +19,12 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+from safetensors.numpy import save_file
+
 from cococ.ir.core import CococError, Graph, Layer
 from cococ.ir.registry import all_ops, rule_of
+from cococ.ir.verify import infer_shapes
 
 
 class Enum(str):
@@ -105,7 +109,6 @@ def _layer_fields(layer: Layer) -> Fields:
 
 
 def _check(graph: Graph) -> None:
-    from cococ.ir.verify import infer_shapes
     infer_shapes(graph)                 # fills attr defaults, which the writers read
     for layer in graph.layers:
         for v in layer.outputs:
@@ -153,8 +156,6 @@ def save_prototxt(graph: Graph, path, weights: bool | None = None) -> dict[str, 
     if weights is None:
         weights = bool(params) and all(p.has_data for _, _, p in params)
     if weights and params:
-        import numpy as np
-        from safetensors.numpy import save_file
         arrays = {f"{l.name}/{k}": np.ascontiguousarray(p.dense(), dtype=np.float32) for l, k, p in params}
         out["weights"] = path.with_suffix(".safetensors")
         save_file(arrays, str(out["weights"]), metadata={"format": "cococ-weights", "net": path.name})

@@ -1,4 +1,7 @@
-"""Importing this package registers every op family (in this order, the order all_ops() keeps)."""
-from cococ.ir.ops import activation, softmax, nn, norm, pool, tensor, view  # noqa: F401
-# --- Scalpel node pruning (issue 6): the mask op, ir/ops/mask.py ---
-from cococ.ir.ops import mask  # noqa: F401,E402
+"""Importing this package registers every op family: each module in it, in name order (the order
+all_ops() keeps), so a new family file needs no edit here."""
+import importlib
+import pkgutil
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")

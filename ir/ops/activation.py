@@ -42,6 +42,7 @@ class _Elementwise(Op):
 class Relu(_Elementwise):
     name = "relu"
     elementwise = epilogue = keeps_scale = activation = True
+    onnx_import = ("Relu",)
     doc = "max(x, 0). (Caffe ReLU with negative_slope != 0 imports as leaky_relu.)"
 
     @staticmethod
@@ -178,6 +179,7 @@ class Sigmoid(_Elementwise):
     name = "sigmoid"
     elementwise = epilogue = activation = True
     doc = "1 / (1 + exp(-x))."
+    onnx_import = ("Sigmoid",)
 
     @staticmethod
     def compute(layer, inputs, params):
@@ -212,6 +214,7 @@ class Tanh(_Elementwise):
     name = "tanh"
     elementwise = epilogue = activation = True
     doc = "tanh(x)."
+    onnx_import = ("Tanh",)
 
     @staticmethod
     def compute(layer, inputs, params):

@@ -120,7 +120,7 @@ class Conv2d(Op):
     @staticmethod
     def channels(layer, in_types):
         c = in_types[0].shape[1]
-        g = layer.attrs["groups"]
+        g = Conv2d.attr(layer, "groups")
         if g == 1:
             return ChannelRule("source", out_params={"weight": 0, "bias": 0}, in_params={"weight": 1})
         if g == c == layer.attrs["out_channels"]:  # depthwise: channel c in -> channel c out

@@ -32,7 +32,7 @@ class Softmax(Op):
 
     @staticmethod
     def channels(layer, in_types):
-        ax = norm_axis(layer, layer.attrs["axis"], in_types[0].rank)
+        ax = norm_axis(layer, Softmax.attr(layer, "axis"), in_types[0].rank)
         return OPAQUE if ax == 1 else PASSTHROUGH
 
 

@@ -133,7 +133,7 @@ class Concat(Op):
 
     @staticmethod
     def channels(layer, in_types):
-        return ChannelRule("concat") if norm_axis(layer, layer.attrs["axis"], in_types[0].rank) == 1 else OPAQUE
+        return ChannelRule("concat") if norm_axis(layer, Concat.attr(layer, "axis"), in_types[0].rank) == 1 else OPAQUE
 
 
 @rule(Concat, "tvm")
@@ -191,7 +191,7 @@ class Slice(Op):
 
     @staticmethod
     def channels(layer, in_types):
-        return ChannelRule("split") if norm_axis(layer, layer.attrs["axis"], in_types[0].rank) == 1 else OPAQUE
+        return ChannelRule("split") if norm_axis(layer, Slice.attr(layer, "axis"), in_types[0].rank) == 1 else OPAQUE
 
 
 @rule(Slice, "tvm")

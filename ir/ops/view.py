@@ -40,7 +40,7 @@ class Flatten(Op):
 
     @staticmethod
     def channels(layer, in_types):
-        return ChannelRule("flatten") if norm_axis(layer, layer.attrs["axis"], in_types[0].rank) == 1 else OPAQUE
+        return ChannelRule("flatten") if norm_axis(layer, Flatten.attr(layer, "axis"), in_types[0].rank) == 1 else OPAQUE
 
 
 @rule(Flatten, "torch")

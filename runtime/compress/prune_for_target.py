@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from cococ.backends.target import get_target
 from cococ.frontend.solver import Solver, load_solver
 from cococ.ir.core import CococError, Graph
+from cococ.ir.target import get_target
 from cococ.passes.manager import register_pass
 from cococ.passes.simd_group import weight_layers
 from cococ.runtime.compress.node_prune import node_prune

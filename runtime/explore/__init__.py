@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from tqdm import tqdm
+
 from cococ.frontend.objective import Objective
 from cococ.ir.core import CococError, Graph
 from cococ.passes.tuning_blocks import identify_tuning_blocks
+from cococ.runtime.blocks import BlockStore, teacher_hash
+from cococ.runtime.data import Dataset, load_data
+from cococ.runtime.explore.blockstore import pretrain_groups
+from cococ.runtime.explore.evaluate import Task, graph_cost, static_metrics
 from cococ.runtime.explore.records import RunDB
-from cococ.runtime.explore.search import (SearchResult, Task, decide, order_candidates, search,
-                                          static_metrics)
+from cococ.runtime.explore.search import SearchResult, decide, order_candidates, search
 
 __all__ = ["explore", "ExploreRun", "RunDB", "replay"]
 
@@ -41,7 +46,6 @@ class ExploreRun:
 
 
 def _fingerprint(full: Graph, configs, steps, pretrain_steps, solver, method) -> str:
-    from cococ.runtime.blocks import teacher_hash
     h = hashlib.sha256(json.dumps([teacher_hash(full), [list(c) for c in configs], steps, pretrain_steps,
                                    repr(getattr(solver, "base_lr", None)), method]).encode())
     return h.hexdigest()[:16]
@@ -52,11 +56,6 @@ def explore(full: Graph, configs: Sequence, objective: Objective, solver, data, 
             comp: bool = True, executor: str = "local", workers: int = 1, address: str | None = None,
             resume: bool = False, method: str = "sequitur", on_result: Callable[[dict], None] | None = None,
             progress: bool = True, exhaustive: bool = False, seed: int | None = None) -> ExploreRun:
-    from cococ.runtime.blocks import BlockStore, teacher_hash
-    from cococ.runtime.data import Dataset, load_data
-    from cococ.runtime.explore.blockstore import pretrain_groups
-    from cococ.runtime.explore.search import graph_cost
-
     run_dir = Path(run_dir)
     configs = [tuple(float(r) for r in c) for c in configs]
     if len(configs[0]) != len(full.modules):
@@ -125,5 +124,4 @@ def replay(objective: Objective, statics: dict, evaluations: list[dict], pretrai
 def _progress(items, on: bool, desc: str):
     if not on or not items:
         return items
-    from tqdm import tqdm
     return tqdm(items, desc=desc, unit="cfg", dynamic_ncols=True)

@@ -11,11 +11,8 @@ import time
 
 from cococ.passes.teacher_student import block_key
 from cococ.passes.tuning_blocks import BlockPlan
-from cococ.runtime.blocks import BlockStore, pretrain
-
-
-def open_store(directory, teacher: str):
-    return BlockStore(directory, teacher)
+from cococ.runtime.blocks import pretrain
+from cococ.runtime.explore.ray_exec import pretrain_ray
 
 
 def pretrain_groups(full, plan: BlockPlan, data, solver, store, db, *, steps: int, progress: bool = True,
@@ -34,7 +31,6 @@ def pretrain_groups(full, plan: BlockPlan, data, solver, store, db, *, steps: in
         if blocks and not all(block_key(full, b) in recorded for b in blocks):
             todo.append((gi, blocks))
     if executor == "ray" and todo:
-        from cococ.runtime.explore.ray_exec import pretrain_ray
         return pretrain_ray(full, todo, data, solver, store, db, steps=steps, address=address, progress=progress)
     spent = 0.0
     for gi, blocks in todo:

@@ -16,21 +16,23 @@ import os
 import queue as queue_mod
 import socket
 
+import torch
+from tqdm import tqdm
+
 from cococ.ir.core import CococError
-from cococ.runtime.explore.ray_exec import run_ray
-
-__all__ = ["run_local", "run_ray"]
+from cococ.runtime.explore.evaluate import evaluate_candidate
 
 
-def _bar(total: int, on: bool, desc: str):
+def progress_bar(total: int, on: bool, desc: str):
+    """A tqdm bar over `total` candidates (or groups) for either executor; None when `on` is false."""
     if not on:
         return None
-    from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="cfg", dynamic_ncols=True, leave=True)
 
 
-class _Collector:
-    """Stores results as they arrive and keeps the stopping bound (position of the first answer)."""
+class Collector:
+    """Stores results as they arrive and keeps the stopping bound (position of the first answer).
+    Both executors (run_local here, run_ray in ray_exec.py) feed their results through one."""
 
     def __init__(self, db, objective, early, mode, on_result, bar):
         self.db, self.objective, self.early, self.mode = db, objective, early, mode
@@ -56,9 +58,8 @@ def _worker_name(i: int) -> str:
 
 
 def run_local(task, jobs, todo, *, workers, db, objective, early, on_result=None, progress=True, **_):
-    from cococ.runtime.explore.search import evaluate_candidate
-    bar = _bar(len(todo), progress, f"explore[{task.mode}]")
-    col = _Collector(db, objective, early, task.mode, on_result, bar)
+    bar = progress_bar(len(todo), progress, f"explore[{task.mode}]")
+    col = Collector(db, objective, early, task.mode, on_result, bar)
     p = max(1, min(int(workers), len(todo)))
     try:
         if p == 1:
@@ -75,9 +76,7 @@ def run_local(task, jobs, todo, *, workers, db, objective, early, on_result=None
 
 
 def _proc_main(wid, task, jobs, positions, bound, results):
-    import torch
     torch.set_num_threads(1)
-    from cococ.runtime.explore.search import evaluate_candidate
     for pos in positions:
         if bound.value >= 0 and pos >= bound.value:
             break

@@ -28,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
+
 from cococ.ir.core import CococError
 
 MARK = "COCOC_RAY_CLUSTER"
@@ -54,7 +56,7 @@ def keep_loopback() -> None:
     Sets the environment for Ray not yet imported, and Ray's module constant if it already is."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     if "ray" in sys.modules:
-        from ray._private import ray_constants
+        from ray._private import ray_constants  # local: ray is optional (cococ[ray])
         ray_constants.ENABLE_RAY_CLUSTER = False
 
 
@@ -107,7 +109,6 @@ class LocalCluster:
 
     def processes(self, node: int | None = None) -> list:
         """This cluster's processes (of one node, or all), children included."""
-        import psutil
         roots = []
         for p in psutil.process_iter():
             try:
@@ -126,7 +127,7 @@ class LocalCluster:
 
     def wait_nodes(self, timeout: float = 60.0) -> int:
         """Wait until every node is alive in the driver's view (`ray.nodes()`); returns the count."""
-        import ray
+        import ray  # local: ray is optional (cococ[ray])
         t0 = time.time()
         while True:
             alive = sum(1 for n in ray.nodes() if n["Alive"])
@@ -135,7 +136,6 @@ class LocalCluster:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        import psutil
         procs = self.processes()
         for p in procs:
             try:

@@ -7,16 +7,25 @@ moment `ray.wait` hands it over. So a task that Ray retries after its worker or 
 (`max_retries`) is recorded once, and a killed driver loses only what was in flight (`--resume`).
 
 Evaluation tasks read the pre-trained blocks from the run folder and write each network's
-weights there (search.evaluate_candidate): on a cluster of several machines the run folder must
+weights there (evaluate.evaluate_candidate): on a cluster of several machines the run folder must
 be on a file system every node sees (NFS); a node that cannot see it fails with a clear error.
 """
 from __future__ import annotations
 
 import socket
+import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from cococ.ir.core import CococError
+from cococ.passes.teacher_student import block_key
+from cococ.passes.tuning_blocks import BlockPlan
+from cococ.runtime.blocks import BlockStore, pretrain
+from cococ.runtime.explore.evaluate import evaluate_candidate
+from cococ.runtime.explore.executors import Collector, progress_bar
+from cococ.runtime.explore.ray_cluster import keep_loopback
 
 RETRIES = 3   # a task whose worker process or node dies is run again, elsewhere if need be
 
@@ -25,7 +34,7 @@ def _placer(ray, remote):
     """Wootz's assignment over the cluster's n nodes: the k-th task goes to node k mod n, i.e.
     node i takes tasks i, i + n, i + 2n, ... The affinity is soft: a task whose node has died
     runs on another. (Ray's own scheduling packs short tasks onto the driver's node.)"""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # local: ray is optional
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1)
     if not nodes:
         raise CococError("the Ray cluster has no node with a CPU")
@@ -50,11 +59,10 @@ def _reachable(address: str) -> None:
         raise CococError(f"no Ray cluster at {address} ({e.strerror or e}); start one with "
                          "`ray start --head --port=PORT` and pass --address HOST:PORT") from None
     if host in ("127.0.0.1", "localhost"):
-        from ray._private.services import get_node_ip_address
+        from ray._private.services import get_node_ip_address  # local: ray is optional (cococ[ray])
         try:
             _listens(get_node_ip_address(), int(port))
         except OSError:
-            from cococ.runtime.explore.ray_cluster import keep_loopback
             keep_loopback()
 
 
@@ -62,7 +70,7 @@ def connect(address: str | None):
     """The `ray` module, connected to `address` ("auto", HOST:PORT); an existing connection to
     another cluster is closed first (a process may search on two clusters one after the other)."""
     try:
-        import ray
+        import ray  # local: ray is optional (cococ[ray])
     except ImportError:
         raise CococError("--executor ray needs the 'ray' package (pip install 'cococ[ray]')") from None
     if ray.is_initialized():
@@ -92,7 +100,7 @@ def cluster_cpus(ray) -> int:
 
 
 def _node() -> str:
-    import ray
+    import ray  # local: ray is optional (cococ[ray])
     return f"ray:{ray.get_runtime_context().get_node_id()[:8]}"
 
 
@@ -104,10 +112,8 @@ def _check_visible(path) -> None:
 
 
 def _evaluate(task, idx, cfg, comp, static):
-    """One candidate on a Ray worker (search.evaluate_candidate), one thread as locally."""
-    import torch
+    """One candidate on a Ray worker (evaluate.evaluate_candidate), one thread as locally."""
     torch.set_num_threads(1)
-    from cococ.runtime.explore.search import evaluate_candidate
     _check_visible(Path(task.weights_dir).parent if task.weights_dir else task.store_dir)
     return evaluate_candidate(task, idx, cfg, comp, static, _node())
 
@@ -115,13 +121,7 @@ def _evaluate(task, idx, cfg, comp, static):
 def _pretrain(full, blocks, data, solver, steps, teacher):
     """One pre-training group on a Ray worker: the same `pretrain` call as locally, into a
     node-local store; the blocks (arrays and metadata) go back to the driver, which stores them."""
-    import tempfile
-
-    import torch
     torch.set_num_threads(1)
-    from cococ.passes.teacher_student import block_key
-    from cococ.passes.tuning_blocks import BlockPlan
-    from cococ.runtime.blocks import BlockStore, pretrain
     with tempfile.TemporaryDirectory(prefix="cococ-blocks-") as d:
         store = BlockStore(d, teacher)
         t0 = time.perf_counter()
@@ -135,13 +135,12 @@ def _pretrain(full, blocks, data, solver, steps, teacher):
 def pretrain_ray(full, todo, data, solver, store, db, *, steps: int, address=None, progress=True) -> float:
     """Pre-train the groups `todo` ([(group index, blocks)]) as Ray tasks, all at once; each group's
     blocks go into `store` and `db` as its task finishes. Returns the summed task seconds."""
-    from cococ.runtime.explore.executors import _bar
     ray = connect(address)
     on_node = _placer(ray, ray.remote(max_retries=RETRIES, num_cpus=1)(_pretrain))
     full_ref, data_ref = ray.put(full), ray.put(data)
     pending = {on_node(k).remote(full_ref, blocks, data_ref, solver, steps, store.teacher_hash): gi
                for k, (gi, blocks) in enumerate(todo)}
-    bar = _bar(len(pending), progress, "pretrain")
+    bar = progress_bar(len(pending), progress, "pretrain")
     spent = 0.0
     try:
         while pending:
@@ -168,12 +167,11 @@ def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on
     """Evaluate the candidates at positions `todo` in exploration order, at most p at a time,
     position k on node k mod n (`_placer`); when a satisfying candidate at position k is found,
     tasks after k are cancelled."""
-    from cococ.runtime.explore.executors import _bar, _Collector
     ray = connect(address)
     on_node = _placer(ray, ray.remote(max_retries=RETRIES, num_cpus=1)(_evaluate))
     p = max(1, int(workers) or cluster_cpus(ray))
-    bar = _bar(len(todo), progress, f"explore[{task.mode}]")
-    col = _Collector(db, objective, early, task.mode, on_result, bar)
+    bar = progress_bar(len(todo), progress, f"explore[{task.mode}]")
+    col = Collector(db, objective, early, task.mode, on_result, bar)
     task_ref = ray.put(task)
     pending: dict = {}
     queue = list(todo)

@@ -7,7 +7,11 @@ its series) and saved by `plot_*`; everything they show comes from the evaluatio
 from __future__ import annotations
 
 import json
+from html import escape
 from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 COLUMNS = ["threshold acc", "#configs base", "#configs comp", "time base (s)", "time comp (s)",
            "model size base", "model size comp", "speedup", "overhead"]
@@ -62,8 +66,6 @@ def markdown(rows: list[dict], title: str = "") -> str:
 
 
 def print_table(rows: list[dict], title: str = "cococ prune") -> None:
-    from rich.console import Console
-    from rich.table import Table
     t = Table(title=title)
     for k in COLUMNS:
         t.add_column(k, justify="right")
@@ -76,7 +78,7 @@ MODES = (("base", "default (base)", "x", "--"), ("comp", "block-trained (comp)",
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # local: loads only when a plot is drawn, and Agg must be chosen before pyplot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
@@ -159,7 +161,6 @@ def plot_curves(run, path) -> Path:
 
 def html(row: dict, md_intro: str, images: dict[str, str]) -> str:
     """A self-contained page: the Table 3 row, the answers and both figures (relative PNGs)."""
-    from html import escape
     head = "".join(f"<th>{escape(k)}</th>" for k in COLUMNS)
     cells = "".join(f"<td>{escape(_fmt(k, row[k]))}</td>" for k in COLUMNS)
     figs = "".join(f'<figure><img src="{escape(src)}" alt="{escape(alt)}"><figcaption>{escape(alt)}</figcaption>'

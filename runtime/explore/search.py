@@ -1,5 +1,8 @@
 """Composability-based exploration (Wootz §4, §6.2): order, pre-train, evaluate, stop when certain.
 
+This module orders the candidates and runs the search loop over an executor; what one
+evaluation does (metrics before training, fine-tuning a candidate) is evaluate.py.
+
 Candidates are ordered by the objective's metric (ModelSize/MACs/Cycles/Latency: min → smallest
 first; Accuracy: max → largest model first). Metrics that need no training are computed from the
 pruned graph (params, MACs) or by building it with a backend (Cycles[arm-m4], Latency[x86]),
@@ -12,46 +15,13 @@ runs the same search with default networks (pruned_network: ℓ1-pruned, inherit
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from cococ.frontend.objective import Objective
-from cococ.ir.core import Graph
-from cococ.passes.teacher_student import finetune_graph, pruned_network
-
-Config = tuple[float, ...]
-STATIC = ("ModelSize", "MACs")
-
-
-def graph_cost(g: Graph) -> tuple[int, int]:
-    """(parameters, MACs) of a graph, from the ops' cost functions."""
-    from cococ.ir.verify import infer_shapes
-    infer_shapes(g)
-    params = macs = 0
-    for layer in g.layers:
-        c = layer.opdef.cost(layer, [v.type for v in layer.inputs], [v.type for v in layer.outputs])
-        params, macs = params + c.params, macs + c.macs
-    return int(params), int(macs)
-
-
-def measure(g: Graph, metric: str) -> float:
-    """A measured metric: Cycles[arm-m4] (emulator estimate) or Latency[x86] (median seconds)."""
-    from cococ.backends.build import build
-    name, target = metric.rstrip("]").split("[")
-    art = build(g, target)
-    if name == "Cycles":
-        return float(art.bench()["cycles"])
-    return float(art.bench(n=10)["median_s"])
-
-
-def static_metrics(full: Graph, config: Config, objective: Objective) -> dict[str, float]:
-    g = pruned_network(full, config)
-    params, macs = graph_cost(g)
-    out: dict[str, float] = {"ModelSize": params, "MACs": macs}
-    for m in objective.metrics():
-        if m.measured:
-            out[str(m)] = measure(g, str(m))
-    return out
+from cococ.runtime.explore.evaluate import Config, Task
+from cococ.runtime.explore.executors import run_local
+from cococ.runtime.explore.ray_exec import run_ray
 
 
 def order_candidates(objective: Objective, statics: dict[int, dict]) -> tuple[list[int], bool]:
@@ -67,67 +37,6 @@ def order_candidates(objective: Objective, statics: dict[int, dict]) -> tuple[li
         return sorted(keep, key=lambda i: (sign * statics[i]["ModelSize"], i)), False
     sign = 1 if objective.direction == "min" else -1
     return sorted(keep, key=lambda i: (sign * statics[i][key], i)), True
-
-
-@dataclass
-class Task:
-    """What a worker needs to evaluate candidates of one mode (picklable: sent to processes)."""
-    full: Graph
-    mode: str                       # base | comp
-    solver: Any
-    data: Any                       # a Dataset or a spec for load_data
-    steps: int
-    blocks: list = field(default_factory=list)           # TuningBlocks (comp)
-    store_dir: str | None = None
-    teacher: str | None = None
-    seed: int | None = None
-    weights_dir: str | None = None  # where each evaluated network's trained weights go
-
-    def dataset(self):
-        from cococ.runtime.data import Dataset, load_data
-        if isinstance(self.data, Dataset):
-            return self.data
-        self.data = load_data(self.data, self.full.inputs[0].type.shape)
-        return self.data
-
-
-class _Arrays:
-    """A BlockStore seen as the mapping finetune_graph reads: key -> {layer/param: array}."""
-
-    def __init__(self, store):
-        self.store = store
-
-    def get(self, key):
-        got = self.store.get(key)
-        if isinstance(got, tuple):
-            got = got[0]
-        return got
-
-
-def evaluate_candidate(task: Task, idx: int, config: Config, composite, static: dict, worker: str = "0") -> dict:
-    """Assemble, fine-tune for `task.steps` and test one candidate: a record for the database."""
-    from cococ.runtime.train import train
-    t0 = time.perf_counter()
-    if task.mode == "comp":
-        from cococ.runtime.explore.blockstore import open_store
-        store = open_store(task.store_dir, task.teacher)
-        g = finetune_graph(task.full, config, composite, task.blocks, _Arrays(store))
-    else:
-        g = pruned_network(task.full, config)
-    res = train(g, task.solver, task.dataset(), max_iter=task.steps, seed=task.seed, progress=False, threads=1)
-    acc = float(res.accuracy)
-    if task.weights_dir:
-        from pathlib import Path
-
-        from cococ.runtime.train import save_weights
-        save_weights(g, Path(task.weights_dir) / f"{task.mode}_{idx}.safetensors", {"config": list(config)})
-    metrics = dict(static)
-    metrics["Accuracy"] = acc
-    return {"idx": idx, "config": tuple(config), "params": int(static["ModelSize"]), "macs": int(static["MACs"]),
-            "metrics": metrics, "accuracy": acc,
-            "curve": [[int(r["iter"]), float(r["accuracy"])] for r in res.test_log],
-            "seconds": time.perf_counter() - t0, "worker": worker,
-            "blocks_used": g.meta.get("blocks_used", [])}
 
 
 @dataclass
@@ -149,16 +58,6 @@ class SearchResult:
     @property
     def total_seconds(self) -> float:
         return self.eval_seconds + self.pretrain_seconds
-
-
-def trained_network(task_full: Graph, weights_dir, mode: str, rec: dict) -> Graph:
-    """The evaluated network of record `rec`, with the weights its fine-tuning ended with."""
-    from pathlib import Path
-
-    from cococ.frontend.weights import load_weights
-    g = pruned_network(task_full, rec["config"])
-    load_weights(g, Path(weights_dir) / f"{mode}_{rec['idx']}.safetensors")
-    return g
 
 
 def decide(objective: Objective, order: list[int], done: dict[int, dict], early: bool
@@ -191,7 +90,6 @@ def search(task: Task, configs: Sequence[Config], objective: Objective, statics:
     called after each new record is stored (tests use it to abort a run). `exhaustive`
     evaluates every candidate (benchmarks replay any threshold from the records).
     """
-    from cococ.runtime.explore.executors import run_local, run_ray
     t0 = time.perf_counter()
     order, early = order_candidates(objective, statics)
     early = early and not exhaustive

@@ -1,1 +1,1 @@
-"""Running Cortex-M4 builds: the unicorn emulator with a cycle table, and the QEMU cross-check."""
+"""Running Cortex-M4 builds: device accuracy on a data set (qeval) and the QEMU cross-check; the emulator itself is backends/mcu's."""

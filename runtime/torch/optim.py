@@ -19,6 +19,7 @@ from typing import Mapping
 import torch
 
 from cococ.ir.core import CococError
+from cococ.runtime.torch.module import param_key
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 TYPES = ("SGD", "Nesterov", "Adam")
@@ -138,7 +139,6 @@ def caffe_mults(graph, module) -> dict[str, tuple[float, float]]:
     per blob in the layer's blob order, which is the order of `layer.params`; a dict keyed by
     param name is accepted too. Unspecified entries are Caffe's default 1.
     """
-    from cococ.runtime.torch.module import param_key
 
     out = {}
     for layer in graph.layers:

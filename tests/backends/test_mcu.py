@@ -12,8 +12,8 @@ import pytest
 from cococ.backends.build import build
 from cococ.backends.mcu.plan import Interval, check_arena, peak_live, plan_arena
 from cococ.ir.core import CococError, Graph, Layer, Param, Value
+from cococ.ir.interpreter import run as reference
 from cococ.ir.verify import infer_shapes
-from cococ.runtime.interpreter import run as reference
 
 HAVE_GCC = shutil.which("arm-none-eabi-gcc") is not None
 HAVE_QEMU = shutil.which("qemu-system-arm") is not None
@@ -104,7 +104,7 @@ def test_project_is_plain_c(conv_built):
 
 @needs_gcc
 def test_dense_net_f32_and_reload(tmp_path):
-    from cococ.runtime.artifact import load_artifact
+    from cococ.backends.artifact import load_artifact
     g = dense_net()
     x = _input(g)
     art = build(g, "arm-m4", out_dir=tmp_path)

@@ -17,7 +17,7 @@ import pytest
 from cococ.backends.build import build
 from cococ.backends.mcu.qkernels import integer_layer
 from cococ.ir.core import CococError
-from cococ.runtime.interpreter import run as reference
+from cococ.ir.interpreter import run as reference
 from tests.backends.test_mcu import _input, conv_net, dense_net
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,10 +126,10 @@ def test_int8_lenet_on_the_shipped_digit(tmp_path):
     g = cococ.load(str(ROOT / "examples/lenet/lenet.prototxt"), weights=str(ROOT / "examples/lenet/lenet.safetensors"))
     x = np.load(ROOT / "examples/lenet/digit.npy")
     f32 = reference(g, [x])[g.outputs[0].name]
-    from cococ.runtime.artifact import load_artifact
+    from cococ.backends.artifact import load_artifact
     art = load_artifact(out)
     assert np.argmax(art.run(x)["prob"]) == np.argmax(f32)
-    from cococ.backends.mcu.qeval import accuracy  # what --quant-data reports, on 24 test digits
+    from cococ.runtime.mcu.qeval import accuracy  # what --quant-data reports, on 24 test digits
     a = accuracy(g, art, "digits", limit=24)
     assert a["n"] == 24 and a["agreement"] >= 23 / 24 and a["max_rel_err"] <= INT8_TOL
     assert abs(a["device"] - a["f32"]) <= 1 / 24

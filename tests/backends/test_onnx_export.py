@@ -17,8 +17,8 @@ from onnx import numpy_helper
 from cococ.backends.onnx_export import to_onnx
 from cococ.frontend.onnx import load_onnx
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
+from cococ.ir.interpreter import run
 from cococ.ir.registry import all_ops
-from cococ.runtime.interpreter import run
 
 RNG = np.random.default_rng(0)
 
@@ -105,6 +105,10 @@ CASES = {
     "mask": chain((2, 3, 4, 4), L("mask", {}, {"alpha": Param.from_array(np.array([1, 0, 1], np.float32)),
                                                "beta": _p(3, positive=True)})),
 }
+# an op not listed above is exported once with its defaults (one input, no params), so a new op that
+# needs nothing more has a case without a line here; one that needs attributes or params fails, naming them
+CASES.update({op: chain((2, 3, 4, 4), L(op)) for op in all_ops()
+              if op != "input" and op not in {l.op for g in CASES.values() for l in g.layers}})
 
 
 def _ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
@@ -128,11 +132,6 @@ def test_export_matches_interpreter(name):
     got = _ort(m, feeds)
     for v, y in zip(g.outputs, got):
         close(y, want[v.name])
-
-
-def test_every_op_has_an_export_case():
-    covered = {l.op for g in CASES.values() for l in g.layers}
-    assert set(all_ops()) - covered == set()
 
 
 def test_names_and_modules_survive_a_round_trip():

@@ -19,8 +19,8 @@ from tests.backends.test_tvm_x86 import CASES, G, conv, rand  # noqa: E402
 
 
 def cuda_target():
-    from cococ.backends.target import get_target
     from cococ.backends.tvm.build import tvm_target
+    from cococ.ir.target import get_target
     return tvm_target(get_target("cuda"))
 
 

@@ -22,8 +22,8 @@ from cococ.backends.kernels.choice import estimate, kernel_sparsity
 from cococ.ir.builder import GraphBuilder
 from cococ.ir.core import CococError
 from cococ.ir.formats import compress
+from cococ.ir.interpreter import run as reference
 from cococ.ir.verify import infer_shapes
-from cococ.runtime.interpreter import run as reference
 
 needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed (apt: gcc-arm-none-eabi)")

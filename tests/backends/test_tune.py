@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("tvm")
 
 from cococ.ir.core import Graph, Layer, Param, TensorType, Value  # noqa: E402
-from cococ.runtime.interpreter import run  # noqa: E402
+from cococ.ir.interpreter import run  # noqa: E402
 
 TRIALS = 4
 

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("tvm")
 
-from cococ.runtime.interpreter import run  # noqa: E402
+from cococ.ir.interpreter import run  # noqa: E402
 
 from tests.backends.test_tvm_x86 import close, lenet, rand, small_resnet, with_logits  # noqa: E402
 

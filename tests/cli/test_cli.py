@@ -1,6 +1,7 @@
 """cococ show / opt / convert, and how every command reports user errors (status 1, one line)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 
 from cococ.cli import COMMANDS, main
+from cococ.ir.interpreter import run as interpret
 from cococ.ir.parser import parse_file
-from cococ.runtime.interpreter import run as interpret
 
 ROOT = Path(__file__).resolve().parents[2]
 BN_NET = str(ROOT / "examples" / "ir" / "bn_net.ir")
@@ -50,6 +51,16 @@ def test_show_table(cli):
     total = next(l for l in out.splitlines() if " total " in l)
     assert "778" in total and "8.06k" in total
     assert "params 778 (3112 bytes), MACs 8064" in out
+
+
+def test_show_takes_the_example_of_docs_ir_md(cli, tmp_path):
+    """The doc's LeNet leaves default attributes (groups, stride) unwritten: show fills them."""
+    doc = (ROOT / "docs" / "ir.md").read_text(encoding="utf-8")
+    example = next(b for b in re.findall(r"```[a-z]*\n(.*?)```", doc, re.S) if "graph @" in b)
+    (tmp_path / "lenet.ir").write_text(example, encoding="utf-8")
+    rc, out, err = cli("show", tmp_path / "lenet.ir")
+    assert rc == 0 and err == "", err
+    assert "MACs 316800" in out
 
 
 def test_show_dot(cli):

@@ -11,7 +11,7 @@ import pytest
 
 import cococ
 from cococ.cli import main
-from cococ.runtime.interpreter import run
+from cococ.ir.interpreter import run
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "cli"))
@@ -49,7 +49,7 @@ def test_build_prune_output_for_arm_m4(pruned, tmp_path):
     out = tmp_path / "m4"
     assert main(["build", str(pruned / "pruned.prototxt"), "--weights", str(pruned / "pruned.safetensors"),
                  "--target", "arm-m4", "-o", str(out)]) == 0
-    from cococ.runtime.artifact import load_artifact
+    from cococ.backends.artifact import load_artifact
     art = load_artifact(out)
     g = cococ.load(pruned / "pruned.prototxt", weights=pruned / "pruned.safetensors")
     x = np.random.default_rng(1).random(g.inputs[0].type.shape).astype(np.float32)

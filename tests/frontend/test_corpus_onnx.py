@@ -10,7 +10,7 @@ import pytest
 from cococ.backends.onnx_export import to_onnx
 from cococ.frontend.prototxt import load_prototxt
 from cococ.frontend.weights import init_weights
-from cococ.runtime.interpreter import run
+from cococ.ir.interpreter import run
 
 FAST = [
     "bvlc_caffe/examples/mnist/lenet.prototxt",

@@ -22,7 +22,7 @@ from onnx import numpy_helper
 from cococ.backends.onnx_export import to_onnx
 from cococ.frontend.onnx import load_onnx
 from cococ.ir.core import CococError
-from cococ.runtime.interpreter import run
+from cococ.ir.interpreter import run
 
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 # inputs that are weights, by op type: the slots the IR holds as params

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cococ.frontend.onnx import load_onnx
 from cococ.ir.core import CococError
-from cococ.runtime.interpreter import run
+from cococ.ir.interpreter import run
 
 RNG = np.random.default_rng(1)
 

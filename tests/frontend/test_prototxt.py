@@ -131,7 +131,7 @@ def test_layer_types_modules_and_in_place():
     assert {v.name for v in g.outputs} == {"gp", "prob"}
     assert ops["b1c1"].loc == (8, 3) and ops["b1c1"].module == "block1"
     init_weights(g, "random", seed=1)
-    from cococ.runtime.interpreter import run
+    from cococ.ir.interpreter import run
     out = run(g, {"data": np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)})
     np.testing.assert_allclose(out["prob"].sum(axis=1), 1.0, rtol=1e-5)
 
@@ -166,7 +166,7 @@ def test_errors_name_layer_and_line(text, match):
     ("bvlc_caffe/examples/cifar10/cifar10_quick.prototxt", (1, 10)),
 ])
 def test_reference_interpreter_runs_small_nets(corpus, rel, shape):
-    from cococ.runtime.interpreter import run
+    from cococ.ir.interpreter import run
     g = init_weights(load_prototxt(corpus / rel), "random", seed=0)
     x = np.random.default_rng(0).standard_normal(g.inputs[0].type.shape).astype(np.float32)
     (y,) = run(g, [x]).values()

@@ -13,8 +13,8 @@ from cococ.frontend.prototxt import load_prototxt_text
 from cococ.frontend.prototxt.writer import save_prototxt, to_prototxt
 from cococ.ir.builder import GraphBuilder
 from cococ.ir.core import CococError
+from cococ.ir.interpreter import run
 from cococ.ir.verify import infer_shapes
-from cococ.runtime.interpreter import run
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS_NETS = ["bvlc_caffe/examples/cifar10/cifar10_quick.prototxt", "SqueezeNet/SqueezeNet_v1.1/deploy.prototxt",

@@ -1,8 +1,8 @@
 import numpy as np
 
 from cococ.ir.builder import GraphBuilder
+from cococ.ir.interpreter import run
 from cococ.ir.verify import verify
-from cococ.runtime.interpreter import run
 
 
 def test_builder_makes_a_verified_runnable_graph_with_modules():

@@ -152,8 +152,8 @@ def test_filecheck(path, tmp_path):
 def test_filecheck_numerics(path):
     """The RUN's pipeline keeps the interpreter's outputs on random inputs (files with weights)."""
     import cococ
+    from cococ.ir.interpreter import run as interpret
     from cococ.passes import run as run_passes
-    from cococ.runtime.interpreter import run as interpret
 
     run, _, single = directives(path)
     argv = shlex.split(run)

@@ -8,9 +8,9 @@ import pytest
 
 import cococ.passes as passes
 from cococ.ir.core import Graph, Layer, Param, Value
+from cococ.ir.interpreter import run as interpret
 from cococ.ir.parser import parse_file
 from cococ.ir.verify import infer_shapes, verify
-from cococ.runtime.interpreter import run as interpret
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,9 +16,9 @@ import torch
 from cococ.frontend.solver import Solver
 from cococ.ir.builder import GraphBuilder
 from cococ.ir.core import CococError, Param
+from cococ.ir.interpreter import run
 from cococ.ir.verify import infer_shapes, verify
 from cococ.runtime.compress import node_prune as npr
-from cococ.runtime.interpreter import run
 from cococ.runtime.torch.module import to_torch
 from cococ.runtime.train import train
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 import cococ
+from cococ.ir.interpreter import run
 from cococ.ir.verify import verify
 from cococ.passes.identify_modules import find_modules
 from cococ.passes.prune_filters import keep_count, prunable_convs
-from cococ.runtime.interpreter import run
 
 @pytest.fixture
 def load(corpus):

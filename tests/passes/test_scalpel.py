@@ -13,8 +13,8 @@ import torch
 from cococ.frontend.solver import Solver
 from cococ.ir.core import Graph, Layer, Param, TensorType, Value
 from cococ.ir.formats import decompress
+from cococ.ir.interpreter import run
 from cococ.ir.verify import infer_shapes, verify
-from cococ.runtime.interpreter import run
 from cococ.runtime.train import train
 
 torch.set_num_threads(1)
@@ -205,8 +205,8 @@ def test_build_prune_auto_runs_the_pass_and_prints_its_report(monkeypatch, capsy
     import argparse
 
     import cococ.runtime.compress.prune_for_target as pft
-    from cococ.backends.target import get_target
     from cococ.commands import build
+    from cococ.ir.target import get_target
     seen = {}
 
     def fake(graph, target, data, solver, max_drop, *, log=None, **kw):

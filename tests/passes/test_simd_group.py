@@ -4,10 +4,10 @@ import pytest
 
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
 from cococ.ir.formats import decompress, group_view, sparsity
+from cococ.ir.interpreter import run
 from cococ.ir.verify import infer_shapes
 from cococ.passes.prune_weights import PruneWeights
 from cococ.passes.simd_group import SimdGroup, group_rms, target_width
-from cococ.runtime.interpreter import run
 
 
 def _net(seed=0):

@@ -11,8 +11,8 @@ from cococ.frontend.subspace import sample_subspace
 from cococ.ir.verify import verify
 from cococ.passes.teacher_student import (block_io, block_key, finetune_graph, pretrain_graph, pruned_network,
                                           student_params)
+from cococ.ir.interpreter import run
 from cococ.passes.tuning_blocks import TuningBlock, identify_tuning_blocks
-from cococ.runtime.interpreter import run
 from cococ.runtime.torch.module import to_torch
 
 RESNET = Path(__file__).resolve().parents[2] / "examples" / "resnet" / "resnet.prototxt"

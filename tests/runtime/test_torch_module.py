@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from cococ.ir.core import CococError, Param, TensorType
-from cococ.ir.registry import all_ops, rule
 from cococ.ir.builder import GraphBuilder
-from cococ.runtime.interpreter import run
+from cococ.ir.core import CococError, Param, TensorType
+from cococ.ir.interpreter import run
+from cococ.ir.registry import all_ops, rule
 from cococ.runtime.torch.lowering import lowered_ops
 from cococ.runtime.torch.module import copy_back, state_arrays, to_torch
 
@@ -66,12 +66,14 @@ CASES = {
              dict(attrs=dict(threshold=0.3), params=dict(alpha=np.ones(5, np.float32), beta=np.abs(rand(5))),
                   shape=(3, 5))],
 }
+# an op not listed above runs once with its defaults (one input, no params), so a new op that needs
+# nothing more has a case without a line here; one that needs attributes or params fails, naming them
+CASES.update({op: [{}] for op in all_ops() if op not in CASES and op != "input"})
 
 
-def test_every_op_has_a_case_and_a_lowering():
+def test_every_op_has_a_lowering():
     ops = set(all_ops()) - {"input"}
     assert ops - set(lowered_ops()) == set(), "ops without a torch lowering"
-    assert ops - set(CASES) == set(), "ops without a test case here"
 
 
 @pytest.mark.parametrize("op,i", [(op, i) for op, cs in CASES.items() for i in range(len(cs))])

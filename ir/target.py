@@ -2,8 +2,9 @@
 
 Passes read `parallelism` (Scalpel §3.1: low -> SIMD-aware weight pruning, high -> node
 pruning, moderate -> both) and `lanes` (the SIMD width per dtype: the group width of
-simd-group sparsification). Backends read `tvm` (a TVM 0.27 target dict) and, for MCUs,
-the memory sizes a build must fit in.
+simd-group sparsification). Backends read `tvm` (a TVM 0.27 target dict, which
+backends/tvm/build.py turns into a tvm.target.Target) and, for MCUs, the memory sizes a build
+must fit in. The table is data only, so it lives in ir/, below both of its readers.
 """
 from __future__ import annotations
 
@@ -31,10 +32,6 @@ class Target:
     @property
     def is_mcu(self) -> bool:
         return self.flash is not None
-
-    def tvm_target(self):
-        import tvm
-        return tvm.target.Target(self.tvm)
 
     def facts(self) -> dict[str, Any]:
         """A JSON-able summary (for `cococ targets` and report.json)."""

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cococ.ir.core import CococError, Param, TensorType
-from cococ.ir.ops.activation import Relu
 from cococ.ir.builder import GraphBuilder
-from cococ.runtime.interpreter import run
+from cococ.ir.core import CococError, Param, TensorType
+from cococ.ir.interpreter import run
+from cococ.ir.ops.activation import Relu
 
 RNG = np.random.default_rng(1)
 

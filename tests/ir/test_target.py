@@ -1,8 +1,8 @@
 """Targets: defaults, overrides, errors."""
 import pytest
 
-from cococ.backends.target import get_target, host_simd, parse_size, parse_target_options
 from cococ.ir.core import CococError
+from cococ.ir.target import get_target, host_simd, parse_size, parse_target_options
 
 
 def test_arm_m4_defaults_and_overrides():

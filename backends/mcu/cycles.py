@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from capstone import CS_ARCH_ARM, CS_MODE_MCLASS, CS_MODE_THUMB, Cs
+
 BRANCH_PENALTY = 2      # P in the TRM: pipeline refill, 1..3 cycles
 SDIV_CYCLES = 7         # middle of 2..12
 
@@ -115,7 +117,6 @@ class CycleModel:
     """Costs basic blocks, disassembling each address once (cached)."""
 
     def __init__(self):
-        from capstone import CS_ARCH_ARM, CS_MODE_MCLASS, CS_MODE_THUMB, Cs
         self.cs = Cs(CS_ARCH_ARM, CS_MODE_THUMB | CS_MODE_MCLASS)
         self.cache: dict[tuple[int, int], BlockCost] = {}
 

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cococ.runtime.mcu.cycles import BRANCH_PENALTY, CycleModel, instruction_cycles
+from cococ.backends.mcu.cycles import BRANCH_PENALTY, CycleModel, instruction_cycles
 
 
 def test_cycle_table():
@@ -34,9 +34,9 @@ def test_block_cost_counts_it_skipped_instructions():
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 def test_emulator_counts_per_kernel(tmp_path):
     from cococ.backends.build import build
+    from cococ.backends.mcu.emulator import Emulator
     from cococ.ir.core import Graph, Layer, Param, Value
     from cococ.ir.verify import infer_shapes
-    from cococ.runtime.mcu.emulator import Emulator
 
     rng = np.random.default_rng(0)
     x, h, y = Value("x"), Value("h"), Value("y")

@@ -5,7 +5,9 @@ An artifact is a folder plus an in-memory object. The folder always holds `artif
 run the reference interpreter on it), and whatever the target needs (a TVM library, a C
 project and an ELF). Each backend subclasses `Artifact` and registers its `kind`, so
 `load_artifact(dir)` can find the right class from the manifest alone, without importing
-every backend (TVM is slow to import; the MCU path should not pay for it).
+every backend (TVM is slow to import; the MCU path should not pay for it). The format is
+defined here, beside the backends that write it, so that runtime (which loads and runs
+artifacts) depends on backends and not the other way round.
 
 Manifest keys every artifact writes:
     kind      "mcu" | "tvm" (selects the class, see KINDS)
@@ -17,6 +19,7 @@ Subclasses may add keys of their own.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import time
@@ -26,7 +29,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cococ.ir.core import CococError, Graph
+from cococ.ir.core import DTYPES, CococError, Graph
+from cococ.ir.parser import parse_file
+from cococ.ir.printer import save_ir
 
 MANIFEST = "artifact.json"
 
@@ -130,12 +135,12 @@ class Artifact:
             x = np.asarray(inputs[s["name"]])
             if tuple(x.shape) != tuple(s["shape"]):
                 raise CococError(f"input '{s['name']}' has shape {list(x.shape)}, model expects {s['shape']}")
-            out[s["name"]] = x.astype(_np_dtype(s["dtype"]), copy=False)
+            out[s["name"]] = x.astype(DTYPES[s["dtype"]], copy=False)
         return out
 
     def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
-        return {s["name"]: rng.standard_normal(s["shape"]).astype(_np_dtype(s["dtype"]))
+        return {s["name"]: rng.standard_normal(s["shape"]).astype(DTYPES[s["dtype"]])
                 for s in self.manifest["inputs"]}
 
     def load_graph(self) -> Graph:
@@ -143,7 +148,6 @@ class Artifact:
         if self.graph is None:
             if self.dir is None or not (self.dir / "model.ir").exists():
                 raise CococError("artifact has no model.ir; cannot run the reference interpreter")
-            from cococ.ir.parser import parse_file
             self.graph = parse_file(self.dir / "model.ir")
         return self.graph
 
@@ -151,20 +155,13 @@ class Artifact:
         return f"{type(self).__name__}(target={self.target!r}, dir={str(self.dir) if self.dir else None!r})"
 
 
-def _np_dtype(name: str):
-    from cococ.ir.core import DTYPES
-    return DTYPES[name]
-
-
 def save_graph(graph: Graph, dir: Path) -> None:
     """model.ir + model.npz, the graph the artifact was built from."""
-    from cococ.ir.printer import save_ir
     save_ir(graph, Path(dir) / "model.ir", weights="npz")
 
 
 def load_artifact(dir: str | Path) -> Artifact:
     """Open an artifact folder written by `Artifact.save` (or `cococ build -o DIR`)."""
-    import importlib
     dir = Path(dir)
     path = dir / MANIFEST
     if not path.exists():
