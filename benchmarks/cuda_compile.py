@@ -53,7 +53,7 @@ def kernel_facts(graph, target_obj) -> tuple[Counter, int]:
     kernel calls `main` makes (a kernel shared by identical layers is called once per layer)."""
     from cococ.backends.tvm.lower import lower_graph
     from cococ.backends.tvm.schedule_cuda import rule_names
-    from cococ.backends.tvm.te_ops import LowerCtx
+    from cococ.backends.kernels.compute import LowerCtx
     mod = lower_graph(graph, LowerCtx(oc_block=1))
     return Counter(rule_names(mod, target_obj).values()), mod["main"].script().count("R.call_tir(")
 

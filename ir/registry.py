@@ -208,7 +208,7 @@ BACKENDS: dict[str, str] = {
 OPTIONAL_RULES: dict[str, str] = {
     "tvm-params": "fn(layer, ctx) -> dict[str, np.ndarray]: the constants the op's tvm rule reads as `ps`, "
                   "prepared once at compile time (batchnorm folding, weight packing via ctx.pack_oc); "
-                  "default: each of the layer's params, dense (backends/tvm/te_ops.py)",
+                  "default: each of the layer's params, dense (backends/kernels/compute.py)",
     "onnx-import": "fn(attrs, ctx) -> dict: the op's attrs for an ONNX node of one of its `onnx_import` "
                    "types, from the node's attributes `attrs` (as written: ONNX defaults not filled); ctx is "
                    "the importer's (ctx.opset; raise ctx.unsupported(msg) for what the op cannot express); "

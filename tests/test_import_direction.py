@@ -121,3 +121,20 @@ def test_no_loop_between_sibling_folders():
 
     loops = [f"{a} -> {b} ({where[a, b]}) and back" for a in graph for b in graph[a] if reaches(b, a)]
     assert not loops, "sibling folders importing each other:\n" + "\n".join(sorted(loops))
+
+
+# the target families and the library below them: a target folder imports the library and never
+# another target; the library imports no target (docs/design.md, "Backends")
+TARGET_FOLDERS = {"backends/tvm", "backends/mcu"}
+LIBRARY_FOLDER = "backends/kernels"
+
+
+def test_targets_meet_only_in_the_kernel_library():
+    bad = []
+    for src, dst, w in imports():
+        a, b = sibling_folder(src), sibling_folder(dst)
+        if a in TARGET_FOLDERS and b in TARGET_FOLDERS and a != b:
+            bad.append(f"{w}: target {a} imports target {b} ({dst})")
+        if a == LIBRARY_FOLDER and b in TARGET_FOLDERS:
+            bad.append(f"{w}: the kernel library imports target {b} ({dst})")
+    assert not bad, "imports across target folders:\n" + "\n".join(bad)

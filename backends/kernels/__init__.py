@@ -1,6 +1,9 @@
-"""cococ's kernel library for compressed (csr / simd_group) weights, shared by every target.
+"""cococ's kernel library, shared by every target: the ops' computes and the compressed formats.
 
 One place for what does not depend on the target folder that runs it:
+  compute.py the driver of the ops' TVM rules (ir/ops/): LowerCtx (what a target tells a rule:
+             weight packing, implicit padding) and the calls of each op's tvm / tvm-params rule,
+             the one TE compute per op that x86, cuda and arm-m4 all schedule;
   mv.py      the matrix-vector loops (FC, batch 1), one generator per format (dense, csr,
              simd_group) for f32 (x86 through LLVM) and q15 (arm-m4 through C, SMLAD);
   mm.py      the matrix-matrix loops (conv through im2col), the same three formats;
@@ -13,6 +16,6 @@ One place for what does not depend on the target folder that runs it:
   x86.py     build a kernel with TVM's LLVM backend and call it from numpy (tests, benchmarks);
   choice.py  dense or sparse for one layer: eligibility, the measured break-even tables
              (package data in data/, written by benchmarks/sparse_breakeven*.py), the estimate,
-             and the cost model passes/scalpel.py prunes against.
+             and the cost model Scalpel prunes against (runtime/compress/cost.py).
 The target folders (backends/tvm, backends/mcu) import this package; it imports none of them.
 """

@@ -3,7 +3,7 @@
 Scalpel's honesty rule (seed 004 §3.3): a sparse format is not a speedup by itself; under the
 break-even sparsity the index loads cost more than the skipped MACs. Every user asks here:
 the x86 lowering (backends/tvm/sparse.py), the arm-m4 executor (backends/mcu/sparse.py) and
-the pruning cost model (passes/scalpel.py). This module holds
+the pruning cost model (runtime/compress/cost.py). This module holds
 
   - the eligibility rules (`dense_reason`): which layers have a sparse kernel on a target at
     all (batch, groups, dtype, quantization, group width) and the warning that says why not;
@@ -162,7 +162,7 @@ def keep_dense_message(c: Choice, target: str, detail: str = "") -> str:
             + (f" ({why})" if why else "") + "; kept dense")
 
 
-# ---- the pruning cost model (passes/scalpel.py) -------------------------------------------------
+# ---- the pruning cost model (runtime/compress/cost.py) -------------------------------------------------
 
 @dataclass
 class KernelModel:

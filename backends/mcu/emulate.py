@@ -4,7 +4,7 @@
 the executor's dense-vs-sparse comparison and the tests use it. `emulate(steps)` makes that
 image from executor steps (Kernel, args) on random inputs: the dense and the sparse step of
 one layer for sparse.py's choice, the FC steps of benchmarks/sparse_breakeven.py. For one bare q15
-library kernel (`run_on_m4`, `run_mm_on_m4`) the image is the smallest thing runtime/mcu's
+library kernel (`run_on_m4`, `run_mm_on_m4`) the image is the smallest thing backends/mcu.s
 Emulator runs: the kernel's C (TVM codegen, sparse_kernels.kernel_q15 / kernel_q15_mm of
 backends/kernels/mv.py and mm.py), the param's arrays and the input
 (vector, or the XT im2col buffer) as initialised globals, and a
@@ -48,7 +48,7 @@ C_ELEM = {np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t"}
 @dataclass
 class M4Run:
     y: np.ndarray           # int32 outputs
-    cycles: int             # estimated cycles inside the kernel (runtime/mcu/cycles.py table)
+    cycles: int             # estimated cycles inside the kernel (backends/mcu/cycles.py table)
     instructions: int
     text_bytes: int         # code size of the kernel function
 

@@ -17,7 +17,7 @@ import tvm
 from tvm import te
 
 from cococ.backends.mcu.codegen import Kernel
-from cococ.backends.tvm.te_ops import LowerCtx, compute
+from cococ.backends.kernels.compute import LowerCtx, compute
 from cococ.ir.core import Layer
 
 M4 = LowerCtx(implicit_pad=True)  # unpacked weights (oc_block 1), padding by bounds test

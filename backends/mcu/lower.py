@@ -18,7 +18,7 @@ import numpy as np
 
 from cococ.backends.mcu import kernels as K
 from cococ.backends.mcu.codegen import Kernel
-from cococ.backends.tvm.te_ops import consts
+from cococ.backends.kernels.compute import consts
 from cococ.ir.core import CococError, Graph, Layer
 from cococ.ir.ops.activation import Relu
 from cococ.ir.registry import Op, rule_of

@@ -8,7 +8,7 @@ positions) with the epilogue fused (sparse_kernels.py). The format's arrays (A',
 const weights in flash — so the image shrinks with the weight — and the kernel runs *if* it is
 faster than the layer's dense kernel. "Faster" is measured, not assumed: both kernels of this
 very layer (its sizes, its sparsity pattern, its epilogue) are compiled into one small image
-and run once in the emulator of runtime/mcu, and the cycle counts compared. Without
+and run once in the emulator of backends/mcu, and the cycle counts compared. Without
 arm-none-eabi-gcc there is nothing to run, and the measured break-even tables of
 benchmarks/sparse_breakeven*.py decide (backends/kernels/choice.py; matrix-matrix for conv).
 A layer kept dense gets a warning naming it (Scalpel's rule: never ship a slower "speedup").

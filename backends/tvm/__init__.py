@@ -1,7 +1,7 @@
 """The x86 and cuda backends through Apache TVM 0.27, and the Relax exit (`to_relax`).
 
-    lower.py          graph -> Relax module, one call_tir per fused group (fusion decided on the IR)
-    te_ops.py         LowerCtx and the calls of each op's tvm / tvm-params rules (ir/ops/)
+    lower.py          graph -> Relax module, one call_tir per fused group (fusion decided on the IR);
+                      each kernel is the ops' tvm rules, called through backends/kernels/compute.py
     schedule_x86.py   cococ's s_tir schedules (register-blocked conv, vectorized dense, generic)
     schedule_cuda.py  dlight GPU rules + cococ's ThreadPerOutput (depthwise conv, pools)
     nvcc.py           nvcc on the generated CUDA at build time (kernels.fatbin), reused at load

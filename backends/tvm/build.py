@@ -24,7 +24,7 @@ from cococ.backends.tvm import nvcc, schedule_cuda, schedule_x86
 from cococ.backends.tvm.artifact import LIBRARY, TVMArtifact
 from cococ.backends.tvm.lower import lower_graph
 from cococ.backends.tvm.schedule_x86 import make_schedule
-from cococ.backends.tvm.te_ops import LowerCtx
+from cococ.backends.kernels.compute import LowerCtx
 from cococ.backends.tvm.tune import apply_database, tune_module
 from cococ.ir.core import CococError, Graph
 from cococ.ir.target import Target, get_target, host_simd

@@ -8,7 +8,7 @@ operands come from outside), so conv + batchnorm + residual add + relu is one Pr
 epilogue the schedule computes while the accumulators are still in registers.
 Aliases (identity, dropout: `Op.alias`) and views (flatten, reshape: `Op.view`, Relax reshapes)
 have no kernel at all. Which layers may join a group is the op's `epilogue` property; each
-layer's compute is its op's tvm rule (ir/ops/, called through te_ops).
+layer's compute is its op's tvm rule (ir/ops/, called through backends/kernels/compute.py).
 
 The module is target-independent (the weights' packing width aside, see LowerCtx): `to_relax`
 returns it as is; `build_tvm` schedules each PrimFunc for its target.
@@ -21,7 +21,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from cococ.backends.tvm.te_ops import LOWERINGS, LowerCtx, compute, consts
+from cococ.backends.kernels.compute import LOWERINGS, LowerCtx, compute, consts
 from cococ.ir.core import CococError, Graph, Layer, Value
 from cococ.ir.registry import rule_of
 

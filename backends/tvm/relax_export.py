@@ -22,7 +22,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from cococ.backends.tvm.lower import lower_graph
-from cococ.backends.tvm.te_ops import LowerCtx
+from cococ.backends.kernels.compute import LowerCtx
 from cococ.ir.core import Graph
 from cococ.ir.verify import infer_shapes
 

@@ -1,6 +1,6 @@
 """x86: a dense (FC) or conv2d layer with a csr / simd_group weight runs cococ's sparse kernels.
 
-Without this the TVM lowering expands every weight to dense (te_ops `_dense_params`), and a
+Without this the TVM lowering expands every weight to dense (kernels/compute.py `consts`), and a
 pruned model is exactly as fast as the unpruned one. Here, for a batch-1 layer whose sparse
 form the measured break-even table (backends/kernels/choice.py: sparse-breakeven-x86.json
 for FC, matrix-matrix sparse-breakeven-mm-x86.json for conv)
