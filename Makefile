@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   build the shipped LeNet for the Cortex-M4 and run it on the emulated M4
-#   make test   run the test suite
+#   make test   run the test suite (CI); `make test-fast` leaves out the tests marked slow
 # Both create .venv on first use (torch from the pinned CPU build first, so no CUDA packages).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -34,6 +34,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -n 2 tests
+
+# The local tier: everything but the tests marked slow (end-to-end runs of a minute or more,
+# `pytest -m slow` lists them); CI runs `make test`, which includes them.
+test-fast: setup
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -15,12 +15,22 @@ Manifest keys every artifact writes:
     inputs    [{"name", "shape", "dtype"}]  in graph-input order
     outputs   [{"name", "shape", "dtype"}]  in graph-output order
     options   build options (for a rebuild / the report), JSON-able
+    sha256    {file: sha256 hex} of the folder's code files (`code_files`: the x86/cuda library,
+              the M4 ELF), recorded when the backend wrote them
 Subclasses may add keys of their own.
+
+An artifact folder is code: `cococ run` loads its library into the process. Before loading,
+`verify_code` compares each code file with the hash the manifest recorded at build time and
+refuses a mismatch or a hash-less manifest with a one-line error; a truncated model.so would
+otherwise kill the process with SIGBUS. The hash catches a damaged or half-copied folder, not a
+deliberate change: whoever can write the library can write the manifest too (docs/cli.md).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import math
 import shutil
 import time
 import weakref
@@ -30,10 +40,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cococ.ir.core import DTYPES, CococError, Graph
+from cococ.ir.memory import check_memory
 from cococ.ir.parser import parse_file
 from cococ.ir.printer import save_ir
 
 MANIFEST = "artifact.json"
+HASHES = "sha256"   # manifest key of the code files' hashes
 
 # manifest kind -> "module:Class"; imported lazily by load_artifact
 KINDS: dict[str, str] = {
@@ -115,6 +127,32 @@ class Artifact:
     def _save_files(self, dir: Path) -> None:
         """Subclass hook: write files that are not already in `self.dir`."""
 
+    # -- the code in the folder ------------------------------------------------------------
+    def code_files(self) -> list[str]:
+        """Names (in `dir`) of the files that are code: loaded into this process or executed.
+        Subclasses list theirs; the manifest holds their sha256 (`record_hashes`)."""
+        return []
+
+    def record_hashes(self) -> "Artifact":
+        """Record the sha256 of every code file in the manifest: the backend calls this once it
+        has written them, so the manifest describes the build's own files."""
+        self.manifest[HASHES] = {name: file_sha256(self.dir / name) for name in self.code_files()}
+        return self
+
+    def verify_code(self) -> None:
+        """Refuse to load code files that are not the ones built (see the module docstring)."""
+        recorded = self.manifest.get(HASHES)
+        for name in self.code_files():
+            path = self.dir / name
+            if not isinstance(recorded, dict) or not isinstance(recorded.get(name), str):
+                raise CococError(f"{self.dir / MANIFEST}: no sha256 recorded for {name}, so it cannot be checked "
+                                 f"before loading; rebuild the artifact with `cococ build`")
+            if not path.is_file():
+                raise CococError(f"{path}: missing from the artifact folder; rebuild it with `cococ build`")
+            if file_sha256(path) != recorded[name]:
+                raise CococError(f"{path}: sha256 differs from the one {MANIFEST} recorded at build time "
+                                 f"(changed or truncated since); refusing to load it: rebuild with `cococ build`")
+
     @classmethod
     def load(cls, dir: Path, manifest: dict[str, Any]) -> "Artifact":
         return cls(manifest["target"], manifest, dir)
@@ -139,6 +177,9 @@ class Artifact:
         return out
 
     def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        specs = self.manifest["inputs"]  # shapes from a file: refuse a giant one before numpy tries
+        check_memory(sum(math.prod(s["shape"]) * np.dtype(DTYPES[s["dtype"]]).itemsize for s in specs),
+                     f"random inputs of {self.dir or 'the artifact'}")
         rng = np.random.default_rng(seed)
         return {s["name"]: rng.standard_normal(s["shape"]).astype(DTYPES[s["dtype"]])
                 for s in self.manifest["inputs"]}
@@ -155,9 +196,39 @@ class Artifact:
         return f"{type(self).__name__}(target={self.target!r}, dir={str(self.dir) if self.dir else None!r})"
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_graph(graph: Graph, dir: Path) -> None:
     """model.ir + model.npz, the graph the artifact was built from."""
     save_ir(graph, Path(dir) / "model.ir", weights="npz")
+
+
+def check_manifest(manifest: Any, path: Path) -> None:
+    """The keys every artifact writes, with their types: a damaged manifest is named here, not
+    met later as a KeyError inside a backend."""
+    if not isinstance(manifest, dict):
+        raise CococError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+    kind = manifest.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or an object is unhashable
+        raise CococError(f"{path}: unknown artifact kind {kind!r} (known: {', '.join(KINDS)})")
+    if not isinstance(manifest.get("target"), str):
+        raise CococError(f"{path}: 'target' must be a target name, got {manifest.get('target')!r}")
+    for key in ("inputs", "outputs"):
+        specs = manifest.get(key)
+        if not (isinstance(specs, list) and all(
+                isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("dtype"), str)
+                and s["dtype"] in DTYPES
+                and isinstance(s.get("shape"), list) and all(type(d) is int and d >= 0 for d in s["shape"])
+                for s in specs)):
+            raise CococError(f"{path}: '{key}' must be a list of {{name, shape, dtype}}, got {specs!r:.80}")
+    if not isinstance(manifest.get("options") or {}, dict):
+        raise CococError(f"{path}: 'options' must be an object")
 
 
 def load_artifact(dir: str | Path) -> Artifact:
@@ -167,11 +238,12 @@ def load_artifact(dir: str | Path) -> Artifact:
     if not path.exists():
         raise CococError(f"{dir}: not a cococ artifact (no {MANIFEST}); make one with `cococ build -o {dir}`")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError on bytes that are not UTF-8
         raise CococError(f"{path}: bad JSON: {e}") from None
-    kind = manifest.get("kind")
-    if kind not in KINDS:
-        raise CococError(f"{path}: unknown artifact kind {kind!r} (known: {', '.join(KINDS)})")
+    except OSError as e:
+        raise CococError(f"{path}: cannot read: {e.strerror or e}") from None
+    check_manifest(manifest, path)
+    kind = manifest["kind"]
     module, cls = KINDS[kind].split(":")
     return getattr(importlib.import_module(module), cls).load(dir, manifest)

@@ -1,114 +1,48 @@
-"""Fuzz the model frontends with mutated corpus files; every input must load or fail cleanly.
+"""Fuzz every input format the CLI reads: each mutated input must load or fail with a CococError.
 
-"Cleanly" means a CococError (what the CLI prints on one line, exit 1): any other exception is
-a crash, and an input that takes longer than --timeout seconds is a hang. Each frontend is one
-entry of FRONTENDS: a function listing its seed files, a mutator (bytes, rng) -> bytes, and a
-loader taking a path. Add a frontend (e.g. ONNX) by adding an entry; the campaign, the counts
-and the report are shared.
+Formats (FORMATS in benchmarks/fuzz_formats.py): prototxt, solver, ir, onnx, caffemodel,
+safetensors, npz (weights), npy (`run --input`), artifact (a built arm-m4 folder). Seeds are
+real files (the corpus, the shipped examples, files written from them); mutations are byte
+flips, truncation, token and field edits, and giant dimensions. An outcome is one of
+    ok      the input loaded (and, for small nets, took random weights: the size guard's path)
+    clean   a CococError, what the CLI prints on one line
+    crash   any other exception (a traceback for the user)
+    hang    a case past --timeout seconds
+    signal  the process died (SIGSEGV, SIGBUS, ...)
+Each format runs in its own worker process, so a signal is counted and the campaign goes on
+from the next case; case i of a format is mutated from `Random(f"{seed}/{format}/{i}")`, so any
+case can be made again from its number (`--keep` saves the findings' inputs).
 
-    python benchmarks/fuzz_frontends.py -n 10000 [--frontend prototxt] [--seed 0] [--report]
+    python benchmarks/fuzz_frontends.py -n 10000 [--format prototxt] [--seed 0] [--report]
 
-The small-scale test (tests/frontend/test_fuzz_prototxt.py) drives the same mutators with
-hypothesis.
+tests/frontend/test_fuzz_*.py run a small seeded sample of each format in-process (`campaign`).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
+import os
 import random
-import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "../shared/corpus"
+sys.path.insert(0, str(ROOT))  # run as a script: `benchmarks.*` importable
+from benchmarks.fuzz_formats import FORMATS, Case  # noqa: E402
+from cococ.ir.memory import limited_memory  # noqa: E402
 
-# ---- mutators ------------------------------------------------------------------------------------
+OUTCOMES = ("ok", "clean", "crash", "hang", "signal")
+MEMORY_LIMIT = "256M"  # the size guard's limit in the workers: a giant net is refused, not allocated
 
-_TOKEN = re.compile(rb'"(?:[^"\\\n]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|-?\d+\.?\d*(?:[eE][+-]?\d+)?|\S')
-_NUMBERS = [b"0", b"-1", b"1", b"2147483648", b"99999999999999999999", b"1e308", b"-inf", b"nan", b"0x7fffffff",
-            b"3.5", b"-0"]
-_NAMES = [b"layer", b"layers", b"module", b"top", b"bottom", b"type", b"name", b"include", b"phase", b"input",
-          b"input_dim", b"{", b"}", b":", b'"Convolution"', b'"Eltwise"', b'"Slice"', b'"Input"', b'""', b"TRAIN"]
-
-
-def _tokens(data: bytes) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in _TOKEN.finditer(data)]
-
-
-def mutate_text(data: bytes, rng: random.Random, rounds: int | None = None) -> bytes:
-    """Byte flips, truncation, token deletion / duplication / replacement, number swaps."""
-    for _ in range(rounds or rng.randint(1, 3)):
-        kind = rng.choice(("flip", "truncate", "delete", "duplicate", "number", "keyword", "swap"))
-        if not data:
-            return data
-        if kind == "flip":
-            i = rng.randrange(len(data))
-            data = data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
-        elif kind == "truncate":
-            data = data[:rng.randrange(len(data))]
-        else:
-            toks = _tokens(data)
-            if not toks:
-                continue
-            s, e = rng.choice(toks)
-            if kind == "delete":
-                data = data[:s] + data[e:]
-            elif kind == "duplicate":
-                data = data[:e] + b" " + data[s:e] + data[e:]
-            elif kind == "number":
-                nums = [t for t in toks if re.fullmatch(rb"-?\d+\.?\d*(?:[eE][+-]?\d+)?", data[t[0]:t[1]])]
-                if nums:
-                    s, e = rng.choice(nums)
-                data = data[:s] + rng.choice(_NUMBERS) + data[e:]
-            elif kind == "keyword":
-                data = data[:s] + rng.choice(_NAMES) + data[e:]
-            else:  # swap with another token of the file
-                s2, e2 = rng.choice(toks)
-                data = data[:s] + data[s2:e2] + data[e:]
-    return data
-
-
-# ---- frontends -----------------------------------------------------------------------------------
-
-@dataclass
-class Frontend:
-    name: str
-    seeds: Callable[[], list[Path]]
-    mutate: Callable[[bytes, random.Random], bytes]
-    load: Callable[[Path], object]
-    suffix: str
-
-
-def _prototxt_seeds() -> list[Path]:
-    d = CORPUS / "prototxt"
-    return sorted(p for p in d.rglob("*.prototxt") if "solver" not in p.name)
-
-
-def _load_prototxt(path: Path):
-    from cococ.frontend.prototxt import load_prototxt
-    return load_prototxt(path)
-
-
-def _load_solver(path: Path):
-    from cococ.frontend.solver import load_solver
-    return load_solver(path)
-
-
-FRONTENDS: dict[str, Frontend] = {
-    "prototxt": Frontend("prototxt", _prototxt_seeds, mutate_text, _load_prototxt, ".prototxt"),
-    "solver": Frontend("solver", lambda: sorted((CORPUS / "prototxt").rglob("*solver*.prototxt")), mutate_text,
-                       _load_solver, ".prototxt"),
-}
-
-
-# ---- campaign ------------------------------------------------------------------------------------
 
 class Hang(Exception):
     pass
@@ -118,16 +52,21 @@ def _alarm(signum, frame):
     raise Hang()
 
 
-def run_one(fe: Frontend, data: bytes, path: Path, timeout: float) -> tuple[str, str]:
-    """-> (outcome, detail): outcome is ok | clean | crash | hang."""
+def run_one(fmt: str, case: Case, work: Path, timeout: float) -> tuple[str, str]:
+    """-> (outcome, detail) of one case, in this process."""
     from cococ.ir.core import CococError
-    path.write_bytes(data)
+    path = FORMATS[fmt].write(case, work)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        fe.load(path)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            FORMATS[fmt].load(path, case)
         return "ok", ""
     except CococError as e:
-        return "clean", str(e).split(": ")[-1][:60]
+        if "\n" in str(e):
+            return "crash", f"multi-line CococError: {str(e)[:200]!r}"
+        return "clean", str(e)[-80:]
     except Hang:
         return "hang", ""
     except BaseException as e:  # noqa: BLE001 - the point is to catch everything else
@@ -138,60 +77,200 @@ def run_one(fe: Frontend, data: bytes, path: Path, timeout: float) -> tuple[str,
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def campaign(fe: Frontend, n: int, seed: int, timeout: float, keep: Path | None) -> dict:
-    seeds = fe.seeds()
-    if not seeds:
-        raise SystemExit(f"no seed files for {fe.name} under {CORPUS}")
-    originals = [p.read_bytes() for p in seeds]
-    rng = random.Random(seed)
-    counts: Counter = Counter()
-    crashes: list[tuple[str, str]] = []
+def make_case(fmt: str, seeds: list, seed: int, i: int) -> Case:
+    rng = random.Random(f"{seed}/{fmt}/{i}")
+    s = seeds[rng.randrange(len(seeds))]
+    return FORMATS[fmt].mutate(s, rng)
+
+
+def campaign(fmt: str, n: int, seed: int = 0, timeout: float = 10.0, start: int = 0, log=None,
+             work: Path | None = None) -> Counter:
+    """Run cases start..n-1 of one format in this process; -> Counter of outcomes. With `log` (a
+    file), write `{"i", "outcome", "seed", "detail"}` per case and flush: the parent's progress.
+    Files go to `work` (default: a temporary folder)."""
     signal.signal(signal.SIGALRM, _alarm)
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"fuzz{fe.suffix}"
-        for i in range(n):
-            k = rng.randrange(len(seeds))
-            data = fe.mutate(originals[k], rng)
-            outcome, detail = run_one(fe, data, path, timeout)
+    counts: Counter = Counter()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(limited_memory(MEMORY_LIMIT))
+        if work is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"fuzz-{fmt}-")))
+        work.mkdir(parents=True, exist_ok=True)
+        seeds = FORMATS[fmt].seeds(work)
+        parent = os.getppid()
+        if log is not None:
+            log.write(json.dumps({"i": start - 1, "outcome": "ready"}) + "\n")
+            log.flush()
+        for i in range(start, n):
+            if log is not None and os.getppid() != parent:  # the campaign was stopped: so is its worker
+                break
+            case = make_case(fmt, seeds, seed, i)
+            if log is not None:
+                log.write(json.dumps({"i": i, "outcome": "start"}) + "\n")
+                log.flush()
+            outcome, detail = run_one(fmt, case, work, timeout)
             counts[outcome] += 1
-            if (i + 1) % 1000 == 0:
-                print(f"  {fe.name}: {i + 1}/{n} {dict(counts)}", file=sys.stderr, flush=True)
-            if outcome in ("crash", "hang"):
-                crashes.append((seeds[k].name, detail))
-                if keep is not None:
-                    keep.mkdir(parents=True, exist_ok=True)
-                    (keep / f"{fe.name}-{outcome}-{i}{fe.suffix}").write_bytes(data)
+            if log is not None:
+                log.write(json.dumps({"i": i, "outcome": outcome, "seed": case.seed, "detail": detail}) + "\n")
+                log.flush()
+    return counts
+
+
+# ---- the isolating parent ------------------------------------------------------------------------
+
+def run_format(fmt: str, n: int, seed: int, timeout: float, keep: Path | None, budget: float = float("inf")) -> dict:
+    """Cases 0..n-1 of one format in worker processes: a worker that dies (signal) or stops
+    answering (a hang in C code) is counted at the case it was on and restarted after it.
+    Past `budget` seconds the worker is stopped and the cases finished so far are the count."""
+    counts: Counter = Counter()
+    findings: list[dict] = []
+    t0 = time.perf_counter()
+    start = 0
+    with tempfile.TemporaryDirectory(prefix="fuzz-log-") as tmp:
+        while start < n and time.perf_counter() - t0 < budget:
+            log_path = Path(tmp) / f"{fmt}-{start}.jsonl"
+            cmd = [sys.executable, __file__, "--worker", fmt, "-n", str(n), "--seed", str(seed),
+                   "--timeout", str(timeout), "--start", str(start), "--log", str(log_path),
+                   "--work", str(Path(tmp) / f"{fmt}-{start}")]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            current, last, ready = start, time.monotonic(), False
+            lines_read = 0
+            while True:
+                done = proc.poll() is not None
+                lines = log_path.read_text().splitlines() if log_path.exists() else []
+                for line in lines[lines_read:]:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:  # a line being written
+                        break
+                    lines_read += 1
+                    last = time.monotonic()
+                    if rec["outcome"] == "ready":
+                        ready = True
+                    elif rec["outcome"] == "start":
+                        current = rec["i"]
+                    else:
+                        counts[rec["outcome"]] += 1
+                        current = rec["i"] + 1
+                        if rec["outcome"] in ("crash", "hang"):
+                            findings.append(rec)
+                        if (rec["i"] + 1) % 1000 == 0:
+                            print(f"  {fmt}: {rec['i'] + 1}/{n} {dict(counts)}", file=sys.stderr, flush=True)
+                if done:
+                    break
+                if time.perf_counter() - t0 > budget:
+                    proc.kill()
+                    proc.wait()
+                    break
+                # a worker stuck past the in-process timer (C code that never returns) is killed
+                if time.monotonic() - last > (timeout * 3 + 5 if ready else 600):
+                    proc.kill()
+                    proc.wait()
+                    counts["hang"] += 1
+                    findings.append({"i": current, "outcome": "hang", "detail": "killed: no answer"})
+                    current += 1
+                    break
+                time.sleep(0.05)
+            err = proc.stderr.read() if proc.stderr else ""
+            if proc.returncode not in (0, None) and current < n and proc.returncode != -signal.SIGKILL:
+                if proc.returncode < 0:
+                    counts["signal"] += 1
+                    findings.append({"i": current, "outcome": "signal",
+                                     "detail": signal.Signals(-proc.returncode).name})
+                    current += 1
+                else:
+                    raise SystemExit(f"{fmt} worker failed (exit {proc.returncode}):\n{err[-2000:]}")
+            start = current
+    if keep is not None and findings:
+        _keep(fmt, seed, findings, keep)
     secs = time.perf_counter() - t0
-    return {"frontend": fe.name, "inputs": n, "seed": seed, "seconds": round(secs, 1),
-            "per_second": round(n / secs, 1), **{k: counts.get(k, 0) for k in ("ok", "clean", "crash", "hang")},
-            "crash_samples": crashes[:10]}
+    return {"format": fmt, "inputs": sum(counts.values()), "seed": seed, "seconds": round(secs, 1),
+            **{k: counts.get(k, 0) for k in OUTCOMES}, "findings": findings[:20]}
+
+
+def _keep(fmt: str, seed: int, findings: list[dict], keep: Path) -> None:
+    """Write each finding's input again (cases are reproducible from their number)."""
+    keep.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        seeds = FORMATS[fmt].seeds(Path(tmp))
+        for f in findings:
+            case = make_case(fmt, seeds, seed, f["i"])
+            out = keep / f"{fmt}-{f['outcome']}-{f['i']}"
+            out.mkdir(exist_ok=True)
+            FORMATS[fmt].write(case, out)
+            print(f"  kept {out} ({f.get('detail', '')[:100]})", file=sys.stderr)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-n", type=int, default=10000, help="mutated inputs per frontend")
-    ap.add_argument("--frontend", action="append", choices=sorted(FRONTENDS), help="default: all")
+    ap.add_argument("-n", type=int, default=10000, help="mutated inputs per format")
+    ap.add_argument("--format", action="append", choices=sorted(FORMATS), help="default: all")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=10.0, help="seconds before an input counts as a hang")
-    ap.add_argument("--keep", type=Path, help="save crashing / hanging inputs here")
-    ap.add_argument("--report", action="store_true", help="write a section of docs/performance.md")
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")
+    ap.add_argument("--keep", type=Path, help="save the inputs of crashes, hangs and signals here")
+    ap.add_argument("--seconds", type=float, default=float("inf"),
+                    help="stop the whole campaign after this long, each format taking an equal share of the "
+                         "time left (cheap formats first, so what they leave goes to the costly ones)")
+    ap.add_argument("--report", action="store_true", help="write the fuzz section of docs/performance.md")
+    ap.add_argument("--worker", choices=sorted(FORMATS), help=argparse.SUPPRESS)
+    ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--log", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    results = [campaign(FRONTENDS[f], args.n, args.seed, args.timeout, args.keep)
-               for f in (args.frontend or sorted(FRONTENDS))]
-    for r in results:
-        print(f"{r['frontend']:10s} {r['inputs']} inputs in {r['seconds']} s ({r['per_second']}/s): "
-              f"ok {r['ok']}, clean error {r['clean']}, crash {r['crash']}, hang {r['hang']}")
-        for name, detail in r["crash_samples"]:
-            print(f"  {name}: {detail}")
+    if args.worker:
+        with open(args.log, "w") as log:
+            campaign(args.worker, args.n, args.seed, args.timeout, args.start, log, args.work)
+        return 0
+    results = []
+    formats = args.format or list(FORMATS)
+    deadline = time.monotonic() + args.seconds
+    for k, fmt in enumerate(formats):
+        r = run_format(fmt, args.n, args.seed, args.timeout, args.keep,
+                       (deadline - time.monotonic()) / (len(formats) - k))
+        results.append(r)
+        print(f"{fmt:12s} {r['inputs']} inputs in {r['seconds']} s: ok {r['ok']}, clean error {r['clean']}, "
+              f"crash {r['crash']}, hang {r['hang']}, signal {r['signal']}", flush=True)
+        for f in r["findings"]:
+            print(f"  case {f['i']} ({f.get('seed', '?')}): {f['outcome']}: {f.get('detail', '')}", flush=True)
     if args.report:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
-        from benchmarks.report import markdown_table, write_section
-        rows = [[r["frontend"], r["inputs"], r["ok"], r["clean"], r["crash"], r["hang"], r["seconds"]] for r in results]
-        write_section("Frontend fuzzing", "## Frontend fuzzing\n\n" + markdown_table(
-            ["frontend", "inputs", "ok", "clean error", "crash", "hang", "seconds"], rows), {"results": results})
-    return 1 if any(r["crash"] or r["hang"] for r in results) else 0
+        report(results, args)
+    return 1 if any(r["crash"] or r["hang"] or r["signal"] for r in results) else 0
+
+
+def report(results: list[dict], args) -> None:
+    """Write the fuzz section of docs/performance.md. The formats run now replace their rows of
+    the last report (docs/benchmarks/frontend-fuzzing.json), so one format can be rerun alone."""
+    from benchmarks.report import ROOT as DOCS_ROOT, markdown_table, write_section
+    last = DOCS_ROOT / "docs" / "benchmarks" / "frontend-fuzzing.json"
+    merged = {r["format"]: r for r in (json.loads(last.read_text())["results"] if last.exists() else [])
+              if r.get("format") in FORMATS}
+    merged.update({r["format"]: {**r, "command": _command(args)} for r in results})
+    results = [merged[f] for f in FORMATS if f in merged]
+    rows = [[r["format"], r["inputs"], r["ok"], r["clean"], r["crash"], r["hang"], r["signal"], r["seconds"]]
+            for r in results]
+    commands = sorted({r["command"] for r in results if r.get("command")})
+    write_section("Frontend fuzzing", REPORT_HEAD + markdown_table(
+        ["format", "inputs", "ok", "clean error", "traceback", "hang", "signal", "seconds"], rows)
+        + "\n\nRun by (a format rerun alone replaces its row): " + "; ".join(f"`{c}`" for c in commands) + ".",
+        {"results": results})
+
+
+def _command(args) -> str:
+    cut = f" --seconds {args.seconds:g}" if args.seconds < float("inf") else ""
+    only = "".join(f" --format {f}" for f in args.format or ())
+    return (f"python benchmarks/fuzz_frontends.py -n {args.n} --seed {args.seed} --timeout {args.timeout:g}"
+            f"{cut}{only} --report")
+
+
+REPORT_HEAD = """## Frontend fuzzing (issue 18)
+
+Mutated real inputs of every format the CLI reads (`benchmarks/fuzz_frontends.py`; the formats,
+seeds and mutations are in `benchmarks/fuzz_formats.py`): each must load (`ok`) or give a
+one-line CococError (`clean error`). A traceback, a hang (past the per-case time limit) or a
+signal is a finding. Each format runs in its own worker process with the size guard's limit at
+256 MiB (`COCOC_MAX_MEMORY`), so giant dimensions are refused up front rather than allocated.
+A format with fewer inputs than asked for was stopped by `--seconds`.
+
+"""
 
 
 if __name__ == "__main__":

@@ -1,40 +1,37 @@
-"""ONNX frontend fuzz campaign: N mutated ONNX models must each import or give a CococError.
+"""ONNX for the fuzz campaign: the seed models and the structured mutator.
 
     python benchmarks/fuzz_onnx.py [-n 10000] [--seed 0] [--timeout 10]
+(the same as `benchmarks/fuzz_frontends.py --format onnx`, which runs every format)
 
-Two mutation kinds over real seed models (the onnx wheel's backend test cases and a small
-cococ-style net): byte mutations (flip/set/insert/delete/truncate, reaching protobuf decoding
-and the checker) and structured ones (a node attribute, op type, input name or initializer
-dim rewritten, reaching the converters behind the checker). Any other exception, or a case
-that runs past --timeout seconds, is a finding: printed with its reproducer saved under
---out, and the exit status is 1. (benchmarks/fuzz_frontends.py, when it exists, covers prototxt.)
+Seeds are real models (the onnx wheel's backend test cases and a small cococ-style net, shared
+with tests/frontend/test_fuzz_onnx.py). Half the cases are byte mutations (reaching protobuf
+decoding and the checker), half structured ones from here: a node attribute, op type or input
+name, an initializer dim or a graph input dim (giant ones included) rewritten, or the opset
+changed, which reach the converters behind the checker.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import random
-import signal
 import sys
-import time
-import traceback
+from pathlib import Path
 
 import onnx
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "frontend"))
-from test_fuzz_onnx import SEEDS, mutate  # noqa: E402  (one seed set and byte mutator for test and script)
-
-from cococ.frontend.onnx import load_onnx  # noqa: E402
-from cococ.ir.core import CococError  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 OPS = ["Conv", "Gemm", "MatMul", "Relu", "Pad", "MaxPool", "AveragePool", "Softmax", "Reshape", "Flatten",
        "Add", "Mul", "Concat", "Clip", "BatchNormalization", "Transpose", "Split", "Squeeze", "Foo"]
+
+
+def onnx_seeds() -> list[bytes]:
+    sys.path.insert(0, str(ROOT / "tests" / "frontend"))
+    from test_fuzz_onnx import SEEDS
+    return list(SEEDS)
 
 
 def structured(data: bytes, rng: random.Random) -> bytes:
     m = onnx.ModelProto.FromString(data)
     g = m.graph
-    kind = rng.choice(["attr", "op", "input", "dim", "opset"])
+    kind = rng.choice(["attr", "op", "input", "dim", "input_dim", "opset"])
     if kind == "attr" and g.node:
         n = rng.choice(g.node)
         if n.attribute:
@@ -56,60 +53,17 @@ def structured(data: bytes, rng: random.Random) -> bytes:
         t = rng.choice(g.initializer)
         if t.dims:
             t.dims[rng.randrange(len(t.dims))] = rng.choice([0, 1, 2, 3, 1 << 33])
+    elif kind == "input_dim" and g.input:
+        dims = rng.choice(g.input).type.tensor_type.shape.dim
+        if dims:
+            dims[rng.randrange(len(dims))].dim_value = rng.choice([0, 1, 100000, 1 << 31, 1 << 40])
     else:
         for o in m.opset_import:
             o.version = rng.choice([1, 6, 9, 11, 13, 17, 21, 99])
     return m.SerializeToString()
 
 
-class Timeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise Timeout()
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=10000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=int, default=10)
-    ap.add_argument("--out", default="fuzz-onnx-findings")
-    args = ap.parse_args(argv)
-    rng = random.Random(args.seed)
-    signal.signal(signal.SIGALRM, _alarm)
-    counts = {"imported": 0, "clean_error": 0, "finding": 0}
-    t0 = time.time()
-    for i in range(args.n):
-        seed = rng.choice(SEEDS)
-        if rng.random() < 0.5:
-            muts = [(rng.choice(["flip", "set", "insert", "delete", "truncate"]), rng.random(),
-                     rng.randrange(256), rng.randint(1, 8)) for _ in range(rng.randint(1, 4))]
-            data = mutate(seed, muts)
-        else:
-            data = structured(seed, rng)
-        signal.alarm(args.timeout)
-        try:
-            load_onnx(data)
-            counts["imported"] += 1
-        except CococError:
-            counts["clean_error"] += 1
-        except BaseException as e:  # noqa: BLE001 -- a finding, whatever it is
-            if isinstance(e, KeyboardInterrupt):
-                raise
-            counts["finding"] += 1
-            os.makedirs(args.out, exist_ok=True)
-            path = os.path.join(args.out, f"case{i}.onnx")
-            with open(path, "wb") as f:
-                f.write(data)
-            print(f"FINDING {path}: {type(e).__name__}: {e}")
-            traceback.print_exc(limit=3)
-        finally:
-            signal.alarm(0)
-    print(f"{args.n} cases in {time.time() - t0:.1f}s: {counts}")
-    return 1 if counts["finding"] else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.fuzz_frontends import main
+    sys.exit(main(["--format", "onnx"] + sys.argv[1:]))

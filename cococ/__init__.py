@@ -19,10 +19,12 @@ __version__ = "0.1.0"
 # whose `--help` imports every command) loads neither the frontends' grammars nor TVM, torch or onnx.
 
 
-def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST") -> Graph:
-    """Read a network (.ir, .prototxt, .onnx) into the layer IR, with optional weights."""
+def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST",
+         lenient: bool = False) -> Graph:
+    """Read a network (.ir, .prototxt, .onnx) into the layer IR, with optional weights
+    (`lenient`: a .prototxt field caffe.proto does not define is a warning, not an error)."""
     from cococ.frontend.load import load as _load
-    return _load(path, weights=weights, init=init, seed=seed, phase=phase)
+    return _load(path, weights=weights, init=init, seed=seed, phase=phase, lenient=lenient)
 
 
 def build(graph: Graph, target: str = "x86", **options):

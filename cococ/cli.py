@@ -1,16 +1,20 @@
 """The `cococ` command line: one sub-command per module in cococ/commands/.
 
 Each command module defines `add_arguments(parser)` and `run(args) -> int`, and a one-line
-module docstring used as its help. User errors (CococError) print one line and exit 1;
-`--debug` shows the traceback.
+module docstring used as its help. User errors (CococError, and the OSError of a file the
+up-front checks of cococ/commands/common.py could not foresee) print one line and exit 1, and
+warnings print one line each; `--debug` shows the traceback. Every command takes --max-memory,
+the limit of ir/memory.py's guard on what a network may allocate, for the command's duration.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import warnings
 
 from cococ.ir.core import CococError
+from cococ.ir.memory import LIMIT_ENV, limited_memory
 
 # command name -> module under cococ.commands (imported only when the command runs)
 COMMANDS = {
@@ -51,6 +55,9 @@ def make_parser(only: str | None = None) -> argparse.ArgumentParser:
                            description=(mod.__doc__ or "").strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)  # keep the examples' lines
         mod.add_arguments(p)
+        p.add_argument("--max-memory", metavar="SIZE",
+                       help=f"refuse a network whose weights or activations would need more than SIZE "
+                            f"(e.g. 64G; default {LIMIT_ENV} or 16G)")
     return parser
 
 
@@ -63,16 +70,33 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    plain_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_a, **_k: f"cococ {args.command}: warning: {message}\n"
     try:
-        return int(_load(args.command).run(args) or 0)
+        with limited_memory(args.max_memory):
+            return int(_load(args.command).run(args) or 0)
     except CococError as e:
         if debug:
             raise
         print(f"cococ {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a file the checks up front could not foresee (a disk that fills, a race)
+        if debug:
+            raise
+        print(f"cococ {args.command}: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}",
+              file=sys.stderr)
+        return 1
+    except MemoryError:
+        if debug:
+            raise
+        print(f"cococ {args.command}: error: out of memory (--max-memory or {LIMIT_ENV} refuses such "
+              f"networks up front)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("cococ: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = plain_format
 
 
 if __name__ == "__main__":

@@ -10,15 +10,18 @@ from cococ.ir.parser import parse_file
 from cococ.ir.verify import infer_shapes, verify
 
 
-def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST") -> Graph:
+def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST",
+         lenient: bool = False) -> Graph:
     path = Path(path)
     if not path.exists():
         raise CococError(f"{path}: no such file")
+    if path.is_dir():
+        raise CococError(f"{path}: is a folder, expected a file")
     suffix = path.suffix.lower()
     if suffix == ".ir":
         graph = _load_ir(path)
     elif suffix in (".prototxt", ".pt", ".txt"):
-        graph = load_prototxt(path, phase=phase)
+        graph = load_prototxt(path, phase=phase, lenient=lenient)
     elif suffix == ".onnx":
         # local: onnx takes ~0.7 s to import, and only .onnx files need it
         from cococ.frontend.onnx import load_onnx

@@ -10,12 +10,14 @@ Latency[TARGET] (wall seconds, x86). Numbers take K/M/G suffixes (powers of 1000
 """
 from __future__ import annotations
 
+import json
 import operator
 from dataclasses import dataclass, field
 
 from lark import Lark, Transformer, UnexpectedInput
 
 from cococ.ir.core import CococError
+from cococ.ir.target import get_target
 
 GRAMMAR = r"""
 start: DIRECTION metric ("constraint" constraint ("and" constraint)*)?
@@ -36,6 +38,13 @@ _PARSER = Lark(GRAMMAR, parser="lalr")
 _CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _SCALE = {"K": 1e3, "M": 1e6, "G": 1e9}
 MEASURED = ("Cycles", "Latency")   # metrics that need a build of the candidate
+DEFINITIONS = {
+    "ModelSize": "parameters of the pruned network (the ops' cost functions)",
+    "MACs": "multiply-accumulates of one inference (the ops' cost functions)",
+    "Accuracy": "top-1 accuracy on the data set's test split after fine-tuning",
+    "Cycles": "estimated cycles of one inference in the emulator, built for",
+    "Latency": "median wall seconds of 10 inferences, built for",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,15 @@ class Metric:
     @property
     def measured(self) -> bool:
         return self.name in MEASURED
+
+    @property
+    def definition(self) -> str:
+        """What a value of this metric means: a run records it, and `--resume` refuses a run whose
+        recorded values meant something else (another target's description, another definition)."""
+        text = DEFINITIONS[self.name]
+        if self.target is None:
+            return text
+        return f"{text} {json.dumps(get_target(self.target).facts(), sort_keys=True)}"
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,14 @@ class _Build(Transformer):
             raise CococError(f"metric {name} needs a target, e.g. {name}[{'arm-m4' if name == 'Cycles' else 'x86'}]")
         if name not in MEASURED and target is not None:
             raise CococError(f"metric {name} takes no target (got {name}[{target}])")
+        if target is not None:
+            mcu = get_target(target).is_mcu       # an unknown target: refused here, before any work
+            if name == "Cycles" and not mcu:
+                raise CococError(f"Cycles[{target}]: cycles are counted on an emulated microcontroller "
+                                 f"(e.g. Cycles[arm-m4]); use Latency[{target}]")
+            if name == "Latency" and mcu:
+                raise CococError(f"Latency[{target}]: {target} is emulated, its time is counted in cycles; "
+                                 f"use Cycles[{target}]")
         return Metric(name, target)
 
     def number(self, items):

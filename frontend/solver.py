@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cococ.frontend.prototxt import load_prototxt, net_to_graph
+from cococ.frontend.prototxt.schema import check_fields
 from cococ.frontend.prototxt.textformat import INT64, Message, parse_file, parse_text
 from cococ.ir.core import CococError
 
@@ -20,13 +21,6 @@ POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 _ENUM_TYPES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad", "RMSPROP": "RMSProp",
                "ADADELTA": "AdaDelta", "ADAM": "Adam"}
-_KNOWN = {"net", "net_param", "train_net", "test_net", "train_net_param", "test_net_param", "train_state",
-          "test_state", "test_iter", "test_interval", "test_compute_loss", "test_initialization", "base_lr",
-          "display", "average_loss", "max_iter", "iter_size", "lr_policy", "gamma", "power", "momentum",
-          "weight_decay", "regularization_type", "stepsize", "stepvalue", "clip_gradients", "snapshot",
-          "snapshot_prefix", "snapshot_diff", "snapshot_format", "solver_mode", "device_id", "random_seed",
-          "type", "delta", "momentum2", "rms_decay", "debug_info", "snapshot_after_train", "solver_type",
-          "layer_wise_reduce", "weights"}
 
 
 @dataclass
@@ -57,6 +51,7 @@ class Solver:
     batch_sizes: dict[str, int] = field(default_factory=dict)  # data layer -> batch_size (inline nets)
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    lenient: bool = False  # unknown fields warn (here and in the net) instead of failing
 
     def lr_at(self, it: int) -> float:
         """The learning rate at iteration `it`, as Caffe's SGDSolver::GetLearningRate."""
@@ -79,27 +74,27 @@ class Solver:
         """The inline net as a Graph (the file named by `net` is loaded with load_prototxt);
         `stages` select include/exclude rules, e.g. one of `test_stages`."""
         if self.net_param is not None:
-            return net_to_graph(self.net_param, phase, path=self.path, stages=stages)
+            return net_to_graph(self.net_param, phase, path=self.path, stages=stages, lenient=self.lenient)
         if self.net is None:
             raise CococError("the solver names no net", path=self.path)
         p = Path(self.net)
         if not (p.is_absolute() or p.exists()):
             p = Path(self.path or ".").parent / p
-        return load_prototxt(p, phase, stages=stages)
+        return load_prototxt(p, phase, stages=stages, lenient=self.lenient)
 
 
-def load_solver(path) -> Solver:
-    return solver_from_message(parse_file(path), str(path))
+def load_solver(path, *, lenient: bool = False) -> Solver:
+    return solver_from_message(parse_file(path), str(path), lenient=lenient)
 
 
-def load_solver_text(text: str, path: str | None = None) -> Solver:
-    return solver_from_message(parse_text(text, path), path)
+def load_solver_text(text: str, path: str | None = None, *, lenient: bool = False) -> Solver:
+    return solver_from_message(parse_text(text, path), path, lenient=lenient)
 
 
-def solver_from_message(m: Message, path: str | None = None) -> Solver:
-    for f in m.fields:
-        if f.name not in _KNOWN:
-            raise m.error(f"unknown solver field '{f.name}'", f.loc)
+def solver_from_message(m: Message, path: str | None = None, *, lenient: bool = False) -> Solver:
+    """A field caffe.proto's SolverParameter (inline nets included) does not define is an error,
+    or with `lenient` a warning; the inline net is checked again when it is built."""
+    check_fields(m, "SolverParameter", lenient=lenient)
 
     def need(name: str, cond: bool, why: str):
         if not cond:
@@ -147,7 +142,8 @@ def solver_from_message(m: Message, path: str | None = None) -> Solver:
         snapshot=m.get_int("snapshot", 0), snapshot_prefix=m.get_str("snapshot_prefix"),
         random_seed=m.get_int("random_seed", -1, INT64), iter_size=m.get_int("iter_size", 1),
         net=m.get_str("net") or m.get_str("train_net"), test_nets=m.get_strs("test_net"),
-        test_stages=[t.get_strs("stage") for t in m.get_msgs("test_state")], net_param=net_param, path=path)
+        test_stages=[t.get_strs("stage") for t in m.get_msgs("test_state")], net_param=net_param, path=path,
+        lenient=lenient)
     need("regularization_type", s.regularization_type in ("L1", "L2"), "must be L1 or L2")
     need("iter_size", s.iter_size >= 1, "must be >= 1")
     if net_param is not None:

@@ -82,7 +82,12 @@ def load_subspace(path, n_modules: int | None = None) -> list[Config]:
     path = Path(path)
     if not path.exists():
         raise CococError(f"{path}: no such file")
-    data = path.read_bytes()
+    if path.is_dir():
+        raise CococError(f"{path}: is a directory; expected a subspace file (.json, .npy or .pkl)")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CococError(f"{path}: cannot read: {e.strerror}") from None
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:
@@ -94,7 +99,7 @@ def load_subspace(path, n_modules: int | None = None) -> list[Config]:
     elif suffix == ".npy":
         try:
             obj = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, EOFError) as e:  # EOFError: an empty file
             raise CococError(f"{path}: not a numeric .npy file ({e})") from None
     elif suffix in (".pkl", ".pickle", ".p", ""):
         obj = _restricted_load(data)
@@ -110,7 +115,12 @@ def sample_subspace(n: int, n_modules: int, rates: Sequence[float], seed: int = 
     the summed rate index (0 .. B·(|Δ|-1)) may take at most a λ/(B·(|Δ|-1)+1) share of the N
     samples, so that model sizes spread evenly instead of piling up in the middle.
     """
-    rates = sorted(float(r) for r in rates)
+    if n < 1:
+        raise CococError(f"asked for {n} configurations; sample at least 1")
+    rates = sorted(set(float(r) for r in rates))    # a repeated rate would repeat configurations
+    if not rates or any(not (0.0 <= r < 1.0) for r in rates):   # NaN fails the test too
+        raise CococError(f"rates {','.join(f'{r:g}' for r in rates) or '(none)'}: "
+                         "expected one or more pruning rates in [0, 1)")
     k = len(rates)
     total = k ** n_modules
     if n > total:

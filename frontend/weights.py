@@ -20,6 +20,7 @@ from safetensors.numpy import load_file
 
 from cococ.frontend.caffemodel import read_caffemodel
 from cococ.ir.core import CococError, Graph, Layer, Param
+from cococ.ir.memory import check_memory, param_bytes
 from cococ.ir.ops.nn import Dense
 from cococ.ir.ops.norm import BatchNorm
 
@@ -35,6 +36,8 @@ def load_weights(graph: Graph, path) -> WeightsReport:
     path = Path(path)
     if not path.exists():
         raise CococError("no such weights file", path=str(path))
+    if path.is_dir():
+        raise CococError("is a folder, expected a weights file", path=str(path))
     suffix = path.suffix.lower()
     if suffix == ".caffemodel":
         report = _from_caffemodel(graph, path)
@@ -130,6 +133,7 @@ def init_weights(graph: Graph, method: str = "random", seed: int = 0, *, overwri
     """
     if method != "random":
         raise CococError(f"unknown init method '{method}' (known: random)")
+    check_memory(param_bytes(graph, missing_only=not overwrite), f"{graph.name}: --init {method}")
     rng = np.random.default_rng(seed)
     for layer in graph.layers:
         for pname, p in layer.params.items():

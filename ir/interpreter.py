@@ -14,6 +14,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from cococ.ir.core import CococError, Graph, Layer, TensorType, Value, dtype_name
+from cococ.ir.memory import activation_bytes, check_memory
 
 
 def run(graph: Graph, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray],
@@ -24,6 +25,7 @@ def run(graph: Graph, inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     `taps` names extra values (or gives Value objects) to return besides the outputs.
     """
     feeds = _bind_inputs(graph, inputs)
+    check_memory(activation_bytes(graph), f"{graph.name}: running the interpreter")
     by_name = {v.name: v for v in graph.values()}
     tap_values = [_resolve(by_name, t) for t in taps]
     wanted = list(graph.outputs) + tap_values

@@ -63,9 +63,15 @@ def parse_file(path, *, verify: bool = True) -> Graph:
     """Parse an .ir file; weights come from the side-car `<stem>.npz` when there is one."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise CococError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[:e.start]
+        loc = (before.count(b"\n") + 1, e.start - (before.rfind(b"\n") + 1) + 1)
+        raise CococError(f"invalid UTF-8 byte 0x{data[e.start]:02x}", loc=loc, path=str(path)) from None
     graph = parse_ir(text, str(path), verify=verify)
     side = path.with_suffix(".npz")
     if side.exists():
@@ -84,17 +90,25 @@ def load_sidecar(graph: Graph, side) -> None:
         for layer in graph.layers:
             for pname, p in layer.params.items():
                 if p.format == "dense" and p.data is None and f"{layer.name}/{pname}" in keys:
-                    a = npz[f"{layer.name}/{pname}"]
+                    a = _member(npz, f"{layer.name}/{pname}", side)
                     _check(layer, pname, a, p.type, p._hash, side)
                     p.data = a
                 elif p.format != "dense" and not p.arrays and p.array_stubs:
                     ks = {n: f"{layer.name}/{pname}/{n}" for n in p.array_stubs}
                     if not all(k in keys for k in ks.values()):
                         continue
-                    arrays = {n: npz[k] for n, k in ks.items()}
+                    arrays = {n: _member(npz, k, side) for n, k in ks.items()}
                     for n, (t, h) in p.array_stubs.items():
                         _check(layer, f"{pname}/{n}", arrays[n], t, h, side)
                     p.arrays, p.array_stubs = arrays, {}
+
+
+def _member(npz, key: str, side) -> np.ndarray:
+    """One array of the side-car: np.load reads members lazily, so a damaged one fails here."""
+    try:
+        return npz[key]
+    except Exception as e:  # noqa: BLE001 - zip, zlib and .npy format errors: a damaged file
+        raise CococError(f"cannot read '{key}' from side-car weights {side}: {e}") from None
 
 
 def _check(layer: Layer, what: str, a: np.ndarray, t: TensorType, h: str | None, side) -> None:
@@ -157,7 +171,12 @@ class _Builder:
             raise self.error(f"bad escape in string {tok}", tok) from None
 
     def name(self, tok) -> str:  # %name, %"name", @name, @"name"
-        return self.text(str(tok)[1:]) if str(tok)[1] == '"' else str(tok)[1:]
+        if str(tok)[1] != '"':
+            return str(tok)[1:]
+        try:
+            return _unquote(str(tok)[1:])
+        except ValueError:  # the token, not its text, carries the line:col for the error
+            raise self.error(f"bad escape in string {tok}", tok) from None
 
     # -- graph -----------------------------------------------------------------------------------
     def graph(self, tree) -> Graph:

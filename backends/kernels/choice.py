@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ import numpy as np
 from cococ.ir.core import CococError, Layer, Param
 from cococ.ir.formats import matrix_shape
 
-TABLE_DIR = Path(__file__).resolve().parent / "data"
+# package data, found through importlib.resources: the installed wheel has no docs/ nor benchmarks/
+TABLE_DIR = resources.files("cococ.backends.kernels") / "data"
 TABLES = {"arm-m4": "sparse-breakeven-m4.json", "x86": "sparse-breakeven-x86.json"}
 # conv layers (matrix-matrix over the im2col matrix): benchmarks/sparse_breakeven_mm.py, same columns
 TABLES_MM = {"arm-m4": "sparse-breakeven-mm-m4.json", "x86": "sparse-breakeven-mm-x86.json"}
@@ -112,15 +114,16 @@ def crossing(sp: list[float], ratio: list[float]) -> float | None:
 def load_table(name: str) -> dict:
     """The JSON of a break-even table shipped with cococ (`name` without .json)."""
     path = TABLE_DIR / f"{name}.json"
-    if not path.exists():
+    if not path.is_file():
         raise CococError(f"break-even table {path} is missing from the installed package: "
                          f"run benchmarks/{'sparse_breakeven_mm' if '-mm-' in name else 'sparse_breakeven'}.py")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def save_table(name: str, data: dict) -> Path:
-    """Write a break-even table into the package (benchmarks/sparse_breakeven*.py)."""
-    path = TABLE_DIR / f"{name}.json"
+    """Write a break-even table into the package (benchmarks/sparse_breakeven*.py, run in a
+    checkout: the package folder is then the source folder, a plain directory)."""
+    path = Path(str(TABLE_DIR / f"{name}.json"))
     path.write_text(json.dumps(data, indent=1))
     return path
 

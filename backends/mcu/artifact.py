@@ -1,7 +1,11 @@
-"""MCUArtifact: a Cortex-M4 project folder; `run` executes its ELF on the emulated core."""
+"""MCUArtifact: a Cortex-M4 project folder; `run` executes its ELF on the emulated core.
+
+The ELF is the folder's code: its sha256 is recorded at build time and checked before the
+emulator parses it (backends/artifact.py), so a truncated or damaged ELF is a one-line error."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +14,9 @@ import numpy as np
 from cococ.backends.artifact import Artifact
 from cococ.backends.mcu.emulator import Emulator
 from cococ.ir.core import CococError
+
+
+REBUILD = "rebuild the artifact with `cococ build`"
 
 
 class MCUArtifact(Artifact):
@@ -22,27 +29,50 @@ class MCUArtifact(Artifact):
 
     @property
     def report(self) -> dict[str, Any]:
-        return json.loads((self.dir / "report.json").read_text())
+        path = self.dir / "report.json"
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise CococError(f"{path}: cannot read: {e.strerror or e}; {REBUILD}") from None
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise CococError(f"{path}: bad JSON ({e}); {REBUILD}") from None
+        steps = report.get("steps") if isinstance(report, dict) else None
+        if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+            raise CococError(f"{path}: not a build report (no 'steps' list of objects); {REBUILD}")
+        return report
+
+    def code_files(self) -> list[str]:
+        elf = self.manifest.get("elf")
+        if elf is None:
+            return []
+        if not isinstance(elf, str) or Path(elf).name != elf:
+            raise CococError(f"{self.dir}/artifact.json: 'elf' must be a file name in the folder, got {elf!r}")
+        return [elf]
 
     @property
     def elf(self) -> Path:
         if self.dir is None or not self.manifest.get("elf"):
             raise CococError("this arm-m4 artifact has no ELF (arm-none-eabi-gcc was missing at build time); "
                              "build it with `make` in the project folder, or install gcc-arm-none-eabi")
-        return self.dir / self.manifest["elf"]
+        return self.dir / self.code_files()[0]
 
     def emulator(self):
         if self._emu is None:
-            self._emu = Emulator(self.elf)
+            elf = self.elf
+            self.verify_code()
+            self._emu = Emulator(elf)
         return self._emu
 
     def _run(self, inputs):
         x = np.concatenate([inputs[n].reshape(-1) for n in self.input_names]).astype(np.float32)
         res = self.emulator().run(x)
         self.last_run = res
+        sizes = [math.prod(spec["shape"]) for spec in self.manifest["outputs"]]
+        if sum(sizes) != res.outputs.size:  # a damaged manifest: shapes the ELF does not write
+            raise CococError(f"{self.dir / 'artifact.json'}: 'outputs' hold {sum(sizes)} values, the ELF's "
+                             f"model_output holds {res.outputs.size}; {REBUILD}")
         out, off = {}, 0
-        for spec in self.manifest["outputs"]:
-            n = int(np.prod(spec["shape"]))
+        for spec, n in zip(self.manifest["outputs"], sizes):
             out[spec["name"]] = res.outputs[off:off + n].reshape(spec["shape"])
             off += n
         return out

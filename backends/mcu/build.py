@@ -115,7 +115,7 @@ def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | Non
     manifest = {"kind": "mcu", "target": target.name, "inputs": io_spec(graph.inputs),
                 "outputs": io_spec(graph.outputs), "elf": report.get("elf"),
                 "options": {"quantize": quantize, "flash": target.flash, "sram": target.sram, **_jsonable(options)}}
-    art = MCUArtifact(target.name, manifest, dir, graph)
+    art = MCUArtifact(target.name, manifest, dir, graph).record_hashes()
     (dir / "artifact.json").write_text(json.dumps(art.manifest, indent=2) + "\n")
     return art if out_dir is not None else art.remove_when_collected()
 

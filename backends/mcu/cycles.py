@@ -22,8 +22,10 @@ numbers used:
     FPU: VADD, VSUB, VMUL, VNMUL, VABS, VNEG, VCMP, VCVT, VMOV, VMRS       1
          VMLA, VMLS, VNMLA, VNMLS, VFMA, VFMS, VFNMA, VFNMS                3
          VDIV, VSQRT                                                      14
-         VLDR, VSTR                                                       2
-         VLDM, VSTM, VPUSH, VPOP of N registers                           1 + N
+         VLDR, VSTR of a single (s) register                              2
+         VLDR, VSTR of a double (d) register                              3
+         VLDM, VSTM, VPUSH, VPOP of N single registers                    1 + N
+         VLDM, VSTM, VPUSH, VPOP of N double registers                    1 + 2N (a d register is two s)
 
 Not modelled: load-use and FPU result interlocks beyond the above, flash wait states, bus
 contention, the ICI/LSU overlap of an LDR with a following FP op. So this estimates the
@@ -70,6 +72,8 @@ def _base(mn: str) -> str:
 
 
 def _nregs(op_str: str) -> int:
+    """Registers moved by a register list, counted in 32-bit words: a double-precision register
+    d<n> is two single ones (the TRM's 1 + 2N for VLDM/VSTM/VPUSH/VPOP of N doubles)."""
     if "{" not in op_str:
         return 1
     inner = op_str[op_str.index("{") + 1: op_str.index("}")]
@@ -78,9 +82,9 @@ def _nregs(op_str: str) -> int:
         part = part.strip()
         if "-" in part:  # d8-d15 style ranges
             a, b = part.split("-")
-            n += int(b.strip()[1:]) - int(a.strip()[1:]) + 1
+            n += (int(b.strip()[1:]) - int(a.strip()[1:]) + 1) * (2 if a.strip().startswith("d") else 1)
         elif part:
-            n += 1
+            n += 2 if part.startswith("d") else 1
     return n
 
 
@@ -106,7 +110,7 @@ def instruction_cycles(mn: str, op_str: str, prev_ls: bool) -> tuple[int, bool, 
         if m in _VFP_14:
             return 14, False, False
         if m in ("vldr", "vstr"):
-            return 2, False, False
+            return (3 if op_str.startswith("d") else 2), False, False
         if m in _VFP_MULTI:
             return 1 + _nregs(op_str), False, False
         return 1, False, False

@@ -8,6 +8,7 @@ floats are written with 9 significant digits, which round-trips every float32 ex
 """
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from cococ.backends.mcu.codegen import C_TYPES, kernel_file
 from cococ.backends.mcu.lower import Program, Tensor, Weight
 
-BOARD = Path(__file__).with_name("board")
+BOARD = resources.files("cococ.backends.mcu.board")  # package data: the board files the project copies
 CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=gnu11",
           "-ffunction-sections", "-fdata-sections", "-fno-strict-aliasing", "-Wall", "-Wno-unused-variable"]
 LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
@@ -99,12 +100,12 @@ def input_c(x: np.ndarray) -> str:
 
 
 def linker_script(flash: int, sram: int) -> str:
-    return (BOARD / "mps2_an386.ld").read_text().replace("@FLASH@", str(flash)).replace(
+    return (BOARD / "mps2_an386.ld").read_text(encoding="utf-8").replace("@FLASH@", str(flash)).replace(
         "@SRAM@", str(sram)).replace("@STACK@", str(STACK_BYTES))
 
 
 def makefile() -> str:
-    return (BOARD / "Makefile.txt").read_text().replace("@CFLAGS@", " ".join(CFLAGS)).replace(
+    return (BOARD / "Makefile.txt").read_text(encoding="utf-8").replace("@CFLAGS@", " ".join(CFLAGS)).replace(
         "@LDFLAGS@", " ".join(LDFLAGS)).replace("@SOURCES@", " ".join(SOURCES))
 
 
@@ -116,8 +117,8 @@ def write_project(dir: Path, prog: Program, arena_bytes: int, sample: np.ndarray
         "kernels.c": kernel_file(list(prog.kernels.values())),
         "weights.c": weights_c(prog),
         "input.c": input_c(sample),
-        "main.c": (BOARD / "main.c").read_text(),
-        "startup.c": (BOARD / "startup.c").read_text(),
+        "main.c": (BOARD / "main.c").read_text(encoding="utf-8"),
+        "startup.c": (BOARD / "startup.c").read_text(encoding="utf-8"),
         "mps2_an386.ld": linker_script(flash, sram),
         "Makefile": makefile(),
     }

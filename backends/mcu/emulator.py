@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError, arm_const as A
 
@@ -55,17 +56,21 @@ class Emulator:
             raise CococError(f"{self.path}: no ELF (was arm-none-eabi-gcc present at build time?)")
         self.segments: list[tuple[int, bytes]] = []
         self.symbols: dict[str, tuple[int, int]] = {}
-        with open(self.path, "rb") as f:
-            e = ELFFile(f)
-            for seg in e.iter_segments():
-                if seg["p_type"] == "PT_LOAD" and seg["p_filesz"]:
-                    data = seg.data()
-                    self.segments.append((seg["p_vaddr"], data))
-                    if seg["p_paddr"] != seg["p_vaddr"]:
-                        self.segments.append((seg["p_paddr"], data))
-            for sym in e.get_section_by_name(".symtab").iter_symbols():
-                if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
-                    self.symbols[sym.name] = (sym["st_value"], sym["st_size"])
+        try:  # a truncated or foreign file is the user's to rebuild, not a traceback
+            with open(self.path, "rb") as f:
+                e = ELFFile(f)
+                for seg in e.iter_segments():
+                    if seg["p_type"] == "PT_LOAD" and seg["p_filesz"]:
+                        data = seg.data()
+                        self.segments.append((seg["p_vaddr"], data))
+                        if seg["p_paddr"] != seg["p_vaddr"]:
+                            self.segments.append((seg["p_paddr"], data))
+                symtab = e.get_section_by_name(".symtab")
+                for sym in symtab.iter_symbols() if symtab is not None else ():
+                    if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE"):
+                        self.symbols[sym.name] = (sym["st_value"], sym["st_size"])
+        except (ELFError, OSError) as err:
+            raise CococError(f"{self.path}: not a readable ELF ({err}); rebuild it with `cococ build`") from None
         for need in ("model_run", "model_input", "model_output", "_estack"):
             if need not in self.symbols:
                 raise CococError(f"{self.path}: symbol {need} missing; not a cococ model ELF")

@@ -1,6 +1,8 @@
 """The x86/cuda artifact: `model.so` (the Relax VM executable with its kernels and weights,
 written by `export_library`) plus the manifest. Loading needs TVM but not the compiler: a new
-process opens the library and runs it on the Relax VM, on the CPU or the first CUDA device."""
+process opens the library and runs it on the Relax VM, on the CPU or the first CUDA device.
+The library is code loaded into the process: its sha256 (and, for cuda, the kernels' source and
+fatbin) is recorded at build time and checked before loading (backends/artifact.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +13,7 @@ import tvm
 from tvm import relax
 
 from cococ.backends.artifact import Artifact
-from cococ.backends.tvm.nvcc import use_prebuilt
+from cococ.backends.tvm.nvcc import FATBIN, SOURCE, use_prebuilt
 from cococ.ir.core import CococError
 
 LIBRARY = "model.so"
@@ -27,12 +29,16 @@ class TVMArtifact(Artifact):
         self._vm = None
         self._dev = None
 
+    def code_files(self) -> list[str]:
+        return [LIBRARY, SOURCE, FATBIN] if self.target == "cuda" else [LIBRARY]
+
     # -- running -----------------------------------------------------------------------------
     def _load(self):
         if self._vm is not None:
             return self._vm
         if self.dir is None or not (self.dir / LIBRARY).exists():
             raise CococError(f"artifact has no {LIBRARY} (folder {self.dir})")
+        self.verify_code()  # before load_module: a truncated library is SIGBUS, not an exception
         if self.target == "cuda":
             dev = tvm.cuda(0)
             if not dev.exist:

@@ -119,7 +119,8 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
         "tuned_kernels": tuned, "tuned_now": tuned_now,
         "sparse": sparse, "build_times": {k: round(v, 3) for k, v in timings.items()},
     }
-    return TVMArtifact(t.name, manifest, work, graph).remove_when_collected()  # build(out_dir=) saves a copy
+    art = TVMArtifact(t.name, manifest, work, graph).record_hashes()
+    return art.remove_when_collected()  # build(out_dir=) saves a copy
 
 
 def schedule(mod, t: Target, target_obj, lanes: int, database=None):

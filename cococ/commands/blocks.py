@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 import cococ.passes
+from cococ.commands.common import input_file, nonnegative_int, positive_int, writable_dir
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.frontend.subspace import load_subspace, sample_subspace
 from cococ.ir.core import CococError
@@ -32,35 +33,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_load_arguments(parser)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--subspace", metavar="FILE", help="the promising subspace: .json/.npy/.pkl list of rate lists")
-    src.add_argument("--sample", type=int, metavar="N", help="sample N configurations (ORNL §5.2)")
+    src.add_argument("--sample", type=positive_int, metavar="N", help="sample N configurations (ORNL §5.2)")
     parser.add_argument("--rates", default="0.3,0.5,0.7", help="pruning rates to sample from (default 0.3,0.5,0.7)")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default 0)")
     parser.add_argument("--method", choices=["sequitur", "modules"], default="sequitur",
                         help="sequitur: Wootz §5 tuning blocks; modules: every (module, rate) its own block")
-    parser.add_argument("--show", type=int, default=20, metavar="K",
+    parser.add_argument("--show", type=nonnegative_int, default=20, metavar="K",
                         help="composite vectors to print (default 20; 0 for all)")
     parser.add_argument("--pretrain", action="store_true", help="pre-train the blocks into the store")
     parser.add_argument("--data", default="digits", help="training data for --pretrain (default digits)")
-    parser.add_argument("--steps", type=int, default=200, help="pre-training iterations per group (default 200)")
+    parser.add_argument("--steps", type=positive_int, default=200, help="pre-training iterations per group (default 200)")
     parser.add_argument("--store", metavar="DIR", help="block store directory (default NET.blocks)")
     parser.add_argument("--solver", metavar="FILE", help="solver prototxt for pre-training (default: fixed lr "
                         "0.02, momentum 0.9, weight decay 1e-4, batch 32)")
     parser.add_argument("--lr", type=float, help="pre-training learning rate (overrides the default/solver's)")
-    parser.add_argument("--batch", type=int, help="pre-training batch size (default 32)")
+    parser.add_argument("--batch", type=positive_int, help="pre-training batch size (default 32)")
 
 
 def _configs(args, graph):
     n = len(graph.modules)
     if args.subspace:
-        return load_subspace(args.subspace, n)
+        return load_subspace(input_file(args.subspace, "--subspace"), n)
     try:
         rates = [float(r) for r in args.rates.split(",") if r.strip()]
     except ValueError:
         raise CococError(f"--rates: expected numbers separated by commas, got '{args.rates}'") from None
     if not rates or any(not 0 <= r < 1 for r in rates):
         raise CococError(f"--rates: each rate must be in [0, 1), got '{args.rates}'")
-    if args.sample < 1:
-        raise CococError("--sample: N must be at least 1")
     return sample_subspace(args.sample, n, rates, seed=args.sample_seed)
 
 
@@ -108,8 +107,12 @@ def print_plan(graph, configs, plan, show: int = 20, out=None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
-
+    if args.pretrain:  # what pre-training needs is checked before the load and the plan
+        if args.weights is None and args.init is None and not str(args.file).endswith(".ir"):
+            raise CococError("--pretrain needs the trained full model: give --weights")
+        writable_dir(args.store or Path(args.file).with_suffix(".blocks"), "--store")
+        if args.solver:
+            input_file(args.solver, "--solver")
     graph = with_modules(load_graph(args))
     configs = _configs(args, graph)
     plan = identify_tuning_blocks(configs, method=args.method)
@@ -117,14 +120,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.pretrain:
         return 0
     from cococ.runtime.blocks import BlockStore, pretrain, teacher_hash  # local: torch, only for --pretrain
-    if args.weights is None and args.init is None and not str(args.file).endswith(".ir"):
-        raise CococError("--pretrain needs the trained full model: give --weights")
-    if args.steps < 1:
-        raise CococError("--steps must be at least 1")
     settings = {}
     if args.solver:
         from cococ.frontend.solver import load_solver  # local: its lark grammar, only with --solver
-        settings = load_solver(args.solver)
+        settings = load_solver(args.solver, lenient=args.lenient)
         if args.lr is not None:
             settings.base_lr = args.lr
         if args.batch:

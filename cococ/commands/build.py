@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 from cococ.backends.build import build
+from cococ.commands.common import input_file, nonnegative_int, writable_dir
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError
 from cococ.ir.printer import print_graph
 from cococ.ir.target import get_target, parse_target_options
 from cococ.passes import get_pass, run as run_passes
+from cococ.passes.pipeline import parse_pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "unless the pipeline did), calibrated on random inputs or on --quant-data")
     parser.add_argument("--quant-data", metavar="DATA", help="--quantize: calibrate on 64 training images of DATA "
                         "(digits, .npz, image folder) and report top-1 accuracy, f32 vs the device, on its test split")
-    parser.add_argument("--tune", type=int, default=0, metavar="N",
+    parser.add_argument("--tune", type=nonnegative_int, default=0, metavar="N",
                         help="x86/cuda: MetaSchedule trials per task (0: untuned)")
     add_load_arguments(parser)
     # --- Scalpel pruning before the build (issue 6; the pass prune-for-target, runtime/compress/) ---
@@ -47,22 +49,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     target = get_target(args.target, parse_target_options(args.target_opt))  # bad target: fail before loading
+    # the output folder, and files the options name, are checked before the (slow) load, prune and compile
+    out = writable_dir(args.output or Path("build") / f"{Path(args.file).stem}-{target.name}", "-o")
+    if args.tune and target.is_mcu:
+        raise CococError("--tune is for x86/cuda; arm-m4 kernels are not tuned")
+    if args.quant_data and not args.quantize:
+        raise CococError("--quant-data goes with --quantize q15|int8")
+    if args.solver:
+        input_file(args.solver, "--solver")
+    passes = parse_pipeline(args.pipeline)
     graph = load_graph(args)
-    if args.pipeline:
-        graph = run_passes(graph, args.pipeline)
+    if passes:
+        graph = run_passes(graph, passes)
     if args.prune == "auto":  # --- Scalpel pruning (issue 6): the pass prune-for-target ---
         graph = _prune_for_target(graph, target, args)
     if args.dump_ir:
         print(print_graph(graph), file=sys.stderr)
-    out = Path(args.output or Path("build") / f"{Path(args.file).stem}-{target.name}")
     options = {"seed": args.seed}
     if args.tune:
-        if target.is_mcu:
-            raise CococError("--tune is for x86/cuda; arm-m4 kernels are not tuned")
         options["tune"] = args.tune
     if args.quant_data:
-        if not args.quantize:
-            raise CococError("--quant-data goes with --quantize q15|int8")
         from cococ.runtime.mcu.qeval import calibration_samples  # local: see _print_accuracy
         options["calibration"] = calibration_samples(graph, args.quant_data, seed=args.seed)
     art = build(graph, target, out_dir=out, quantize=args.quantize, **options)

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cococ.commands.common import writable_file
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError, Graph
 from cococ.ir.dot import to_dot
@@ -30,18 +31,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_load_arguments(parser)
 
 
-def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
-    """Write `graph` to `out` in the format its suffix names ('-' = IR text on stdout)."""
+def check_output(out: str) -> None:
+    """Refuse an output whose format or place cannot be written, before the load and the passes."""
     if out == "-":
-        sys.stdout.write(print_graph(graph, "inline" if inline_weights else "hash"))
         return
     path = Path(out)
     suffix = path.suffix.lower()
     if suffix not in WRITERS:
         raise CococError(f"{out}: cannot write '{suffix or path.name}' files; "
                          f"output formats: {', '.join(WRITERS)}")
-    if not path.parent.is_dir():
-        raise CococError(f"{out}: folder {path.parent} does not exist")
+    writable_file(path, "-o")
+
+
+def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
+    """Write `graph` to `out` in the format its suffix names ('-' = IR text on stdout)."""
+    if out == "-":
+        sys.stdout.write(print_graph(graph, "inline" if inline_weights else "hash"))
+        return
+    check_output(out)
+    path = Path(out)
+    suffix = path.suffix.lower()
     try:
         if suffix == ".ir":
             save_ir(graph, path, weights="inline" if inline_weights else "npz")
@@ -60,6 +69,7 @@ def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.output)
     graph = load_graph(args)
     write_graph(graph, args.output, args.inline_weights)
     return 0

@@ -16,8 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 import cococ
+from cococ.commands.show import add_lenient_argument
 from cococ.commands.train import add_data_arguments, dataset_for
+from cococ.commands.common import input_file, positive_int, writable_file
 from cococ.ir.core import CococError
+from cococ.ir.memory import activation_bytes, check_memory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "needed unless NET carries its own (.onnx, .ir with a side-car .npz)")
     add_data_arguments(parser)
     parser.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="evaluation batch (default 256)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="evaluation batch (default 256)")
     parser.add_argument("--plot", action="store_true", help="write the confusion matrix as a PNG")
     parser.add_argument("--plot-file", metavar="FILE", help="where --plot writes (default WEIGHTS.confusion.png)")
+    add_lenient_argument(parser)
 
 
 def run(args) -> int:
@@ -36,12 +40,19 @@ def run(args) -> int:
     from cococ.runtime.torch.module import to_torch
     from cococ.runtime.train import evaluate, logits_value
 
+    input_file(args.file, "network")
+    if args.weights:
+        input_file(args.weights, "--weights")
+    if args.plot:
+        writable_file(plot_path(args), "--plot-file")
     try:
-        graph = cococ.load(args.file, weights=args.weights)
+        graph = cococ.load(args.file, weights=args.weights, lenient=args.lenient)
     except OSError as e:
         raise CococError(f"{e.filename or args.file}: {e.strerror or e}") from None
     data = dataset_for(graph, args)
     x, y = data.test_arrays() if args.split == "test" else (data.x_train, data.y_train)
+    batch = min(args.batch_size, max(1, len(y)))
+    check_memory(activation_bytes(graph, batch), f"{graph.name}: evaluating with batch {batch}")
     module = to_torch(graph, outputs=[logits_value(graph)])
     r = evaluate(module, x, y, args.batch_size, data.num_classes)
     line = f"{Path(args.file).name} on {data.name} ({args.split}, {r['n']} images): accuracy {r['accuracy']:.4f}"
@@ -50,10 +61,14 @@ def run(args) -> int:
     print(line + f", loss {r['loss']:.4f}")
     print_confusion(r["confusion"], data.class_names)
     if args.plot:
-        path = Path(args.plot_file or Path(args.weights or args.file).with_suffix("").name + ".confusion.png")
+        path = plot_path(args)
         plot_confusion(r["confusion"], data.class_names, path, title=f"{Path(args.file).name}: {r['accuracy']:.4f}")
         print(f"confusion matrix: {path}")
     return 0
+
+
+def plot_path(args) -> Path:
+    return Path(args.plot_file or Path(args.weights or args.file).with_suffix("").name + ".confusion.png")
 
 
 def print_confusion(conf, names=None) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from cococ.commands.convert import write_graph
+from cococ.commands.common import writable_dir
+from cococ.commands.convert import check_output, write_graph
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError
 from cococ.passes import DumpIR, PassTiming, run as run_passes
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
 
     passes = parse_pipeline(args.pipeline)  # a bad pipeline fails before the (slow) load
+    check_output(args.output or "-")
+    if args.dump_ir_dir:
+        writable_dir(args.dump_ir_dir, "--dump-ir-dir")
     instruments = []
     if args.dump_ir or args.dump_ir_dir:
         specs = [s for spec in (args.dump_ir or ["after-all"]) for s in spec.split(",") if s.strip()]

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import cococ
+from cococ.commands.show import add_lenient_argument
 from cococ.frontend.subspace import load_subspace, sample_subspace
 from cococ.ir.core import CococError
 from cococ.ir.printer import save_ir
@@ -56,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="prune-run", metavar="RUNDIR", help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUNDIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_lenient_argument(parser)
 
 
 def load_inputs(args):
@@ -64,7 +66,7 @@ def load_inputs(args):
     from cococ.frontend.objective import parse_objective
     from cococ.frontend.solver import load_solver
     objective = parse_objective(args.objective)   # cheap checks first
-    full = cococ.load(args.net, weights=args.weights)
+    full = cococ.load(args.net, weights=args.weights, lenient=args.lenient)
     infer_shapes(full)
     if not full.modules:
         raise CococError(f"{args.net}: no convolution modules; mark them with `module {{ name: ... }}` "
@@ -75,10 +77,12 @@ def load_inputs(args):
         try:
             rates = [float(r) for r in args.rates.split(",") if r.strip()]
         except ValueError:
-            raise CococError(f"--rates '{args.rates}': expected numbers like 0.3,0.5,0.7") from None
+            rates = []
+        if not rates or any(not (0.0 <= r < 1.0) for r in rates):
+            raise CococError(f"--rates '{args.rates}': expected pruning rates in [0, 1), like 0.3,0.5,0.7")
         configs = sample_subspace(args.sample, len(full.modules), rates, seed=args.seed)
-    solver = load_solver(args.solver)
-    pre = load_solver(args.pretrain_solver) if args.pretrain_solver else None
+    solver = load_solver(args.solver, lenient=args.lenient)
+    pre = load_solver(args.pretrain_solver, lenient=args.lenient) if args.pretrain_solver else None
     return full, configs, objective, solver, pre
 
 
@@ -86,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
     from cococ.runtime.explore import explore  # local: torch
     from cococ.runtime.explore.evaluate import trained_network
     from cococ.runtime.explore.report import print_table, table_row, write_report
-    if args.threads < 1:
-        raise CococError(f"--threads {args.threads}: must be at least 1")
+    for flag, n in (("--sample", args.sample), ("--steps", args.steps), ("--pretrain-steps", args.pretrain_steps),
+                    ("--threads", args.threads)):
+        if n is not None and n < 1:
+            raise CococError(f"{flag} {n}: must be at least 1")
     # Pre-training runs in this process. Measured on the shared 2-core machine (load ~8): 20
     # pre-training steps of one ResNet-example group took 13 s with 1 torch thread, 76 s with 2.
     import torch  # local: see load_inputs
@@ -116,13 +122,16 @@ def run(args: argparse.Namespace) -> int:
     res.full_accuracy = full_accuracy(full, args.data)
     paths = write_report(res, out)
     print_table([table_row(res)], title=f"cococ prune: {objective}")
-    chosen = res.comp if res.comp is not None else res.base
+    chosen = res.chosen
     if chosen.answer is None:
         print(f"no configuration meets '{objective}'; report: {paths['md']}")
         return 2
     g = trained_network(full, out / "networks", chosen.mode, chosen.answer)
     write_network(g, out / "pruned")
     a = chosen.answer
+    if chosen is not res.comp and res.comp is not None:
+        print("the composability search found no configuration meeting the objective; pruned.* hold the "
+              "baseline's answer (a default network)")
     print(f"chosen ({chosen.mode}): rates {list(a['config'])}, {a['params']} params "
           f"({100 * a['params'] / res.full_size:.1f}% of full), {a['macs']} MACs, accuracy {a['accuracy']:.4f}")
     print(f"wrote {out / 'pruned.prototxt'} + {out / 'pruned.safetensors'}, {out / 'pruned.ir'}, "

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from cococ.commands.common import input_file, positive_int
 from cococ.ir.core import CococError
 from cococ.ir.interpreter import run as interpret
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--input", metavar="FILE", help=".npy (one input) or .npz (inputs by name)")
     src.add_argument("--random", action="store_true", help="random-normal inputs (the default)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
-    parser.add_argument("--bench", type=int, metavar="N", help="time N runs (arm-m4: the cycle estimate)")
+    parser.add_argument("--bench", type=positive_int, metavar="N", help="time N runs (arm-m4: the cycle estimate)")
     parser.add_argument("--check", action="store_true",
                         help="compare with the reference interpreter on the saved graph; exit 1 on mismatch")
 
@@ -34,13 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_inputs(art, path: str | None, seed: int) -> dict[str, np.ndarray]:
     if path is None:
         return art.random_inputs(seed)
-    p = Path(path)
-    if not p.exists():
-        raise CococError(f"{p}: no such file")
-    data = np.load(p, allow_pickle=False)
-    if isinstance(data, np.ndarray):
-        return art.normalize_inputs([data])
-    return art.normalize_inputs({k: data[k] for k in data.files})
+    p = input_file(path, "--input")
+    try:
+        data = np.load(p, allow_pickle=False)
+        arrays = [data] if isinstance(data, np.ndarray) else {k: data[k] for k in data.files}
+    except Exception as e:  # noqa: BLE001 - truncation, garbage, pickles, zip errors: all the user's file
+        raise CococError(f"--input {p}: cannot read as .npy/.npz ({type(e).__name__}: {e})") from None
+    try:
+        return art.normalize_inputs(arrays)
+    except (TypeError, ValueError) as e:  # an array numpy cannot cast to the input's dtype (strings, objects)
+        raise CococError(f"--input {p}: {e}") from None
 
 
 def show_array(name: str, y: np.ndarray) -> str:
@@ -86,9 +89,12 @@ def print_profile(p: dict) -> None:
 def check(art, inputs, outputs) -> int:
     ref = interpret(art.load_graph(), inputs)
     quant = (art.manifest.get("options") or {}).get("quantize")
-    tol = QUANT_TOL.get(quant)
+    tol = QUANT_TOL.get(quant) if isinstance(quant, str) else None
     ok = True
     for name, y in outputs.items():
+        if name not in ref:  # a damaged manifest: an output the saved graph does not have
+            raise CococError(f"{art.dir}/artifact.json: output '{name}' is not an output of model.ir "
+                             f"({', '.join(ref)}); rebuild the artifact with `cococ build`")
         r = ref[name]
         err = float(np.max(np.abs(y - r))) if r.size else 0.0
         if tol is not None:

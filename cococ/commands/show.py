@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 import cococ
+from cococ.commands.common import input_file
 from cococ.ir.core import CococError, Graph
 from cococ.ir.dot import to_dot
 from cococ.ir.verify import infer_shapes
@@ -25,13 +26,23 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for --init random (default 0)")
     parser.add_argument("--phase", default="TEST", choices=["TEST", "TRAIN"],
                         help="Caffe phase for .prototxt include/exclude rules (default TEST)")
+    add_lenient_argument(parser)
+
+
+def add_lenient_argument(parser: argparse.ArgumentParser) -> None:
+    """--lenient, for every command that reads a prototxt (net or solver)."""
+    parser.add_argument("--lenient", action="store_true",
+                        help="warn about prototxt fields caffe.proto does not define instead of failing")
 
 
 def load_graph(args: argparse.Namespace, path=None) -> Graph:
     """cococ.load with the command's options; OS errors become one-line CococErrors."""
-    path = args.file if path is None else path
+    path = input_file(args.file if path is None else path, "network")
+    if args.weights is not None:
+        input_file(args.weights, "--weights")
     try:
-        return cococ.load(path, weights=args.weights, init=args.init, seed=args.seed, phase=args.phase)
+        return cococ.load(path, weights=args.weights, init=args.init, seed=args.seed, phase=args.phase,
+                          lenient=args.lenient)
     except OSError as e:
         raise CococError(f"{e.filename or path}: {e.strerror or e}") from None
 

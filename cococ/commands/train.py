@@ -15,7 +15,10 @@ import argparse
 from pathlib import Path
 
 import cococ
+from cococ.commands.show import add_lenient_argument
+from cococ.commands.common import input_file, positive_int, writable_file
 from cococ.ir.core import CococError
+from cococ.ir.memory import activation_bytes, check_memory
 from cococ.runtime.data import load_data
 
 
@@ -26,14 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="trained weights (default NET.trained.safetensors)")
     parser.add_argument("--weights", metavar="FILE", help="start from these weights (.caffemodel, .npz, .safetensors)")
     parser.add_argument("--resume", metavar="SNAPSHOT", help="continue from a snapshot (<prefix>_iter_N[.solverstate].safetensors)")
-    parser.add_argument("--max-iter", type=int, metavar="N", help="override the solver's max_iter")
+    parser.add_argument("--max-iter", type=positive_int, metavar="N", help="override the solver's max_iter")
     parser.add_argument("--seed", type=int, help="override the solver's random_seed (init, batches, dropout)")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="training batch size (default: the net's input batch if > 1, else 64)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="training batch size (default: the net's input batch if > 1, else 64)")
     parser.add_argument("--snapshot-prefix", metavar="PREFIX", help="override the solver's snapshot_prefix")
     parser.add_argument("--freeze", metavar="LAYERS", help="comma-separated layers to keep fixed")
     parser.add_argument("--plot", action="store_true", help="write the loss/accuracy curves as OUT.log.png")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_lenient_argument(parser)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +45,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="digits", help="'digits' (built in), a .npz file or an image folder")
     parser.add_argument("--scale", type=float, help="image folders: multiply pixels by this (after the mean)")
     parser.add_argument("--mean-value", metavar="B,G,R", help="image folders: per-channel mean to subtract")
-    parser.add_argument("--crop-size", type=int, help="image folders: random (train) / centre (test) crop")
+    parser.add_argument("--crop-size", type=positive_int, help="image folders: random (train) / centre (test) crop")
     parser.add_argument("--mirror", action="store_true", help="image folders: random horizontal flips in training")
 
 
@@ -73,7 +77,7 @@ def run(args) -> int:
     # local: lark and torch load only when the command runs, not for `cococ --help` (imports every command)
     from cococ.frontend.solver import load_solver
     from cococ.runtime.train import save_weights, train
-    solver = load_solver(args.solver)
+    solver = load_solver(input_file(args.solver, "--solver"), lenient=args.lenient)
     net = args.file
     if net is None:
         if not solver.net:
@@ -81,17 +85,26 @@ def run(args) -> int:
         p = Path(solver.net)
         net = p if p.is_absolute() or p.exists() else Path(args.solver).parent / p
     seed = args.seed if args.seed is not None else (solver.random_seed if solver.random_seed >= 0 else 0)
-    try:
-        graph = cococ.load(net, weights=args.weights, init="random", seed=seed)
-    except OSError as e:
-        raise CococError(f"{e.filename or net}: {e.strerror or e}") from None
-    data = dataset_for(graph, args)
-    out = Path(args.output or Path(net).with_suffix("").name + ".trained.safetensors")
+    # every file the run writes or reads is checked before the load, the data and the training
+    out = writable_file(args.output or Path(net).with_suffix("").name + ".trained.safetensors", "-o",
+                        make_parents=True)
+    input_file(net, "network")
+    for flag in ("weights", "resume"):
+        if getattr(args, flag):
+            input_file(getattr(args, flag), f"--{flag}")
     prefix = args.snapshot_prefix
     if prefix is None and solver.snapshot_prefix:
         p = Path(solver.snapshot_prefix)
         prefix = str(p if p.is_absolute() else Path(args.solver).parent / p)
+    if prefix:
+        writable_file(prefix + "_iter_0.safetensors", "snapshot_prefix", make_parents=True)
+    try:
+        graph = cococ.load(net, weights=args.weights, init="random", seed=seed, lenient=args.lenient)
+    except OSError as e:
+        raise CococError(f"{e.filename or net}: {e.strerror or e}") from None
     batch = args.batch_size or (graph.inputs[0].type.shape[0] if graph.inputs[0].type.shape[0] > 1 else 64)
+    check_memory(3 * activation_bytes(graph, batch), f"{graph.name}: training with batch {batch}")
+    data = dataset_for(graph, args)
     print(f"cococ train: {Path(net).name} on {data.describe()}; {solver.type}, base_lr {solver.base_lr}, "
           f"{args.max_iter or solver.max_iter} iterations of batch {batch}, seed {seed}")
     frozen = [s.strip() for s in args.freeze.split(",") if s.strip()] if args.freeze else ()

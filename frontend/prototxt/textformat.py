@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -255,10 +256,13 @@ class _Build(Transformer):
             raise CococError(f"bad string literal {toks[0][:30]}: {e}", loc=_loc(toks[0]), path=self.path) from None
 
     def number(self, toks):
-        return _number(toks[0])
+        try:
+            return _number(toks[0])
+        except ValueError:  # a leading 0 means octal, as in protobuf: `09` is no number
+            raise CococError(f"bad number {toks[0][:30]!r}", loc=_loc(toks[0]), path=self.path) from None
 
     def neg_number(self, toks):
-        return -_number(toks[0])
+        return -self.number(toks)
 
     def ident(self, toks):
         return Ident(toks[0])
@@ -283,7 +287,7 @@ def _flatten(children) -> list[Field]:
     return [f for group in children for f in group]
 
 
-_GRAMMAR = (Path(__file__).parent / "grammar.lark").read_text()
+_GRAMMAR = resources.files("cococ.frontend.prototxt").joinpath("grammar.lark").read_text(encoding="utf-8")
 _BUILD = _Build(None)
 _PARSER = Lark(_GRAMMAR, parser="lalr", lexer="contextual", transformer=_BUILD)
 
@@ -327,14 +331,32 @@ def _innermost(prefix: str) -> str | None:
     return stack[-1] if stack else None
 
 
+MAX_DEPTH = 100  # Caffe files nest a few levels; the readers of the tree (to_dict) recurse
+
+
 def parse_text(text: str, path: str | None = None) -> Message:
     """Parse protobuf text into the root Message; CococError with path:line:col on bad syntax."""
     _BUILD.path = path  # the in-parser transformer stamps each Message with the path
     try:
-        return _PARSER.parse(text)
+        root = _PARSER.parse(text)
     except UnexpectedInput as e:
         msg, loc = _describe(e, text)
         raise CococError(msg, loc=loc, path=path) from None
+    _check_depth(root)
+    return root
+
+
+def _check_depth(root: Message) -> None:
+    """Messages nested deeper than MAX_DEPTH are an error at the first one too deep (an iterative
+    walk: the parser itself does not recurse, and this check must not either)."""
+    todo = [(root, 0)]
+    while todo:
+        m, depth = todo.pop()
+        for f in m.fields:
+            if isinstance(f.value, Message):
+                if depth + 1 > MAX_DEPTH:
+                    raise CococError(f"messages nested more than {MAX_DEPTH} deep", loc=f.loc, path=root.path)
+                todo.append((f.value, depth + 1))
 
 
 def read_text(path: str | Path) -> str:

@@ -19,24 +19,23 @@ from pathlib import Path
 
 from cococ.frontend.prototxt.data_layers import DATA_TYPES
 from cococ.frontend.prototxt.layers import CONVERTERS, LayerCtx, is_training_type
+from cococ.frontend.prototxt.schema import check_fields
 from cococ.frontend.prototxt.textformat import INT32, Message, parse_file, parse_text
 from cococ.frontend.prototxt.upgrade import upgrade_v1
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
 from cococ.ir.registry import get_op
 from cococ.ir.verify import infer_shapes
 
-NET_FIELDS = {"name", "input", "input_shape", "input_dim", "force_backward", "state", "debug_info",
-              "layer", "layers", "module"}
 PHASES = ("TRAIN", "TEST")
 
 
 class NetBuilder:
     """Builds one Graph; converters (layers.py) call `emit` through their LayerCtx."""
 
-    def __init__(self, path: str | None, phase: str, stages=(), input_shapes=None):
+    def __init__(self, path: str | None, phase: str, stages=(), input_shapes=None, lenient: bool = False):
         if phase not in PHASES:
             raise CococError(f"phase must be TRAIN or TEST, got {phase!r}")
-        self.path, self.phase, self.stages = path, phase, set(stages)
+        self.path, self.phase, self.stages, self.lenient = path, phase, set(stages), lenient
         self.input_shapes = {k: [int(d) for d in v] for k, v in (input_shapes or {}).items()}
         self.graph = Graph()
         self.blobs: dict[str, Value] = {}        # blob name -> its current value
@@ -111,10 +110,7 @@ class NetBuilder:
 
     # -- the net ---------------------------------------------------------------------------------
     def build(self, net: Message) -> Graph:
-        for f in net.fields:
-            if f.name not in NET_FIELDS:
-                raise CococError(f"unknown field '{f.name}' in a net (known: {', '.join(sorted(NET_FIELDS))})",
-                                 loc=f.loc, path=self.path)
+        check_fields(net, "NetParameter", lenient=self.lenient)
         self.graph.name = net.get_str("name") or (Path(self.path).stem if self.path else "net")
         self._net_inputs(net)
         for f in net.fields:
@@ -257,18 +253,23 @@ class NetBuilder:
 
 
 def net_to_graph(net: Message, phase: str = "TEST", *, path: str | None = None, stages=(),
-                 input_shapes: dict | None = None) -> Graph:
-    """Translate a parsed NetParameter (e.g. a solver's inline `net_param`)."""
-    return NetBuilder(path or net.path, phase, stages, input_shapes).build(net)
+                 input_shapes: dict | None = None, lenient: bool = False) -> Graph:
+    """Translate a parsed NetParameter (e.g. a solver's inline `net_param`). A field caffe.proto
+    does not define is an error, or with `lenient` a warning (schema.check_fields)."""
+    return NetBuilder(path or net.path, phase, stages, input_shapes, lenient).build(net)
 
 
-def load_prototxt(path, phase: str = "TEST", *, stages=(), input_shapes: dict | None = None) -> Graph:
+def load_prototxt(path, phase: str = "TEST", *, stages=(), input_shapes: dict | None = None,
+                  lenient: bool = False) -> Graph:
     """Load a Caffe net prototxt. `phase` selects include/exclude rules (deploy nets: TEST);
-    `input_shapes` ({blob: dims}) overrides declared or guessed input shapes (Data layers)."""
+    `input_shapes` ({blob: dims}) overrides declared or guessed input shapes (Data layers);
+    `lenient` warns about unknown fields instead of refusing them."""
     path = str(path)
-    return net_to_graph(parse_file(path), phase, path=path, stages=stages, input_shapes=input_shapes)
+    return net_to_graph(parse_file(path), phase, path=path, stages=stages, input_shapes=input_shapes,
+                        lenient=lenient)
 
 
 def load_prototxt_text(text: str, phase: str = "TEST", *, path: str | None = None, stages=(),
-                       input_shapes: dict | None = None) -> Graph:
-    return net_to_graph(parse_text(text, path), phase, path=path, stages=stages, input_shapes=input_shapes)
+                       input_shapes: dict | None = None, lenient: bool = False) -> Graph:
+    return net_to_graph(parse_text(text, path), phase, path=path, stages=stages, input_shapes=input_shapes,
+                        lenient=lenient)

@@ -4,8 +4,8 @@ A driver, not a single rewrite: it trains. `simd_prune(graph, solver, data, targ
 
 1. estimates each FC/conv layer's time on the target (cost.py: dense cycles from its MACs
    and the measured dense kernel, sparse cycles from the measured sparse/dense ratio at the
-   layer's sparsity — both read from docs/benchmarks/sparse-breakeven-<target>.json, written
-   by benchmarks/sparse_breakeven.py);
+   layer's sparsity — both read from the package data backends/kernels/data/sparse-breakeven-
+   <target>.json (backends/kernels/choice.py), written by benchmarks/sparse_breakeven.py);
 2. visits the layers slowest first; for each it raises the group-pruning threshold (the RMS of
    the `width`-groups, width = the target's SIMD lanes) step by step — each step is the RMS
    quantile that removes the next fraction of `steps` — and after every step retrains with

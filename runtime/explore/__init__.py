@@ -10,8 +10,7 @@ times) and in `run_dir/blocks/` (the block store): calling `explore` again on th
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from cococ.runtime.explore.blockstore import pretrain_groups
 from cococ.runtime.explore.evaluate import Task, graph_cost, static_metrics
 from cococ.runtime.explore.records import RunDB
 from cococ.runtime.explore.search import SearchResult, decide, order_candidates, search
+from cococ.runtime.explore.settings import check_resume, run_settings
 
 __all__ = ["explore", "ExploreRun", "RunDB", "replay"]
 
@@ -44,11 +44,13 @@ class ExploreRun:
     full_accuracy: float | None = None
     blocks: int = 0
 
-
-def _fingerprint(full: Graph, configs, steps, pretrain_steps, solver, method) -> str:
-    h = hashlib.sha256(json.dumps([teacher_hash(full), [list(c) for c in configs], steps, pretrain_steps,
-                                   repr(getattr(solver, "base_lr", None)), method]).encode())
-    return h.hexdigest()[:16]
+    @property
+    def chosen(self) -> SearchResult | None:
+        """The search whose answer is the run's answer (written as pruned.*): the composability
+        search's; the baseline's when only the baseline found one (or ran at all)."""
+        if self.comp is not None and (self.comp.answer is not None or self.base is None or self.base.answer is None):
+            return self.comp
+        return self.base
 
 
 def explore(full: Graph, configs: Sequence, objective: Objective, solver, data, run_dir, *,
@@ -64,16 +66,16 @@ def explore(full: Graph, configs: Sequence, objective: Objective, solver, data, 
     db_path = run_dir / "run.sqlite"
     if db_path.exists() and not resume:
         raise CococError(f"{run_dir} already holds a run; pass --resume to continue it or choose another -o")
+    # everything that can be refused is checked before the run folder is made: a failed start
+    # leaves nothing behind that would refuse the corrected command
+    ds = data if isinstance(data, Dataset) else load_data(data, full.inputs[0].type.shape)
+    settings = run_settings(full, configs, objective, solver, pretrain_solver, ds, steps=steps,
+                            pretrain_steps=pretrain_steps, method=method, seed=seed)
+    fresh = FreshRun(run_dir)
     db = RunDB(db_path)
     try:
-        fp = _fingerprint(full, configs, steps, pretrain_steps, solver, method)
-        old = db.get_meta("fingerprint")
-        if old is not None and old != fp:
-            raise CococError(f"{run_dir}: the run there used another network, subspace or settings; "
-                             "resume needs the same ones")
-        db.set_meta("fingerprint", fp)
+        check_resume(run_dir, db, settings, ds.name if isinstance(data, Dataset) else str(data))
         db.set_meta("objective", str(objective))
-        ds = data if isinstance(data, Dataset) else load_data(data, full.inputs[0].type.shape)
         statics = db.static_metrics()
         need = [i for i in range(len(configs)) if i not in statics
                 or any(str(m) not in statics[i] for m in objective.metrics() if m.measured)]
@@ -103,8 +105,31 @@ def explore(full: Graph, configs: Sequence, objective: Objective, solver, data, 
                               address=address, on_result=on_result, progress=progress, exhaustive=exhaustive)
         db.set_meta("finished", time.time())
         return run
+    except BaseException:
+        fresh.undo_if_nothing_done(db)
+        raise
     finally:
         db.close()
+
+
+class FreshRun:
+    """What a new run creates (the folder, run.sqlite), taken away again when it fails before
+    anything was finished: the corrected command then starts clean instead of being refused."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.made_dir = not run_dir.exists()
+        self.new = not (run_dir / "run.sqlite").exists()
+
+    def undo_if_nothing_done(self, db: RunDB) -> None:
+        if not self.new or db.evaluations() or db.blocks():
+            return
+        db.close()
+        if self.made_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return
+        for name in ("run.sqlite", "run.sqlite-wal", "run.sqlite-shm"):
+            (self.run_dir / name).unlink(missing_ok=True)
 
 
 def replay(objective: Objective, statics: dict, evaluations: list[dict], pretrain_seconds: float = 0.0) -> dict:

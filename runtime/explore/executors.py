@@ -5,16 +5,22 @@
 parent is the only writer of the run database; a worker reports each result as it finishes.
 When a satisfying candidate at position k is found, candidates after k cannot beat it: workers
 skip them, and a worker busy with one after k is stopped (its later ones are after k too).
+Workers end with the driver, however it ends (`die_with_parent`).
 `run_ray` (ray_exec.py): one Ray task per candidate on a cluster (`address` "auto" or
 HOST:PORT), the k-th on node k mod n, same stopping rule (later tasks cancelled), a task whose
 worker or node dies retried by Ray.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import signal
 import socket
+import sys
+import threading
+import time
 
 import torch
 from tqdm import tqdm
@@ -75,7 +81,29 @@ def run_local(task, jobs, todo, *, workers, db, objective, early, on_result=None
             bar.close()
 
 
-def _proc_main(wid, task, jobs, positions, bound, results):
+PR_SET_PDEATHSIG = 1     # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker end when its driver does, even by `kill -9` (which runs no clean-up in the
+    driver): otherwise it keeps training at full CPU and writing into the run folder. On Linux
+    the kernel kills it (prctl PR_SET_PDEATHSIG); elsewhere a thread polls the parent's pid."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:      # the driver died before prctl took effect
+            os._exit(1)
+        return
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def _proc_main(wid, parent, task, jobs, positions, bound, results):
+    die_with_parent(parent)
     torch.set_num_threads(1)
     for pos in positions:
         if bound.value >= 0 and pos >= bound.value:
@@ -94,7 +122,7 @@ def _run_processes(task, jobs, todo, p, col):
     procs = []
     for w in range(p):
         mine = todo[w::p]               # Wootz: worker w takes the w + p·j-th candidate
-        pr = ctx.Process(target=_proc_main, args=(w, task, jobs, mine, bound, results), daemon=True)
+        pr = ctx.Process(target=_proc_main, args=(w, os.getpid(), task, jobs, mine, bound, results), daemon=True)
         pr.start()
         procs.append(pr)
     running: dict[int, int] = {}

@@ -173,13 +173,25 @@ def html(row: dict, md_intro: str, images: dict[str, str]) -> str:
             f"{escape(str(row['answer base']))}.</p>{figs}</body></html>\n")
 
 
+def written_answer(run) -> dict | None:
+    """Which answer the pruned.* files hold, labelled: the composability search's, or the
+    baseline's (a default network) when only the baseline found one."""
+    s = run.chosen
+    if s is None or s.answer is None:
+        return None
+    label = ("the composability search's answer (assembled from pre-trained blocks)" if s.mode == "comp" else
+             "the baseline's answer (a default network: ℓ1-pruned, fine-tuned)"
+             + ("; the composability search found none" if run.comp is not None else ""))
+    return {"mode": s.mode, "config": list(s.answer["config"]), "label": label}
+
+
 def write_report(run, out_dir) -> dict[str, Path]:
     """report.json (everything, curves included), report.md and report.html (table + figures),
     accuracy_vs_size.png (Figure 7) and finetune_curves.png (Figure 6)."""
     out = Path(out_dir)
     row = table_row(run)
     data = {"objective": str(run.objective), "full_size": run.full_size, "full_accuracy": run.full_accuracy,
-            "configs": len(run.configs), "tuning_blocks": run.blocks, "table3": row,
+            "configs": len(run.configs), "tuning_blocks": run.blocks, "table3": row, "pruned": written_answer(run),
             "evaluations": {m: [{k: e[k] for k in ("idx", "config", "params", "macs", "accuracy", "curve",
                                                   "seconds", "worker")} for e in s.evaluated]
                             for m, s in (("base", run.base), ("comp", run.comp)) if s is not None}}
@@ -193,11 +205,13 @@ def write_report(run, out_dir) -> dict[str, Path]:
             "tuning-block pre-training for comp); overhead is pre-training's share of comp's time.")
     images = {"Fine-tuning curves, block-trained vs default (Wootz Fig. 6)": paths["curves"].name,
               "Final accuracy vs model size (Wootz Fig. 7)": paths["png"].name}
+    w = written_answer(run)
+    pruned = f"pruned.* hold {w['label']}: rates {w['config']}." if w else "No answer: no pruned.* written."
     md = ["# cococ prune report\n\n", intro + "\n\n", markdown([row]),
-          f"\nAnswer (comp): {row['answer comp']}; answer (base): {row['answer base']}.\n\n", note + "\n"]
+          f"\nAnswer (comp): {row['answer comp']}; answer (base): {row['answer base']}. {pruned}\n\n", note + "\n"]
     md += [f"\n![{alt}]({src})\n" for alt, src in images.items()]
     paths["md"].write_text("".join(md))
-    paths["html"].write_text(html(row, intro + " " + note, images))
+    paths["html"].write_text(html(row, f"{intro} {pruned} {note}", images))
     plot_curves(run, paths["curves"])
     plot_accuracy_vs_size(run, paths["png"])
     return paths

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from cococ.backends.mcu.emulator import Emulator
 from cococ.ir.core import CococError
 from cococ.ir.interpreter import run as interpret
 from cococ.runtime.data import load_data
@@ -40,7 +39,7 @@ def accuracy(float_graph, art, spec: str, limit: int | None = None) -> dict:
     ds = load_data(spec, shape)
     xs, ys = ds.test_arrays()
     xs, ys = xs[:limit], ys[:limit]
-    emu = Emulator(art.elf)
+    emu = art.emulator()   # the ELF checked against its recorded sha256 first
     qgraph = art.load_graph()
     out = float_graph.outputs[0].name
     f32 = np.stack([interpret(float_graph, [x[None]])[out].reshape(-1) for x in xs])

@@ -9,18 +9,39 @@ import pytest
 from cococ.backends.mcu.cycles import BRANCH_PENALTY, CycleModel, instruction_cycles
 
 
-def test_cycle_table():
-    assert instruction_cycles("ldr", "r0, [r1]", False)[0] == 2
-    assert instruction_cycles("ldr.w", "r0, [r1, #4]", True)[0] == 1  # pipelined after a load
-    assert instruction_cycles("smlad", "r4, r0, r5, r4", False)[0] == 1
-    assert instruction_cycles("mla", "r0, r1, r2, r3", False)[0] == 1
-    assert instruction_cycles("vmla.f32", "s0, s1, s2", False)[0] == 3
-    assert instruction_cycles("vdiv.f32", "s0, s1, s2", False)[0] == 14
-    assert instruction_cycles("push", "{r4, r5, r6, lr}", False)[0] == 5
-    assert instruction_cycles("vpush", "{d8-d15}", False)[0] == 9
-    cyc, _, branch = instruction_cycles("bne.n", "#0x594", False)
-    assert (cyc, branch) == (1, True)
-    assert instruction_cycles("pop", "{r4, pc}", False)[2]
+# Each value with its source: ARM Cortex-M4 Processor Technical Reference Manual r0p1 (ARM DDI 0439B),
+# Table 3-1 "Cortex-M4 instruction set summary" (§3.3.1), §3.3.2 "Load/store timings", and
+# Table 7-1 "FPU instruction set" (§7.2.3). N: registers in the list; P: branch refill (not here).
+TRM = [
+    ("ldr", "r0, [r1]", False, 2, "Table 3-1, Load / Word: 2"),
+    ("ldr.w", "r0, [r1, #4]", True, 1, "§3.3.2: neighbouring load/store singles pipeline, N + 1 for N"),
+    ("mla", "r0, r1, r2, r3", False, 1, "Table 3-1, Multiply / Multiply accumulate (MLA): 1"),
+    ("smlad", "r4, r0, r5, r4", False, 1, "Table 3-1, Multiply: every DSP multiply-accumulate (SMLAD): 1"),
+    ("push", "{r4, r5, r6, lr}", False, 5, "Table 3-1, Push / Push (PUSH {<reglist>}): 1 + N, N = 4"),
+    ("bne.n", "#0x594", False, 1, "Table 3-1, Branch / Conditional: 1 not taken (1 + P taken)"),
+    ("vmla.f32", "s0, s1, s2", False, 3, "Table 7-1, Multiply / then accumulate float (VMLA.F32): 3"),
+    ("vdiv.f32", "s0, s1, s2", False, 14, "Table 7-1, Divide / Floating-point (VDIV.F32): 14"),
+    ("vldr", "s0, [r1]", False, 2, "Table 7-1, Load / single float (VLDR.F32): 2"),
+    ("vldr", "d0, [r1]", False, 3, "Table 7-1, Load / single double (VLDR.F64): 3"),
+    ("vldmia", "r4!, {s0, s1, s2}", False, 4, "Table 7-1, Load / multiple floats (VLDM.F32): 1 + N, N = 3"),
+    ("vpush", "{s16, s17}", False, 3, "Table 7-1, Push / float registers (VPUSH.F32): 1 + N, N = 2"),
+    ("vpush", "{d8}", False, 3, "Table 7-1, Push / double registers (VPUSH.F64): 1 + 2N, N = 1"),
+    ("vpush", "{d8-d15}", False, 17, "Table 7-1, Push / double registers (VPUSH.F64): 1 + 2N, N = 8"),
+    ("vpop", "{d8-d9}", False, 5, "Table 7-1, Pop / double registers (VPOP.F64): 1 + 2N, N = 2"),
+    ("vstmia", "r1!, {d0, d1, d2}", False, 7, "Table 7-1, Store / multiple doubles (VSTM.F64): 1 + 2N, N = 3"),
+]
+
+
+@pytest.mark.parametrize("mn,ops,after_ls,cycles,source", TRM, ids=[f"{t[0]} {t[1]}" for t in TRM])
+def test_cycle_table(mn, ops, after_ls, cycles, source):
+    assert instruction_cycles(mn, ops, after_ls)[0] == cycles, source
+
+
+def test_branches_are_marked():
+    """A branch or a write to PC ends a block; the taken-branch penalty P is added per block."""
+    assert instruction_cycles("bne.n", "#0x594", False)[2]
+    assert instruction_cycles("pop", "{r4, pc}", False) == (3, False, True)     # 1 + N (+ P when taken)
+    assert not instruction_cycles("pop", "{r4, r5}", False)[2]
 
 
 def test_block_cost_counts_it_skipped_instructions():

@@ -129,10 +129,15 @@ def test_q15_uses_smlad_and_stays_within_bound(tmp_path):
     mnemonics = {i.mnemonic for i in cs.disasm(code, addr)}
     assert "smlad" in mnemonics
     qgraph = art.load_graph()  # the quantized graph (fake-quantized weights) the artifact was built from
-    ref = reference(qgraph, [x])["prob"]
     y = art.run(x)["prob"]
-    assert np.max(np.abs(y - ref)) <= 0.01 * np.max(np.abs(ref))  # the documented q15 bound
-    assert np.argmax(y) == np.argmax(ref)
+    # against the fake-quantized graph and against the float network: 1.6e-5 and 2.2e-5 of max|ref|
+    # are reached, the bounds are ~4x that (docs/mcu.md's 0.01 is what `run --check` allows)
+    for ref, bound, what in ((reference(qgraph, [x])["prob"], 6e-5, "fake-quantized"),
+                             (reference(g, [x])["prob"], 1e-4, "float")):
+        err = float(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))
+        print(f"q15 conv net vs the {what} graph: max|y - ref| / max|ref| = {err:.2g} (bound {bound})")
+        assert err <= bound, (what, err)
+        assert np.argmax(y) == np.argmax(ref)
 
 
 def test_model_that_does_not_fit_names_the_numbers():

@@ -1,11 +1,13 @@
 """arm-m4 fixed point: int8 (SXTB16 + SMLAD) and the q15 kernels' cheaper requantisation.
 
-The dense nets are checked bit for bit against a numpy model of the integer arithmetic the
-kernels promise (quantize, int32 accumulate, requantise, saturate, dequantize), with odd sizes
-so that the tails (odd output channel, reduction not a multiple of 4) run; the conv net and
-LeNet-5 against the reference interpreter within the documented int8 bound (docs/mcu.md)."""
+One conv or dense layer and the dense nets are checked bit for bit against a numpy model of the
+integer arithmetic written here from docs/mcu.md's definitions (quantize, int32 accumulate,
+requantise, saturate; not cococ's own integer_layer), with odd sizes so that the tails (odd
+output channel, reduction not a multiple of 4) run; the conv net and LeNet-5 against both the
+fake-quantized and the float network, within a few times the error reached (printed)."""
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -15,9 +17,10 @@ import numpy as np
 import pytest
 
 from cococ.backends.build import build
-from cococ.backends.mcu.qkernels import integer_layer
-from cococ.ir.core import CococError
+from cococ.ir.core import CococError, Graph, Layer, Param, Value
 from cococ.ir.interpreter import run as reference
+from cococ.ir.verify import infer_shapes
+from cococ.passes.quantize import Quantize
 from tests.backends.test_mcu import _input, conv_net, dense_net
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,27 +48,16 @@ def _uses_sxtb16_smlad(elf) -> bool:
 
 
 def _integer_model(g, x: np.ndarray, dtype: str) -> np.ndarray:
-    """The integer outputs the device computes for dense_net (dense+relu, dense), in numpy."""
-    qmax = QMAX[dtype]
-    scales = g.meta["quant"]["scales"]
-    h, y = g.layers[1], g.layers[3]
-    s_x = np.float32(scales["x"])
-    v = x.astype(np.float32) * np.float32(1.0 / s_x)
-    xq = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -qmax - 1, qmax).astype(np.int64)  # C roundf
-    for layer, s_in, s_out, lo in ((h, scales["x"], scales["r"], 0), (y, scales["r"], scales["y"], -qmax - 1)):
-        params = {k: p.dense() for k, p in layer.params.items()}
-        w, bq, m, sh, fast = integer_layer(layer, params, s_in, s_out, qmax)
-        acc = (xq @ w.T + bq).astype(np.int64)
-        m, sh = m.astype(np.int64), sh.astype(np.int64)
-        v = ((acc * m >> 32) + (1 << (sh - 1))) >> sh if fast else (acc * m + (1 << (sh - 1))) >> sh
-        xq = np.clip(v, lo, qmax)
-    return xq
+    """The integer outputs the device computes for dense_net (dense+relu, dense), by definition."""
+    qmax, scales = QMAX[dtype], g.meta["quant"]["scales"]
+    h = requantised_by_definition(g.layer("h"), quantised_input(x, scales["x"], qmax), scales["x"], scales["r"],
+                                  qmax, relu=True)
+    return requantised_by_definition(g.layer("y"), h, scales["r"], scales["y"], qmax, relu=False)
 
 
 @needs_gcc
 @pytest.mark.parametrize("dtype,per_channel", [("int8", True), ("int8", False), ("q15", True)])
 def test_dense_kernels_are_bit_exact(tmp_path, dtype, per_channel):
-    from cococ.passes.quantize import Quantize
     g = dense_net(seed=4, k=37, hidden=33)  # odd k (int8: 37 = 9 words + 1), odd channel counts
     x = _input(g, seed=2)
     g = Quantize(dtype=dtype, per_channel=per_channel).run_on(g)
@@ -88,21 +80,124 @@ def test_int8_conv_net_within_bound(tmp_path):
     ops = {s["op"]: s["outputs"][-1]["dtype"] for s in art.report["steps"]}  # (a conv also writes its column)
     assert ops["conv2d+relu"] == "int8" and ops["max_pool"] == "int8" and ops["global_avg_pool"] == "float32"
     assert _uses_sxtb16_smlad(art.elf)
-    ref = reference(art.load_graph(), [x])["prob"]
     y = art.run(x)["prob"]
-    assert np.max(np.abs(y - ref)) <= INT8_TOL * np.max(np.abs(ref))
-    assert np.argmax(y) == np.argmax(ref)
+    # against the fake-quantized graph and against the float network: 0.0031 and 0.0103 of max|ref|
+    # are reached, the bounds are ~4x that (INT8_TOL is what `run --check` allows)
+    for ref, bound, what in ((reference(art.load_graph(), [x])["prob"], 0.012, "fake-quantized"),
+                             (reference(g, [x])["prob"], 0.04, "float")):
+        err = float(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))
+        print(f"int8 conv net vs the {what} graph: max|y - ref| / max|ref| = {err:.2g} (bound {bound})")
+        assert err <= bound, (what, err)
+        assert np.argmax(y) == np.argmax(ref)
 
 
-def test_fast_requantisation_is_the_64_bit_rounding():
-    """floor((acc*M + 2^(s-1)) / 2^s) == ((acc*M >> 32) + 2^(s-33)) >> (s-32) for s >= 33."""
-    rng = np.random.default_rng(0)
-    acc = rng.integers(-2 ** 31, 2 ** 31, 20000, dtype=np.int64)
-    m = rng.integers(2 ** 30, 2 ** 31, 20000, dtype=np.int64)
-    s = rng.integers(33, 63, 20000, dtype=np.int64)
-    exact = [(int(a) * int(b) + (1 << (int(c) - 1))) >> int(c) for a, b, c in zip(acc, m, s)]
-    fast = [(((int(a) * int(b)) >> 32) + (1 << (int(c) - 33))) >> (int(c) - 32) for a, b, c in zip(acc, m, s)]
-    assert exact == fast
+def one_layer(op: str, relu: bool, seed: int = 6) -> Graph:
+    """One conv2d (pad 1, stride 2, odd channel counts, reduction 27) or dense (k 37) layer,
+    with a ReLU after it or not: the built kernel's output is that layer's, requantised."""
+    rng = np.random.default_rng(seed)
+    P = lambda *s: Param.from_array((rng.standard_normal(s) * 0.3).astype(np.float32))  # noqa: E731
+    x, y, r = Value("x"), Value("y"), Value("r")
+    if op == "conv2d":
+        layers = [Layer("input", "x", [], [x], {"shape": [1, 3, 9, 9]}),
+                  Layer("conv2d", "c", [x], [y], {"out_channels": 5, "kernel": [3, 3], "pad": [1, 1, 1, 1],
+                                                  "stride": [2, 2]}, {"weight": P(5, 3, 3, 3), "bias": P(5)})]
+    else:
+        layers = [Layer("input", "x", [], [x], {"shape": [1, 37]}),
+                  Layer("dense", "c", [x], [y], {"out_features": 11}, {"weight": P(11, 37), "bias": P(11)})]
+    if relu:
+        layers.append(Layer("relu", "relu", [y], [r]))
+    return infer_shapes(Graph("one", layers, [r if relu else y]))
+
+
+def quantised_input(x: np.ndarray, s_x: float, qmax: int) -> np.ndarray:
+    """x_q = roundf(x * f32(1/s_x)) (half away from zero, as C's roundf), saturated."""
+    v = x.astype(np.float32) * np.float32(1.0 / s_x)
+    return np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)), -qmax - 1, qmax).astype(np.int64)
+
+
+def requantised_by_definition(layer, xq, s_x: float, s_y: float, qmax: int, relu: bool) -> np.ndarray:
+    """The integer output of one conv/dense layer from the definitions in docs/mcu.md, written here
+    without cococ's code: w_q = round(w / s_w) (the weights are already fake-quantized, so w / s_w
+    is an integer up to float error) saturated to [-qmax-1, qmax]; b_q = round(b / (s_x s_w)); the
+    int32 accumulator acc = b_q + sum x_q w_q exactly; the multiplier s_x s_w / s_y held as M / 2^n
+    with M in [2^30, 2^31) (31 significant bits); y_q = floor(acc M / 2^n + 1/2) (round half up, in
+    Python's exact integers) saturated to [0 if ReLU else -qmax-1, qmax]."""
+    w = layer.params["weight"].dense().astype(np.float64)
+    o = w.shape[0]
+    s_w = np.broadcast_to(np.asarray(layer.params["weight"].attrs["scale"], np.float64).reshape(-1), (o,))
+    b = layer.params["bias"].dense().astype(np.float64)
+    wq = np.clip(np.rint(w / s_w.reshape((o,) + (1,) * (w.ndim - 1))), -qmax - 1, qmax).astype(np.int64)
+    bq = np.rint(b / (s_x * s_w)).astype(np.int64)
+    if layer.op == "conv2d":
+        (_, c, h, wd), (kh, kw), (sh, sw) = xq.shape, layer.attrs["kernel"], layer.attrs["stride"]
+        t, left, bottom, right = layer.attrs["pad"]
+        xp = np.zeros((c, h + t + bottom, wd + left + right), np.int64)
+        xp[:, t:t + h, left:left + wd] = xq[0]
+        oh, ow = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+        acc = np.array([[[(xp[:, i * sh:i * sh + kh, j * sw:j * sw + kw] * wq[k]).sum() for j in range(ow)]
+                         for i in range(oh)] for k in range(o)]) + bq[:, None, None]
+        acc = acc[None]
+    else:
+        acc = xq @ wq.T + bq
+    y = np.empty(acc.shape, np.int64)
+    for k, s in enumerate(s_w):
+        real = s_x * s / s_y
+        n = 31 - math.frexp(real)[1]                  # real = f 2^e, f in [1/2, 1): M = f 2^31
+        m = round(real * 2.0 ** n)
+        if m == 2 ** 31:
+            m, n = m // 2, n - 1
+        assert 2 ** 30 <= m < 2 ** 31
+        y[:, k] = np.vectorize(lambda a: (int(a) * m + (1 << (n - 1))) >> n, otypes=[np.int64])(acc[:, k])
+    return np.clip(y, 0 if relu else -qmax - 1, qmax)
+
+
+@needs_gcc
+@pytest.mark.parametrize("dtype", ["int8", "q15"])
+@pytest.mark.parametrize("op,relu", [("conv2d", True), ("conv2d", False), ("dense", False)])
+def test_one_layer_is_the_requantisation_by_definition(tmp_path, dtype, op, relu):
+    """The emulated kernel's integers equal the numpy requantisation above, bit for bit."""
+    g = Quantize(dtype=dtype, per_channel=True).run_on(one_layer(op, relu))
+    x = _input(g, seed=9)
+    art = build(g, "arm-m4", out_dir=tmp_path, quantize=dtype)
+    qg = art.load_graph()
+    out, scales = qg.outputs[0].name, qg.meta["quant"]["scales"]
+    got = np.rint(art.run(x)[out] / scales[out]).astype(np.int64)
+    want = requantised_by_definition(qg.layer("c"), quantised_input(x, scales["x"], QMAX[dtype]), scales["x"],
+                                     scales[out], QMAX[dtype], relu)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(want).max() > QMAX[dtype] // 8      # the outputs use the range (not all 0 or ±1)
+
+
+FAST = "(int32_t)((((int64_t)acc_ptr[0]) * ((int64_t)m[cse_v1])) >> (int64_t)32)"   # SMULL high word
+
+
+@needs_gcc
+@pytest.mark.parametrize("dtype", ["int8", "q15"])
+@pytest.mark.parametrize("fast", [True, False], ids=["smull-high-word", "64-bit"])
+def test_both_requantisations_are_the_definition(tmp_path, dtype, fast):
+    """The high-word requantisation (every multiplier s_x s_w / s_y < 1/4, the calibrated case) and
+    the exact 64-bit one (an output scale small enough for a multiplier of 0.2617 in one channel)
+    both equal the definition bit for bit on the emulated M4."""
+    g = one_layer("dense", False)
+    x = _input(g, seed=9)
+    if not fast:   # no bias and four inputs of ±1 step: acc * 0.2617 stays inside the range, mostly
+        g.layer("c").params["bias"] = Param.from_array(np.zeros(11, np.float32))
+    g = Quantize(dtype=dtype, per_channel=True).run_on(g)
+    scales = g.meta["quant"]["scales"]
+    if not fast:
+        scales["y"] = scales["x"] * max(g.layer("c").params["weight"].attrs["scale"]) / 0.2617
+        rng = np.random.default_rng(9)
+        x = np.zeros_like(x)
+        x[0, rng.choice(37, 4, replace=False)] = rng.choice([-1.0, 1.0], 4) * scales["x"]
+    art = build(g, "arm-m4", out_dir=tmp_path, quantize=dtype)
+    assert (FAST in (tmp_path / "kernels.c").read_text()) == fast
+    qg = art.load_graph()
+    s = qg.meta["quant"]["scales"]
+    want = requantised_by_definition(qg.layer("c"), quantised_input(x, s["x"], QMAX[dtype]), s["x"], s["y"],
+                                     QMAX[dtype], relu=False)
+    np.testing.assert_array_equal(np.rint(art.run(x)["y"] / s["y"]).astype(np.int64), want)
+    assert (np.abs(want) < QMAX[dtype]).mean() > 0.5 and np.abs(want).max() > 8    # not all saturated, not all 0
 
 
 @needs_gcc
@@ -131,8 +226,10 @@ def test_int8_lenet_on_the_shipped_digit(tmp_path):
     assert np.argmax(art.run(x)["prob"]) == np.argmax(f32)
     from cococ.runtime.mcu.qeval import accuracy  # what --quant-data reports, on 24 test digits
     a = accuracy(g, art, "digits", limit=24)
-    assert a["n"] == 24 and a["agreement"] >= 23 / 24 and a["max_rel_err"] <= INT8_TOL
-    assert abs(a["device"] - a["f32"]) <= 1 / 24
+    # against the float network: all 24 agree and 0.0153 of max|f32| is reached; the bound is 4x that
+    print(f"int8 LeNet vs float on 24 digits: agreement {a['agreement']:.0%}, max rel err {a['max_rel_err']:.3g}")
+    assert a["n"] == 24 and a["agreement"] == 1.0 and a["max_rel_err"] <= 0.06
+    assert a["device"] == a["f32"]
 
 
 def test_bad_combinations_say_what_is_wrong():
@@ -142,7 +239,6 @@ def test_bad_combinations_say_what_is_wrong():
     with pytest.raises(CococError, match=r"unknown quantization 'int4' \(known: q15, int8\)"):
         build(g, "arm-m4", quantize="int4", compile=False)
     from cococ.backends.mcu.lower import lower
-    from cococ.passes.quantize import Quantize
     q15 = Quantize(dtype="q15").run_on(g)
     with pytest.raises(CococError, match=r"int8 build needs a graph quantized for it"):
         lower(q15, "int8")

@@ -12,10 +12,9 @@ import shutil
 
 import numpy as np
 import pytest
+import tvm
 
-import tvm  # noqa: E402,F401  (a pinned dependency: a broken install must fail, not skip)
-
-from tests.backends.test_tvm_x86 import CASES, G, conv, rand  # noqa: E402
+from tests.backends.test_tvm_x86 import CASES, G, conv, rand
 
 
 def cuda_target():
@@ -54,7 +53,6 @@ def test_rules_per_kernel():
 
 def _serial_on_cpu(sch_mod):
     """The scheduled kernel as a CPU program: thread loops -> serial loops, local -> global."""
-    import tvm
     text = sch_mod.script()
     text = re.sub(r'T\.thread_binding\(([^,]+), thread="[^"]+"\)', r"T.serial(\1)", text)
     text = text.replace('scope="local"', 'scope="global"').replace("private=True, ", "")
@@ -63,7 +61,6 @@ def _serial_on_cpu(sch_mod):
 
 @pytest.mark.parametrize("kernel", ["conv2d_dw", "max_pool_pool", "lrn_norm"])
 def test_thread_per_output_computes_the_same(kernel):
-    import tvm
     from cococ.backends.tvm.schedule_cuda import ThreadPerOutput
     target = cuda_target()
     f = lowered(mobile_block())[kernel]
@@ -90,7 +87,6 @@ def test_every_op_gets_thread_bindings():
     """Each op of the x86 test table, lowered and scheduled for cuda: every kernel is bound to
     blocks and threads (an unbound kernel would fail TVM's memory verification at codegen)."""
     from cococ.backends.tvm.schedule_cuda import schedule_module
-    import tvm
     g = G()
     for name, op, shapes, attrs, params, n_out in CASES:
         ins = [g.input(f"{name}_in{i}", s) for i, s in enumerate(shapes)]
@@ -114,7 +110,6 @@ def test_nvcc_error_is_a_user_error():
 def test_prebuilt_fatbin_is_handed_to_tvm(tmp_path):
     """Loading a cuda artifact registers TVM's compile callback so that the library's CUDA source
     gets the artifact's fatbin back (checked here without a GPU by calling the callback)."""
-    import tvm
     import tvm_ffi
     from cococ.backends.tvm.nvcc import FATBIN, SOURCE, use_prebuilt
     (tmp_path / SOURCE).write_text('extern "C" __global__ void k() {}\n')

@@ -28,7 +28,10 @@ from cococ.ir.verify import infer_shapes
 needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed (apt: gcc-arm-none-eabi)")
 F32_TOL = 1e-4        # as tests/backends/test_mcu.py and test_tvm_x86.py
-Q15_TOL = 0.01        # of the output's range (docs/mcu.md)
+# q15 against the fake-quantized graph, of max|ref|: 6.2e-5 to 7.7e-5 (sparse, conv) and 1.8e-4 (the
+# LeNet-300-100 MLP with fc1 dense) are reached; the bound is ~3x the largest (docs/mcu.md's 0.01
+# is what `cococ run --check` allows)
+Q15_TOL = 6e-4
 
 
 def mlp(sizes=(784, 300, 100, 10), batch: int = 1, seed: int = 0):
@@ -79,7 +82,9 @@ def _check(art, g, quant: str | None):
     ref = reference(art.load_graph(), x)
     for name, r in ref.items():
         if quant:
-            assert np.max(np.abs(y[name] - r)) <= Q15_TOL * np.max(np.abs(r))
+            err = float(np.max(np.abs(y[name] - r)) / np.max(np.abs(r)))
+            print(f"{quant} {name}: max|y - ref| / max|ref| = {err:.2g} (bound {Q15_TOL})")
+            assert err <= Q15_TOL, (name, err)
         else:
             np.testing.assert_allclose(y[name], r, rtol=F32_TOL, atol=F32_TOL)
 

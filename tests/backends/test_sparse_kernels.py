@@ -4,14 +4,13 @@ import subprocess
 
 import numpy as np
 import pytest
+import tvm
 
 from cococ.ir.core import Param
 from cococ.ir.formats import compress
-
-pytest.importorskip("tvm")
-from cococ.backends.kernels.layout import q15_args, x_q15  # noqa: E402
-from cococ.backends.kernels.x86 import mv_x86, prim_mv_x86, x86_target  # noqa: E402
-from cococ.backends.mcu.sparse_kernels import c_file, kernel_q15  # noqa: E402
+from cococ.backends.kernels.layout import q15_args, x_q15
+from cococ.backends.kernels.x86 import mv_x86, prim_mv_x86, x86_target
+from cococ.backends.mcu.sparse_kernels import c_file, kernel_q15
 
 
 def _masked(rows, cols, density, dtype=np.float32, seed=0, width=1):
@@ -41,7 +40,6 @@ def test_x86_f32(rows, cols, density, fmt, width):
 
 
 def test_x86_simd_group_uses_vector_loads():
-    import tvm
     p = compress(_masked(8, 64, 0.5, width=8), "simd_group", width=8)
     lib = tvm.build(tvm.IRModule({"main": prim_mv_x86(p, 8)}), target=tvm.target.Target(x86_target(8)))
     asm = lib.inspect_source("asm")

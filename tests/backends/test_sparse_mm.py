@@ -5,14 +5,13 @@ import subprocess
 
 import numpy as np
 import pytest
+import tvm
 
 from cococ.ir.core import Param
 from cococ.ir.formats import compress
-
-pytest.importorskip("tvm")
-from cococ.backends.kernels.layout import q15_args, x_q15_mm  # noqa: E402
-from cococ.backends.kernels.x86 import mm_x86, plan_mm_x86, x86_target  # noqa: E402
-from cococ.backends.mcu.sparse_kernels import kernel_q15_mm, mm_q15_c  # noqa: E402
+from cococ.backends.kernels.layout import q15_args, x_q15_mm
+from cococ.backends.kernels.x86 import mm_x86, plan_mm_x86, x86_target
+from cococ.backends.mcu.sparse_kernels import kernel_q15_mm, mm_q15_c
 
 
 def _masked(rows, cols, density, dtype=np.float32, seed=0, width=1, zero_rows=()):
@@ -44,7 +43,6 @@ def test_x86_f32_mm(rows, cols, n, density, zero, fmt, width):
 
 
 def test_x86_mm_broadcasts_a_weight_against_vectors_of_positions():
-    import tvm
     p = compress(_masked(8, 64, 0.5, width=8), "simd_group", width=8)
     prim = plan_mm_x86(p, 64, 8)[0]
     lib = tvm.build(tvm.IRModule({"main": prim}), target=tvm.target.Target(x86_target(8)))
@@ -110,7 +108,6 @@ def test_q15_mm_source_pairs_words_for_smlad():
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 @pytest.mark.parametrize("fmt", ["dense", "csr", "simd_group"])
 def test_q15_mm_on_emulated_m4(fmt):
-    pytest.importorskip("unicorn")
     from cococ.backends.mcu.emulate import run_mm_on_m4
     w = _masked(9, 21, 0.5, np.int16, width=2, zero_rows=(4,))
     p = compress(Param.from_array(w), fmt, width=2)

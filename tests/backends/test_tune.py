@@ -13,10 +13,8 @@ import shutil
 import numpy as np
 import pytest
 
-pytest.importorskip("tvm")
-
-from cococ.ir.core import Graph, Layer, Param, TensorType, Value  # noqa: E402
-from cococ.ir.interpreter import run  # noqa: E402
+from cococ.ir.core import Graph, Layer, Param, TensorType, Value
+from cococ.ir.interpreter import run
 
 TRIALS = 4
 

@@ -111,7 +111,7 @@ def test_malicious_pickle_subspace_is_refused(net, tmp_path, capsys):
 def test_ray_without_cluster_is_a_clean_error(net, tmp_path, capsys):
     """Nothing listens at the address: refused at once with one line (`ray.init` alone would
     retry for minutes), before anything is trained."""
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="ray is the optional [ray] extra (make setup installs it)")
     from cococ.runtime.explore.ray_cluster import free_port
     assert main(argv(net, tmp_path / "run", "--executor", "ray", "--address", f"127.0.0.1:{free_port()}")) == 1
     err = capsys.readouterr().err

@@ -108,6 +108,20 @@ def test_activations():
     close(apply("identity", x), x)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 4), (5, 3)])
+def test_mask_against_torch(shape):
+    """Scalpel's node gate, by hand in torch: channel c of x times alpha[c] * beta[c] (alpha 0
+    drops the channel, beta scales the kept ones), the same for every other axis."""
+    x = rand(*shape)
+    alpha, beta = np.array([1, 0, 1], np.float32), np.array([0.25, 0.9, 0.6], np.float32)
+    ref = T(x).clone()
+    for c in range(3):
+        ref[:, c] = ref[:, c] * (float(alpha[c]) * float(beta[c]))
+    y = apply("mask", x, params={"alpha": alpha, "beta": beta})
+    close(y, ref)
+    assert not y[:, 1].any() and np.abs(y[:, 0]).sum() > 0
+
+
 # ---- pooling --------------------------------------------------------------------------------
 
 def pool_cases():
@@ -299,9 +313,11 @@ def test_channel_rules():
 
 def test_every_op_documented_and_registered():
     ops = all_ops()
-    for name in ["input", "conv2d", "dense", "batchnorm", "scale", "bias", "relu", "leaky_relu", "prelu",
-                 "sigmoid", "tanh", "clip", "max_pool", "avg_pool", "global_avg_pool", "global_max_pool",
-                 "eltwise", "concat", "flatten", "reshape", "softmax", "dropout", "lrn", "identity",
-                 "slice", "power"]:
-        assert name in ops and ops[name].name == name and ops[name].doc, name
+    names = ["input", "conv2d", "dense", "batchnorm", "scale", "bias", "relu", "leaky_relu", "prelu",
+             "sigmoid", "tanh", "clip", "max_pool", "avg_pool", "global_avg_pool", "global_max_pool",
+             "eltwise", "concat", "flatten", "reshape", "softmax", "dropout", "lrn", "identity",
+             "slice", "power", "mask", "hardswish", "hardsigmoid"]
+    # exactly these: an op lost or renamed (or one added without a test here) fails
+    assert sorted(ops) == sorted(names)
+    assert all(ops[name].doc for name in names), [name for name in names if not ops[name].doc]
     assert isinstance(ops["relu"].channels(make("relu"), [TensorType((1, 2))]), ChannelRule)

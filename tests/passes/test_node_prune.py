@@ -182,8 +182,10 @@ def test_node_prune_lenet5_short_run_removes_nodes_in_two_layers():
     rng = np.random.default_rng(0)      # a quarter of the test split keeps this quick
     pick = np.sort(rng.choice(len(ds.y_test), 90, replace=False))
     ds.x_test, ds.y_test = ds.x_test[pick], ds.y_test[pick]
-    g, rep = npr.node_prune(g, solver, ds, max_drop=100.0, mask_iter=25, retrain_iter=0, max_trials=3,
+    # 1.0 -> 0.978 on these 90 digits, halving conv1, conv2 and ip1 (11 s alone, 100 s on busy cores)
+    g, rep = npr.node_prune(g, solver, ds, max_drop=5.0, mask_iter=25, retrain_iter=0, max_trials=3,
                             max_step=0.5, seed=0)
+    assert rep.accuracy_after >= rep.accuracy_before - 0.05, (rep.accuracy_before, rep.accuracy_after)
     verify(g)
     removed = [k for k, (n, kept) in rep.channels.items() if kept < n]
     assert len(removed) >= 2, rep.channels

@@ -1,6 +1,7 @@
 """The search engine of `cococ prune`: objective order, early answer, baseline, records, resume."""
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import numpy as np
@@ -57,7 +58,8 @@ def teacher() -> tuple[Graph, float]:
     infer_shapes(g)
     res = train(g, Solver(base_lr=0.05, max_iter=300, momentum=0.9, random_seed=3), "digits",
                 progress=False, threads=1)
-    assert res.accuracy > 0.5, f"the teacher did not learn: {res.accuracy}"    # else the tests mean nothing
+    # 0.825 is reached (seeded, one thread); the margin is for other CPUs' float sums
+    assert res.accuracy >= 0.80, f"the teacher learnt less than it does: {res.accuracy}"
     return g, res.accuracy
 
 
@@ -160,4 +162,6 @@ def test_parallel_workers_same_answer(trained, tmp_path):
     assert one.base.answer is not None
     two = run(tmp_path / "two", full, obj, comp=False, baseline=True, workers=2)
     assert one.base.answer["idx"] == two.base.answer["idx"]
-    assert len({e["worker"] for e in two.base.evaluated}) >= 1
+    names = [e["worker"].split(":") for e in two.base.evaluated]          # host:pid:w<i>
+    assert {w for _, _, w in names} == {"w0", "w1"}, names                # both workers evaluated
+    assert len({pid for _, pid, _ in names}) == 2 and str(os.getpid()) not in {pid for _, pid, _ in names}

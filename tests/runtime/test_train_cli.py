@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from safetensors import safe_open
@@ -44,7 +45,7 @@ def test_train_then_eval(files, capsys):
     with safe_open(str(out), "numpy") as f:
         assert set(f.keys()) == {"conv1/weight", "conv1/bias", "ip1/weight", "ip1/bias"}
     acc = float(text.split("test accuracy ")[1].split(",")[0])
-    assert acc > 0.5
+    assert acc >= 0.87, acc      # 0.9028 is reached (seeded, one thread); the margin is for other CPUs' float sums
     assert main(["eval", str(files / "tiny.prototxt"), "--weights", str(out), "--plot",
                  "--plot-file", str(files / "c.png")]) == 0
     text = capsys.readouterr().out
@@ -67,7 +68,6 @@ def test_user_errors_exit_1(files, capsys):
 
 def test_trained_model_round_trips_through_onnx(files):
     """train -> safetensors -> IR params -> ONNX -> onnxruntime: the same accuracy as torch."""
-    ort = pytest.importorskip("onnxruntime")
     import cococ
     from cococ.frontend.solver import load_solver
     from cococ.runtime.data import load_data
