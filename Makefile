@@ -45,6 +45,7 @@ bench: setup
 
 docs: setup
 	$(PY) -m cococ.passes.docs > docs/passes.md
+	$(PY) -m cococ.cli_docs > docs/cli.md
 
 clean:
 	rm -rf build .pytest_cache

@@ -23,7 +23,7 @@ An artifact folder is code: `cococ run` loads its library into the process. Befo
 `verify_code` compares each code file with the hash the manifest recorded at build time and
 refuses a mismatch or a hash-less manifest with a one-line error; a truncated model.so would
 otherwise kill the process with SIGBUS. The hash catches a damaged or half-copied folder, not a
-deliberate change: whoever can write the library can write the manifest too (docs/cli.md).
+deliberate change: whoever can write the library can write the manifest too (docs/cli-guide.md).
 """
 from __future__ import annotations
 

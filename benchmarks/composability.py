@@ -153,8 +153,8 @@ def main(argv=None) -> int:
     body = (
         "## Composability hypothesis (Wootz Table 2, our scale)\n\n"
         f"Small ResNet example (6 residual modules) on `digits`, full model: {source}. "
-        f"{len(per_net)} configurations sampled from rates {{{a.rates}}} (the issue asks for 32; this run used "
-        f"{len(per_net)}). Tuning blocks: {a.method} ({len(plan.blocks)} blocks, {len(plan.groups)} pre-training "
+        f"{len(per_net)} configurations sampled from rates {{{a.rates}}}. "
+        f"Tuning blocks: {a.method} ({len(plan.blocks)} blocks, {len(plan.groups)} pre-training "
         f"groups), pre-trained teacher-student for {a.pretrain_steps} iterations per group (batch 32, fixed lr "
         f"{a.pretrain_lr}, momentum 0.9); block MSE on test images, median {np.median([m[0] for m in mse]) if mse else float('nan'):.4g} "
         f"-> {np.median([m[1] for m in mse]) if mse else float('nan'):.4g}. Fine-tuning: {a.ft_steps} iterations, "

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
                      ", ".join(f"{k} {n}" for k, n in d["rules"].items())])
     headers = ["net", "layers", "kernels", "kernel calls", "`__global__`", "CUDA lines", "TVM s", "nvcc s", "build s",
                "model.so MiB", "fatbin MiB", "schedule rules (kernels)"]
-    body = (f"## CUDA compile (issue 4)\n\n`benchmarks/cuda_compile.py`: `build_tvm(graph, \"cuda\")`, batch 1, "
+    body = (f"## CUDA compile\n\n`benchmarks/cuda_compile.py`: `build_tvm(graph, \"cuda\")`, batch 1, "
             f"random weights, arch {args.arch}. kernels = fused PrimFuncs (identical ones shared); kernel calls = "
             "call_tir in the Relax main (one per fused group); "
             "`__global__` = functions defined in the generated CUDA; TVM s = lower + schedule + codegen; nvcc s = nvcc "

@@ -261,7 +261,7 @@ def _command(args) -> str:
             f"{cut}{only} --report")
 
 
-REPORT_HEAD = """## Frontend fuzzing (issue 18)
+REPORT_HEAD = """## Frontend fuzzing
 
 Mutated real inputs of every format the CLI reads (`benchmarks/fuzz_frontends.py`; the formats,
 seeds and mutations are in `benchmarks/fuzz_formats.py`): each must load (`ok`) or give a

@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     sizes = [[title, v.split("_")[1], f"{sz[v]['weight_bytes']:,}", f"{sz[v]['flash']:,}"]
              for title, _, _, sz in results.values() for v in QUANT]
     t_size = markdown_table(["net", "cococ", "weight bytes", "flash bytes (linked ELF)"], sizes)
-    body = f"""## arm-m4 kernels: cycles and instructions per MAC (issue 4, benchmark b)
+    body = f"""## arm-m4 kernels: cycles and instructions per MAC
 
 `python benchmarks/m4_kernels.py`. Every conv/dense layer of LeNet-5 and LeNet-300-100, batch 1,
 on the emulated Cortex-M4 (backends/mcu/emulator.py: unicorn, cycle estimate from the Cortex-M4 TRM table in

@@ -319,7 +319,7 @@ def render(results: list[dict], args, wall: float) -> str:
         f"{k.replace('traditional', 'magnitude')} {r['built'][k]['x86_min_s'] * 1e6:.1f} / "
         f"{r['built'][k]['x86_s'] * 1e6:.1f}" for k in ("dense", "scalpel", "traditional")) for r in results)
     body = (
-        "## Scalpel Table 3 on our scale: `--prune auto` vs traditional pruning on arm-m4 (issue 6)\n\n"
+        "## Scalpel Table 3 on our scale: `--prune auto` vs traditional pruning on arm-m4\n\n"
         "`benchmarks/scalpel_table3.py`. Trained examples (`examples/lenet300`, `examples/lenet`) on `digits` "
         "(360 test images: one image = 0.28 points), max accuracy drop "
         f"{args.max_drop} points, {args.retrain_iter} retraining iterations (shipped solver, batch 64) after "

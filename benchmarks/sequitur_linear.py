@@ -31,7 +31,7 @@ def main(sizes=(100, 1000, 10000, 100000), modules=16, seed=0):
         data.append(dict(networks=n, symbols=symbols, rules=len(g.bodies), sequitur_s=t1 - t0,
                          identify_s=t2 - t1, blocks=len(plan.blocks)))
         print(rows[-1], flush=True)
-    body = ("## Sequitur is linear (issue 7)\n\n`benchmarks/sequitur_linear.py`: random subspaces, 16 modules, "
+    body = ("## Sequitur is linear\n\n`benchmarks/sequitur_linear.py`: random subspaces, 16 modules, "
             "rates {0.3, 0.5, 0.7}.\n\n" + markdown_table(
                 ["networks", "symbols", "rules", "Sequitur s", "µs / symbol", "identify (Sequitur + traversal) s",
                  "tuning blocks"], rows))

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
                      f"≥ {TARGETS[name]:.0%}, < 5 min: {ok}" if name in TARGETS else "-"])
         data.append(r)
         print(rows[-1], flush=True)
-    body = ("## Training (issue 5)\n\n`benchmarks/train_examples.py`: each example trained from scratch on "
+    body = ("## Training\n\n`benchmarks/train_examples.py`: each example trained from scratch on "
             f"`digits` (1,437 train / 360 test images) with its shipped solver, batch 64, {args.threads} torch "
             "thread(s), deterministic. Times are wall-clock for the whole run (tests included) on a CPU shared "
             "with other jobs: the load average before/after the run says how shared.\n\n"

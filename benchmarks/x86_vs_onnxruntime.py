@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     if args.tune:
         headers += [f"tuned ({args.tune}/kernel) ms", "tuned ratio", "MetaSchedule kernels", "tune+build s"]
     headers.append("max |diff| / max |logit|")
-    body = (f"## x86 vs onnxruntime (issue 4, benchmark a)\n\n`benchmarks/x86_vs_onnxruntime.py`: batch 1, random "
+    body = (f"## x86 vs onnxruntime\n\n`benchmarks/x86_vs_onnxruntime.py`: batch 1, random "
             f"weights, {args.threads} threads each, median of {args.runs} runs; ratio = cococ / onnxruntime "
             "(< 1: cococ faster). Same ONNX export (cococ.to_onnx) for onnxruntime. All run in one process, "
             "interleaved (one run of each engine per round), so machine load affects them alike; compare "

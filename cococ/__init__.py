@@ -20,11 +20,13 @@ __version__ = "0.1.0"
 
 
 def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: str = "TEST",
-         lenient: bool = False) -> Graph:
+         lenient: bool = False, input_shape=None) -> Graph:
     """Read a network (.ir, .prototxt, .onnx) into the layer IR, with optional weights
-    (`lenient`: a .prototxt field caffe.proto does not define is a warning, not an error)."""
+    (`lenient`: a .prototxt field caffe.proto does not define is a warning, not an error;
+    `input_shape`: the dims of a .prototxt net's one input, e.g. for a train_val net's Data layer)."""
     from cococ.frontend.load import load as _load
-    return _load(path, weights=weights, init=init, seed=seed, phase=phase, lenient=lenient)
+    return _load(path, weights=weights, init=init, seed=seed, phase=phase, lenient=lenient,
+                 input_shape=input_shape)
 
 
 def build(graph: Graph, target: str = "x86", **options):
@@ -38,9 +40,10 @@ def to_onnx(graph: Graph):
     return _to_onnx(graph)
 
 
-def to_relax(graph: Graph):
+def to_relax(graph: Graph, *, bind_params: bool = True):
+    """The Relax module, weights bound as constants; `bind_params=False`: (module, params)."""
     from cococ.backends.tvm.relax_export import to_relax as _to_relax
-    return _to_relax(graph)
+    return _to_relax(graph, bind_params=bind_params)
 
 
 def to_torch(graph: Graph):

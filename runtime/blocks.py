@@ -210,11 +210,14 @@ def pretrain_group(full: Graph, blocks, data, solver, *, steps: int, progress: b
 
 
 def pretrain(full: Graph, plan, data, solver_or_settings, store: BlockStore, *, steps: int,
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, numbering: tuple[int, int, int] | None = None) -> list[dict]:
     """Pre-train every tuning block of `plan` (a BlockPlan) not yet in `store`, one run per group.
 
     `data`: a Dataset or a spec for runtime.data.load_data ("digits"); `solver_or_settings`: a
     Solver, or a dict overriding DEFAULT_SETTINGS (base_lr, momentum, weight_decay, batch_size, ...).
+    `numbering`: (group id, position, count) when `plan` is one group of a larger plan that the
+    caller runs a group at a time (runtime/explore), so that progress says "group 2 (3/3)", not
+    "group 0 (1/1)" each time, and the store records the group's real id.
     Returns one row per block: key, group, status ("trained", "stored", "teacher"), MSEs, seconds.
     """
     if store.teacher_hash != teacher_hash(full):
@@ -237,8 +240,9 @@ def pretrain(full: Graph, plan, data, solver_or_settings, store: BlockStore, *, 
         if todo:
             todo_groups.append((gi, todo))
     for n, (gi, todo) in enumerate(todo_groups):
+        gi, position, count = numbering or (gi, n + 1, len(todo_groups))
         if progress:
-            print(f"pre-training group {gi} ({n + 1}/{len(todo_groups)}): "
+            print(f"pre-training group {gi} ({position}/{count}): "
                   f"{', '.join(block_key(full, b) for b in todo)}", flush=True)
         t0 = time.perf_counter()
         g, report = pretrain_group(full, todo, ds, solver_or_settings, steps=steps, progress=progress)

@@ -92,8 +92,10 @@ class MCUArtifact(Artifact):
         for s in r.steps:
             info = steps[s.index] if s.index < len(steps) else {}
             macs = info.get("macs", 0)
+            done = info.get("stored_macs", macs)  # a sparse kernel does only its stored weights' MACs
             rows.append({"step": s.index, "layers": info.get("layers", []), "op": info.get("op", "?"),
-                         "kernel": s.kernel, "macs": macs, "instructions": s.instructions, "cycles": s.cycles,
-                         "cycles_per_mac": round(s.cycles / macs, 3) if macs else None})
+                         "kernel": s.kernel, "format": info.get("kernel", "dense"), "macs": macs,
+                         "stored_macs": done, "instructions": s.instructions, "cycles": s.cycles,
+                         "cycles_per_mac": round(s.cycles / done, 3) if done else None})
         return {"instructions": r.instructions, "cycles": r.cycles, "executor_instructions": r.executor_instructions,
                 "executor_cycles": r.executor_cycles, "steps": rows}

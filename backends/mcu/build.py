@@ -27,6 +27,7 @@ from cococ.backends.mcu.codegen import generate_c
 from cococ.backends.mcu.lower import Program, lower
 from cococ.backends.mcu.plan import Interval, peak_live, plan_arena
 from cococ.ir.core import CococError, Graph
+from cococ.ir.formats import matrix_shape
 from cococ.ir.target import KIB, Target
 from cococ.ir.verify import infer_shapes
 
@@ -53,7 +54,25 @@ def _fmt(n: int) -> str:
     return f"{n / KIB:.0f} KiB" if n >= 10 * KIB else f"{n / KIB:.1f} KiB"
 
 
-def check_fit(target: Target, flash: int, sram: int, what: str) -> None:
+def fit_advice(target: Target, flash: int, sram: int, quantize: str | None) -> str:
+    """The ways out of a model that does not fit, concretely: quantize (float only), prune, or
+    a part with more memory (`--target-opt` sizes rounded up to a power of two)."""
+    fixes = [] if quantize else ["--quantize q15 (halves the weights; int8 quarters them)"]
+    fixes.append("--prune auto (prunes and retrains for the target)")
+    bigger = [f"{k}={_size_opt(n)}" for k, n, have in (("flash", flash, target.flash), ("sram", sram, target.sram))
+              if n > have]
+    if bigger:
+        fixes.append(f"--target-opt {','.join(bigger)} (a part with more memory)")
+    return "; fixes: " + ", or ".join(fixes)
+
+
+def _size_opt(n: int) -> str:
+    """The smallest power-of-two size >= n bytes, as a --target-opt value (512K, 1M, 2M ...)."""
+    k = 1 << max(0, (n - 1).bit_length())
+    return f"{k // (KIB * KIB)}M" if k >= KIB * KIB else f"{max(1, k // KIB)}K"
+
+
+def check_fit(target: Target, flash: int, sram: int, what: str, quantize: str | None = None) -> None:
     problems = []
     if sram > target.sram:
         problems.append(f"needs {_fmt(sram)} SRAM, target has {_fmt(target.sram)} "
@@ -63,7 +82,7 @@ def check_fit(target: Target, flash: int, sram: int, what: str) -> None:
                         f"({flash - target.flash:,} bytes over)")
     if problems:
         raise CococError(f"model does not fit {target.name} ({what}): " + "; ".join(problems)
-                         + " (shrink the model: prune or quantize; or set --target-opt flash=..,sram=..)")
+                         + fit_advice(target, flash, sram, quantize))
 
 
 def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | None = None,
@@ -89,7 +108,7 @@ def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | Non
     io_bytes = 4 * (sum(t.size for t in prog.inputs) + sum(t.size for t in prog.outputs))
     est_sram = arena + io_bytes + emit.STACK_BYTES
     est_flash = weight_bytes + 4 * sum(t.size for t in prog.inputs)  # + code, checked after linking
-    check_fit(target, est_flash, est_sram, "weights + arena + I/O + stack")
+    check_fit(target, est_flash, est_sram, "weights + arena + I/O + stack", quantize)
 
     dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="cococ-m4-"))
     if sample_input is None:
@@ -103,10 +122,10 @@ def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | Non
     if compile is None:
         compile = shutil.which(GCC) is not None
     if compile:
-        elf = compile_project(dir, target)
+        elf = compile_project(dir, target, quantize)
         report["elf"] = elf.name
         report.update(elf_sizes(elf))
-        check_fit(target, report["flash"], report["sram"], "linked image")
+        check_fit(target, report["flash"], report["sram"], "linked image", quantize)
     else:
         report["flash"], report["sram"] = est_flash, est_sram
         report["note"] = f"{GCC} not found: project written, ELF not built"
@@ -124,7 +143,7 @@ def _jsonable(d: dict) -> dict:
     return {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool, type(None), list))}
 
 
-def compile_project(dir: Path, target: Target) -> Path:
+def compile_project(dir: Path, target: Target, quantize: str | None = None) -> Path:
     """Compile and link model.elf with the Makefile's flags (called directly: no make needed)."""
     cmd = [GCC, *emit.CFLAGS, *emit.SOURCES, "-T", "mps2_an386.ld", *emit.LDFLAGS, "-lm", "-o", "model.elf"]
     r = subprocess.run(cmd, cwd=dir, capture_output=True, text=True)
@@ -132,9 +151,12 @@ def compile_project(dir: Path, target: Target) -> Path:
         msg = r.stderr.strip()
         if "overflowed by" in msg:
             m = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", msg)
-            what = "; ".join(f"{'SRAM' if reg == 'RAM' else 'flash'} over by {int(n)} bytes" for reg, n in m)
+            over = {("sram" if reg == "RAM" else "flash"): int(n) for reg, n in m}
+            what = "; ".join(f"{'SRAM' if k == 'sram' else 'flash'} over by {n} bytes" for k, n in over.items())
             raise CococError(f"model does not fit {target.name} (linked image): {what} "
-                             f"(target has {_fmt(target.flash)} flash, {_fmt(target.sram)} SRAM)")
+                             f"(target has {_fmt(target.flash)} flash, {_fmt(target.sram)} SRAM)"
+                             + fit_advice(target, target.flash + over.get("flash", 0),
+                                          target.sram + over.get("sram", 0), quantize))
         raise CococError(f"{GCC} failed in {dir}:\n{msg[-3000:]}")
     return dir / "model.elf"
 
@@ -152,12 +174,24 @@ def elf_sizes(elf: Path) -> dict:
                 "sections": {n: int(size(n)) for n in (".text", ".ARM.exidx", ".data", ".bss", ".stack")}}
 
 
+def stored_macs(graph: Graph, step) -> int:
+    """The MACs a step's kernel does: its dense MACs for a dense kernel; for a sparse one (csr,
+    simd_group) only the stored weights' share of them (each stored entry x its group width)."""
+    if step.format == "dense":
+        return int(step.macs)
+    p = graph.layer(step.layers[0]).params["weight"]
+    rows, cols = matrix_shape(p.shape)
+    width = int(p.attrs.get("width", 1)) if p.format == "simd_group" else 1
+    return int(round(step.macs * min(1.0, p.arrays["indices"].size * width / (rows * cols))))
+
+
 def make_report(graph: Graph, prog: Program, arena: int, intervals, target: Target, quantize) -> dict:
     layers = []
     for i, s in enumerate(prog.steps):
         wbytes = sum(a.data.nbytes for a in s.args if hasattr(a, "symbol"))
         layers.append({"step": i, "layers": s.layers, "op": s.op, "kernel": s.format, "function": s.kernel.name,
-                       "origin": s.kernel.origin, "macs": int(s.macs), "weight_bytes": int(wbytes),
+                       "origin": s.kernel.origin, "macs": int(s.macs), "stored_macs": stored_macs(graph, s),
+                       "weight_bytes": int(wbytes),
                        "params": int(sum(a.data.size for a in s.args if hasattr(a, "symbol"))),
                        "output_bytes": int(sum(t.nbytes for t in s.outputs)),
                        "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape),

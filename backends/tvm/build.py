@@ -83,7 +83,8 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
         hand = None
         if x86:  # cococ's own schedule is measured and recorded too: the best of both wins
             hand = lambda wl: make_schedule(wl, lanes)  # noqa: E731
-        database, tuned_now = tune_module(mod, target_obj, tdir, tune, hand_schedule=hand)
+        database, tuned_now = tune_module(mod, target_obj, tdir, tune, hand_schedule=hand,
+                                          verbose=bool(options.get("verbose")))
         timings["tune_s"] = time.perf_counter() - t1
 
     t1 = time.perf_counter()

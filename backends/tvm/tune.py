@@ -24,12 +24,18 @@ Why the pieces are what they are:
     apache-tvm-ffi 0.1.15.post2 under apache-tvm 0.27.0.post1 (which only asks for
     >=0.1.14.post0) and works with 0.1.14.post1, which pyproject pins.
     `check_serialization` turns a broken install into a CococError instead of a crash.
+  - MetaSchedule logs every task's trials to stdout (hundreds of lines for `--tune 4`) as well as
+    to files in the tuning folder's logs/: its console handler takes `sys.stdout` when the loggers
+    are made (`extracted_tasks_to_tune_contexts`), so unless `verbose` that is a sink and the
+    files alone keep the logs.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
+import io
 import itertools
 import os
 import subprocess
@@ -175,10 +181,11 @@ def _commit_hand_schedule(db, mod: tvm.IRModule, target, hand_schedule) -> None:
 
 
 def tune_module(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, trials: int,
-                hand_schedule=None) -> tuple[object, int]:
+                hand_schedule=None, verbose: bool = False) -> tuple[object, int]:
     """Tune every kernel without a record for `trials` trials. `hand_schedule(workload) ->
-    s_tir.Schedule | None` gives cococ's schedule, measured and recorded alongside. Returns
-    (database, number of kernels tuned now: 0 when the folder already had them all)."""
+    s_tir.Schedule | None` gives cococ's schedule, measured and recorded alongside. MetaSchedule's
+    logs go to `work_dir`/logs/, and to stdout too when `verbose`. Returns (database, number of
+    kernels tuned now: 0 when the folder already had them all)."""
     check_serialization()
     target = tuning_target(target)
     if target.kind.name == "llvm":
@@ -190,8 +197,10 @@ def tune_module(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, tr
     todo = [t for t in tasks if db.query_tuning_record(t.dispatched[0], target, "main") is None]
     if not todo:
         return db, 0
-    ctxs, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        todo, str(work_dir), strategy=search_strategy(trials), seed=0)
+    console = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with console:  # the loggers made here write "stdout" to what sys.stdout is now
+        ctxs, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            todo, str(work_dir), strategy=search_strategy(trials), seed=0)
     cost = "xgb" if importlib.util.find_spec("xgboost") else "random"
     callbacks = [ms.measure_callback.AddToDatabase(), ms.measure_callback.UpdateCostModel()]
     ms.tune_tasks(tasks=ctxs, task_weights=weights, work_dir=str(work_dir),

@@ -1,8 +1,8 @@
 """Find the tuning blocks of a promising subspace (Wootz §5) and optionally pre-train them.
 
     cococ blocks examples/resnet/resnet.prototxt --weights resnet.safetensors --sample 8
-    cococ blocks net.prototxt --weights w.caffemodel --subspace promising.json --method modules
-    cococ blocks net.prototxt --weights w.safetensors --sample 32 --pretrain --data digits --steps 200
+    cococ blocks net.prototxt --weights w.caffemodel --subspace promising.json --blocks modules
+    cococ blocks net.prototxt --weights w.safetensors --sample 32 --pretrain --data digits --pretrain-steps 200
 
 Prints the tuning blocks (name = module@rate runs, frequency in the subspace, pre-training
 group), the groups of non-overlapping blocks, and each network's composite vector (which
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 import cococ.passes
-from cococ.commands.common import input_file, nonnegative_int, positive_int, writable_dir
+from cococ.commands.common import deprecated_alias, input_file, nonnegative_int, positive_int, writable_dir
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.frontend.subspace import load_subspace, sample_subspace
 from cococ.ir.core import CococError
@@ -36,18 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--sample", type=positive_int, metavar="N", help="sample N configurations (ORNL §5.2)")
     parser.add_argument("--rates", default="0.3,0.5,0.7", help="pruning rates to sample from (default 0.3,0.5,0.7)")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of --sample (default 0)")
-    parser.add_argument("--method", choices=["sequitur", "modules"], default="sequitur",
-                        help="sequitur: Wootz §5 tuning blocks; modules: every (module, rate) its own block")
+    parser.add_argument("--blocks", choices=["sequitur", "modules"], default="sequitur",
+                        help="how tuning blocks are found: sequitur (Wootz §5) or modules (every (module, rate) "
+                             "its own block)")
+    deprecated_alias(parser, "--method", "--blocks", choices=["sequitur", "modules"])
     parser.add_argument("--show", type=nonnegative_int, default=20, metavar="K",
                         help="composite vectors to print (default 20; 0 for all)")
     parser.add_argument("--pretrain", action="store_true", help="pre-train the blocks into the store")
     parser.add_argument("--data", default="digits", help="training data for --pretrain (default digits)")
-    parser.add_argument("--steps", type=positive_int, default=200, help="pre-training iterations per group (default 200)")
+    parser.add_argument("--pretrain-steps", type=positive_int, default=200, metavar="N",
+                        help="pre-training iterations per group (default 200)")
+    deprecated_alias(parser, "--steps", "--pretrain-steps", type=positive_int, metavar="N")
     parser.add_argument("--store", metavar="DIR", help="block store directory (default NET.blocks)")
-    parser.add_argument("--solver", metavar="FILE", help="solver prototxt for pre-training (default: fixed lr "
-                        "0.02, momentum 0.9, weight decay 1e-4, batch 32)")
+    parser.add_argument("--pretrain-solver", metavar="FILE", help="solver prototxt for pre-training (default: "
+                        "fixed lr 0.02, momentum 0.9, weight decay 1e-4, batch 32)")
+    deprecated_alias(parser, "--solver", "--pretrain-solver", metavar="FILE")
     parser.add_argument("--lr", type=float, help="pre-training learning rate (overrides the default/solver's)")
-    parser.add_argument("--batch", type=positive_int, help="pre-training batch size (default 32)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="pre-training batch size (default 32)")
+    deprecated_alias(parser, "--batch", "--batch-size", type=positive_int, metavar="N")
 
 
 def _configs(args, graph):
@@ -111,30 +117,30 @@ def run(args: argparse.Namespace) -> int:
         if args.weights is None and args.init is None and not str(args.file).endswith(".ir"):
             raise CococError("--pretrain needs the trained full model: give --weights")
         writable_dir(args.store or Path(args.file).with_suffix(".blocks"), "--store")
-        if args.solver:
-            input_file(args.solver, "--solver")
+        if args.pretrain_solver:
+            input_file(args.pretrain_solver, "--pretrain-solver")
     graph = with_modules(load_graph(args))
     configs = _configs(args, graph)
-    plan = identify_tuning_blocks(configs, method=args.method)
+    plan = identify_tuning_blocks(configs, method=args.blocks)
     print_plan(graph, configs, plan, args.show)
     if not args.pretrain:
         return 0
     from cococ.runtime.blocks import BlockStore, pretrain, teacher_hash  # local: torch, only for --pretrain
     settings = {}
-    if args.solver:
-        from cococ.frontend.solver import load_solver  # local: its lark grammar, only with --solver
-        settings = load_solver(args.solver, lenient=args.lenient)
+    if args.pretrain_solver:
+        from cococ.frontend.solver import load_solver  # local: its lark grammar, only with --pretrain-solver
+        settings = load_solver(args.pretrain_solver, lenient=args.lenient)
         if args.lr is not None:
             settings.base_lr = args.lr
-        if args.batch:
-            settings.batch_size = args.batch
+        if args.batch_size:
+            settings.batch_size = args.batch_size
     else:
         if args.lr is not None:
             settings["base_lr"] = args.lr
-        if args.batch:
-            settings["batch_size"] = args.batch
+        if args.batch_size:
+            settings["batch_size"] = args.batch_size
     store = BlockStore(args.store or Path(args.file).with_suffix(".blocks"), teacher_hash(graph))
-    rows = pretrain(graph, plan, args.data, settings, store, steps=args.steps, progress=sys.stderr.isatty())
+    rows = pretrain(graph, plan, args.data, settings, store, steps=args.pretrain_steps, progress=sys.stderr.isatty())
     t = Table(title=f"pre-training into {store.directory} (teacher {store.teacher_hash})", title_justify="left")
     for col in ("block", "group", "status", "MSE before", "MSE after"):
         t.add_column(col, justify="left" if col in ("block", "status") else "right", no_wrap=True)
@@ -143,5 +149,6 @@ def run(args: argparse.Namespace) -> int:
                   f"{r['mse_before']:.4g}" if "mse_before" in r else "", f"{r['mse_after']:.4g}" if "mse_after" in r else "")
     Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(t)
     print(f"{sum(r['status'] == 'trained' for r in rows)} blocks trained, "
-          f"{sum(r['status'] == 'stored' for r in rows)} already stored; store holds {len(store.keys())} blocks")
+          f"{sum(r['status'] == 'stored' for r in rows)} already stored; {store.directory} holds "
+          f"{len(store.keys())} blocks")
     return 0

@@ -36,13 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quant-data", metavar="DATA", help="--quantize: calibrate on 64 training images of DATA "
                         "(digits, .npz, image folder) and report top-1 accuracy, f32 vs the device, on its test split")
     parser.add_argument("--tune", type=nonnegative_int, default=0, metavar="N",
-                        help="x86/cuda: MetaSchedule trials per task (0: untuned)")
+                        help="x86/cuda: MetaSchedule trials per task (0: untuned); its logs go to OUT/tuning/logs/")
+    parser.add_argument("--verbose", action="store_true", help="--tune: print MetaSchedule's logs too")
     add_load_arguments(parser)
     # --- Scalpel pruning before the build (issue 6; the pass prune-for-target, runtime/compress/) ---
     parser.add_argument("--prune", choices=["none", "auto"], default="none",
                         help="auto: prune and retrain for the target's parallelism (Scalpel) before building")
     parser.add_argument("--data", default="digits", help="--prune: data set (digits, .npz, image folder)")
-    parser.add_argument("--solver", metavar="S", help="--prune: retraining solver prototxt (default: short SGD)")
+    parser.add_argument("--solver", metavar="FILE", help="--prune: retraining solver prototxt (default: short SGD)")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="PTS",
                         help="--prune: tolerated accuracy drop, percentage points (default 0.5)")
 
@@ -58,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if args.solver:
         input_file(args.solver, "--solver")
     passes = parse_pipeline(args.pipeline)
+    quantize = _quantize_dtype(args, passes, target)
+    if args.prune == "auto" and quantize == "int8":  # refused before the (minutes-long) pruning
+        raise CococError("--prune auto with int8: the arm-m4 backend has no int8 sparse kernels, so every "
+                         "pruned layer would run dense; use --quantize q15 (or no --quantize) with --prune auto")
     graph = load_graph(args)
     if passes:
         graph = run_passes(graph, passes)
@@ -68,16 +73,26 @@ def run(args: argparse.Namespace) -> int:
     options = {"seed": args.seed}
     if args.tune:
         options["tune"] = args.tune
+        options["verbose"] = args.verbose
     if args.quant_data:
         from cococ.runtime.mcu.qeval import calibration_samples  # local: see _print_accuracy
         options["calibration"] = calibration_samples(graph, args.quant_data, seed=args.seed)
-    art = build(graph, target, out_dir=out, quantize=args.quantize, **options)
+    art = build(graph, target, out_dir=out, quantize=quantize, **options)
     print(f"built {graph.name} for {target.name} -> {art.dir or out}")
     if target.is_mcu:
         _print_mcu_summary(art, target)
         if args.quant_data:
             _print_accuracy(graph, art, args.quant_data)
     return 0
+
+
+def _quantize_dtype(args, passes, target) -> str | None:
+    """The fixed point of the build: --quantize, or on arm-m4 the dtype of a quantize pass in -p
+    (so `-p 'quantize{dtype=q15}'` builds the same integer kernels as `--quantize q15`)."""
+    piped = [p.dtype for p in passes if p.name == "quantize"]
+    if piped and args.quantize and piped[-1] != args.quantize:
+        raise CococError(f"--quantize {args.quantize} and -p 'quantize{{dtype={piped[-1]}}}' disagree: give one")
+    return args.quantize or (piped[-1] if piped and target.is_mcu else None)
 
 
 def _prune_for_target(graph, target, args):
@@ -118,6 +133,6 @@ def _print_mcu_summary(art, target) -> None:
     kib = lambda n: f"{n / 1024:.1f} KiB"  # noqa: E731
     print(f"  flash {kib(r['flash'])} of {kib(target.flash)}   SRAM {kib(r['sram'])} of {kib(target.sram)}"
           f"   (arena {kib(r['arena_bytes'])}, weights {kib(r['weight_bytes'])})")
-    print(f"  {r['macs']:,} MACs, {r['params']:,} params, {len(r['steps'])} kernel calls, "
+    print(f"  {r['macs']:,} MACs, {r['params']:,} stored weights, {len(r['steps'])} kernel calls, "
           f"{len(r['kernels'])} kernels" + (f", {r['quantize']}" if r.get("quantize") else ""))
     print(f"  ELF: {art.dir / r['elf']}" if r.get("elf") else f"  {r.get('note', '')}")

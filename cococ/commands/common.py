@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import warnings
 from pathlib import Path
 
 from cococ.ir.core import CococError
@@ -79,3 +80,29 @@ def _check_writable_place(folder: Path, target: Path, flag: str) -> None:
             pass
     except OSError as e:
         raise CococError(f"{flag} {target}: cannot write in {here}: {e.strerror or e}") from None
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: stores into the new option's place and warns, so scripts
+    written for the old name keep working while the help shows one name per idea."""
+
+    def __init__(self, option_strings, dest, new: str, **kw):
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(f"{option_string} is deprecated; use {self.new}", FutureWarning, stacklevel=2)
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, **kw) -> None:
+    """Accept `old` (hidden from --help and docs/cli.md) as a deprecated spelling of the option `new`,
+    already added to `parser`; `kw` are what `new` was added with (type, choices, metavar)."""
+    dest = next(a.dest for a in parser._actions if new in a.option_strings)
+    parser.add_argument(old, action=_DeprecatedAlias, new=new, dest=dest, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS, **kw)
+
+
+def deprecated_aliases(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """old spelling -> new one, of the aliases `deprecated_alias` added to `parser`."""
+    return {s: a.new for a in parser._actions if isinstance(a, _DeprecatedAlias) for s in a.option_strings}

@@ -43,20 +43,23 @@ def check_output(out: str) -> None:
     writable_file(path, "-o")
 
 
-def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
-    """Write `graph` to `out` in the format its suffix names ('-' = IR text on stdout)."""
+def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> list[Path]:
+    """Write `graph` to `out` in the format its suffix names ('-' = IR text on stdout); returns
+    the files written (with the side-car of weights, when there is one)."""
     if out == "-":
         sys.stdout.write(print_graph(graph, "inline" if inline_weights else "hash"))
-        return
+        return []
     check_output(out)
     path = Path(out)
     suffix = path.suffix.lower()
     try:
         if suffix == ".ir":
             save_ir(graph, path, weights="inline" if inline_weights else "npz")
+            side = path.with_suffix(".npz")  # save_ir removes a stale one when the graph has no weights
+            return [path, side] if not inline_weights and side.exists() else [path]
         elif suffix == ".prototxt":
             from cococ.frontend.prototxt.writer import save_prototxt  # local: lark, only for this format
-            save_prototxt(graph, path)
+            return list(save_prototxt(graph, path).values())
         elif suffix == ".dot":
             path.write_text(to_dot(graph), encoding="utf-8")
         else:
@@ -66,10 +69,17 @@ def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> None:
             onnx.save(to_onnx(graph), str(path))
     except OSError as e:
         raise CococError(f"{out}: cannot write: {e.strerror or e}") from None
+    return [path]
+
+
+def print_written(graph: Graph, paths: list[Path]) -> None:
+    """The success line of a command that wrote `graph` to files (none: it went to stdout)."""
+    if paths:
+        print(f"wrote {graph.name} ({len(graph.layers)} layers) to {' + '.join(map(str, paths))}")
 
 
 def run(args: argparse.Namespace) -> int:
     check_output(args.output)
     graph = load_graph(args)
-    write_graph(graph, args.output, args.inline_weights)
+    print_written(graph, write_graph(graph, args.output, args.inline_weights))
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from cococ.commands.common import writable_dir
-from cococ.commands.convert import check_output, write_graph
+from cococ.commands.convert import check_output, print_written, write_graph
 from cococ.commands.show import add_load_arguments, load_graph
 from cococ.ir.core import CococError
 from cococ.passes import DumpIR, PassTiming, run as run_passes
@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="passes to run, e.g. 'canonicalize,prune-filters{rates=[0.3,0.5]},dce' "
                              "(docs/passes.md lists them)")
     parser.add_argument("-o", "--output", metavar="OUT",
-                        help="write the result: .ir (weights in a side-car .npz), .onnx, .dot; "
-                             "default: print the IR to stdout")
+                        help="write the result: .ir (weights in a side-car .npz), .prototxt (+ .safetensors), "
+                             ".onnx, .dot; default: print the IR to stdout")
     parser.add_argument("--dump-ir", nargs="?", const="after-all", action="append", metavar="WHEN",
                         help="print the IR around passes: after-all (the default), before-all, after-change, "
                              "before:PASS, after:PASS; repeatable, or comma-separated")
@@ -55,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
                            reproducer=args.reproducer_dir)
     except OSError as e:  # a dump folder that cannot be written
         raise CococError(f"{e.filename or ''}: {e.strerror or e}") from None
-    write_graph(graph, args.output or "-", args.inline_weights)
+    print_written(graph, write_graph(graph, args.output or "-", args.inline_weights))
     return 0

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import cococ
+from cococ.commands.common import deprecated_alias
 from cococ.commands.show import add_lenient_argument
 from cococ.frontend.subspace import load_subspace, sample_subspace
 from cococ.ir.core import CococError
@@ -30,19 +31,21 @@ from cococ.runtime.data import load_data
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("net", metavar="NET", help="the trained network: .prototxt (with modules), .onnx or .ir")
-    parser.add_argument("--weights", metavar="W", help="trained weights (.caffemodel, .npz, .safetensors)")
+    parser.add_argument("--weights", metavar="FILE", help="trained weights (.caffemodel, .npz, .safetensors)")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--subspace", metavar="S", help="promising subspace: .json, .npy or Wootz .pkl (restricted loader)")
+    src.add_argument("--subspace", metavar="FILE", help="promising subspace: .json, .npy or Wootz .pkl (restricted loader)")
     src.add_argument("--sample", type=int, metavar="N", help="sample N configurations (ORNL §5.2)")
     parser.add_argument("--rates", default="0.3,0.5,0.7", help="pruning rates for --sample (default 0.3,0.5,0.7)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--sample-seed", type=int, default=0, metavar="N", help="seed of --sample (default 0)")
+    deprecated_alias(parser, "--seed", "--sample-seed", type=int, metavar="N")
     parser.add_argument("--objective", required=True, help="e.g. 'min ModelSize constraint Accuracy >= 0.95'")
-    parser.add_argument("--solver", required=True, metavar="S", help="fine-tuning solver (Caffe solver prototxt)")
-    parser.add_argument("--pretrain-solver", metavar="S2", help="solver for pre-training blocks (default: --solver)")
+    parser.add_argument("--solver", required=True, metavar="FILE", help="fine-tuning solver (Caffe solver prototxt)")
+    parser.add_argument("--pretrain-solver", metavar="FILE", help="solver for pre-training blocks (default: --solver)")
     parser.add_argument("--data", default="digits", help="data set: digits, a .npz or an image folder")
     parser.add_argument("--baseline", action="store_true", help="also run the search with default networks")
     parser.add_argument("--no-comp", action="store_true", help="skip the composability search (with --baseline)")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="where candidates are fine-tuned: local processes or a Ray cluster (default local)")
     parser.add_argument("--address", default="auto", help="Ray cluster address (auto or HOST:PORT)")
     parser.add_argument("--workers", type=int, default=0,
                         help="candidates evaluated at once (default: this machine's cores; with --executor ray, "
@@ -53,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="fine-tuning iterations per candidate (default: solver max_iter)")
     parser.add_argument("--pretrain-steps", type=int, help="pre-training iterations per group (default: --steps)")
     parser.add_argument("--blocks", choices=("sequitur", "modules"), default="sequitur",
-                        help="tuning blocks: Sequitur identifier (Wootz §5) or every module")
-    parser.add_argument("-o", "--output", default="prune-run", metavar="RUNDIR", help="run folder")
+                        help="how tuning blocks are found: sequitur (Wootz §5) or modules (every (module, rate) "
+                             "its own block)")
+    parser.add_argument("-o", "--output", default="prune-run", metavar="RUNDIR", help="run folder (default prune-run)")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUNDIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_lenient_argument(parser)
@@ -69,8 +73,7 @@ def load_inputs(args):
     full = cococ.load(args.net, weights=args.weights, lenient=args.lenient)
     infer_shapes(full)
     if not full.modules:
-        raise CococError(f"{args.net}: no convolution modules; mark them with `module {{ name: ... }}` "
-                         "or run `cococ opt -p identify-modules` first")
+        raise CococError(no_modules_message(full, args.net))
     if args.subspace:
         configs = load_subspace(args.subspace, len(full.modules))
     else:
@@ -80,7 +83,7 @@ def load_inputs(args):
             rates = []
         if not rates or any(not (0.0 <= r < 1.0) for r in rates):
             raise CococError(f"--rates '{args.rates}': expected pruning rates in [0, 1), like 0.3,0.5,0.7")
-        configs = sample_subspace(args.sample, len(full.modules), rates, seed=args.seed)
+        configs = sample_subspace(args.sample, len(full.modules), rates, seed=args.sample_seed)
     solver = load_solver(args.solver, lenient=args.lenient)
     pre = load_solver(args.pretrain_solver, lenient=args.lenient) if args.pretrain_solver else None
     return full, configs, objective, solver, pre
@@ -139,6 +142,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"build it with: cococ build {out / 'pruned.prototxt'} --weights {out / 'pruned.safetensors'} "
           "--target arm-m4")
     return 0
+
+
+def no_modules_message(graph, net) -> str:
+    """Why `cococ prune` cannot run on a net without modules, and what can: a chain (no value
+    read twice, no layer with two inputs) has nothing for identify-modules to find."""
+    reads: dict[str, int] = {}
+    for layer in graph.layers:
+        for v in layer.inputs:
+            reads[v.name] = reads.get(v.name, 0) + 1
+    if any(n > 1 for n in reads.values()) or any(len(layer.inputs) > 1 for layer in graph.layers):
+        return (f"{net}: no convolution modules; mark them with `module {{ name: ... }}` "
+                "or run `cococ opt -p identify-modules` first")
+    return (f"{net}: a chain network (no branches), so it has no modules for `cococ prune` (Wootz prunes "
+            "modules of branching nets); prune a chain's filters with `cococ opt -p 'prune-filters{rate=0.5}'`, "
+            "or prune for a target with Scalpel: `cococ build --target=arm-m4 --prune auto`")
 
 
 def full_accuracy(full, data) -> float:

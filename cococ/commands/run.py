@@ -7,6 +7,7 @@ with executed instructions and estimated cycles per layer).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -14,6 +15,8 @@ import numpy as np
 from cococ.commands.common import input_file, positive_int
 from cococ.ir.core import CococError
 from cococ.ir.interpreter import run as interpret
+from cococ.ir.memory import check_memory
+from cococ.passes.quantize import QMAX
 
 F32_TOL = 1e-4          # |y - ref| <= F32_TOL * (1 + |ref|)
 Q15_TOL = 0.01          # q15: |y - ref| <= Q15_TOL * max|ref| (1% of the output's range; docs/mcu.md)
@@ -24,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", help="artifact folder written by `cococ build`")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--input", metavar="FILE", help=".npy (one input) or .npz (inputs by name)")
-    src.add_argument("--random", action="store_true", help="random-normal inputs (the default)")
+    src.add_argument("--random", action="store_true", help="random inputs (the default): normal, or for a "
+                     "q15/int8 build calibrated on data uniform in its calibration range")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
     parser.add_argument("--bench", type=positive_int, metavar="N", help="time N runs (arm-m4: the cycle estimate)")
     parser.add_argument("--check", action="store_true",
@@ -33,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_inputs(art, path: str | None, seed: int) -> dict[str, np.ndarray]:
     if path is None:
-        return art.random_inputs(seed)
+        return random_inputs(art, seed)
     p = input_file(path, "--input")
     try:
         data = np.load(p, allow_pickle=False)
@@ -44,6 +48,27 @@ def read_inputs(art, path: str | None, seed: int) -> dict[str, np.ndarray]:
         return art.normalize_inputs(arrays)
     except (TypeError, ValueError) as e:  # an array numpy cannot cast to the input's dtype (strings, objects)
         raise CococError(f"--input {p}: {e}") from None
+
+
+def random_inputs(art, seed: int) -> dict[str, np.ndarray]:
+    """Random-normal inputs, as a float build or one calibrated on random-normal inputs expects;
+    for a build calibrated on data, uniform inside the input range it was calibrated on
+    (|x| <= scale * qmax): the device clips beyond it, so normal inputs outside a narrow
+    calibration (digits in [0, 1]) would fail --check without a bug."""
+    quant = (art.manifest.get("options") or {}).get("quantize")
+    meta = art.load_graph().meta.get("quant", {}) if isinstance(quant, str) and quant in QMAX else {}
+    if not meta or meta.get("calibration", {}).get("source", "").startswith("random normal"):
+        return art.random_inputs(seed)
+    check_memory(sum(4 * math.prod(s["shape"]) for s in art.manifest["inputs"]), f"random inputs of {art.dir}")
+    scales = meta.get("scales", {})
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for s in art.manifest["inputs"]:
+        peak = scales.get(s["name"], 1.0 / QMAX[quant]) * QMAX[quant]
+        inputs[s["name"]] = rng.uniform(-peak, peak, s["shape"]).astype(np.float32)
+        print(f"input {s['name']}: random uniform in [-{peak:.4g}, {peak:.4g}], the range the {quant} build "
+              f"was calibrated on (the device clips outside it; --input for real data)")
+    return inputs
 
 
 def show_array(name: str, y: np.ndarray) -> str:
@@ -76,13 +101,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_profile(p: dict) -> None:
-    print(f"{'step':>4}  {'layers':24} {'op':16} {'MACs':>10} {'instructions':>12} {'cycles':>12} {'cyc/MAC':>8}")
+    """The per-step table (97 columns); a sparse step shows its kernel after the op and the MACs
+    its kernel does (stored weights only), so cycles/MAC compares with the dense steps'."""
+    print(f"{'step':>4}  {'layers':20} {'op (kernel)':24} {'MACs':>10} {'instructions':>12} {'cycles':>12} "
+          f"{'cyc/MAC':>8}")
+    sparse = 0
     for s in p["steps"]:
         layers = "+".join(s["layers"]) or "-"
+        fmt = s.get("format", "dense")
+        op = s["op"] if fmt == "dense" else f"{s['op']} ({fmt})"
+        sparse += fmt != "dense"
         cpm = f"{s['cycles_per_mac']:.2f}" if s["cycles_per_mac"] else ""
-        print(f"{s['step']:>4}  {layers[:24]:24} {s['op'][:16]:16} {s['macs']:>10,} {s['instructions']:>12,} "
-              f"{s['cycles']:>12,} {cpm:>8}")
-    print(f"{'':4}  {'(executor)':24} {'':16} {'':>10} {p['executor_instructions']:>12,} {p['executor_cycles']:>12,}")
+        print(f"{s['step']:>4}  {layers[:20]:20} {op[:24]:24} {s.get('stored_macs', s['macs']):>10,} "
+              f"{s['instructions']:>12,} {s['cycles']:>12,} {cpm:>8}")
+    print(f"{'':4}  {'(executor)':20} {'':24} {'':>10} {p['executor_instructions']:>12,} {p['executor_cycles']:>12,}")
+    if sparse:
+        print(f"{sparse} sparse step{'s' if sparse > 1 else ''} (csr / simd_group kernel): MACs of the stored "
+              "weights only")
     print(f"total: {p['instructions']:,} instructions, {p['cycles']:,} estimated cycles (Cortex-M4 table, docs/mcu.md)")
 
 

@@ -26,6 +26,8 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for --init random (default 0)")
     parser.add_argument("--phase", default="TEST", choices=["TEST", "TRAIN"],
                         help="Caffe phase for .prototxt include/exclude rules (default TEST)")
+    parser.add_argument("--input-shape", type=input_shape, metavar="N,C,H,W",
+                        help=".prototxt: the input's shape (a train_val net's Data layer has it in its database)")
     add_lenient_argument(parser)
 
 
@@ -35,6 +37,17 @@ def add_lenient_argument(parser: argparse.ArgumentParser) -> None:
                         help="warn about prototxt fields caffe.proto does not define instead of failing")
 
 
+def input_shape(text: str) -> list[int]:
+    """argparse type of --input-shape: comma-separated positive dims, e.g. 100,3,32,32."""
+    try:
+        dims = [int(d) for d in text.split(",")]
+    except ValueError:
+        dims = []
+    if not dims or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive dims separated by commas (N,C,H,W), got '{text}'")
+    return dims
+
+
 def load_graph(args: argparse.Namespace, path=None) -> Graph:
     """cococ.load with the command's options; OS errors become one-line CococErrors."""
     path = input_file(args.file if path is None else path, "network")
@@ -42,7 +55,7 @@ def load_graph(args: argparse.Namespace, path=None) -> Graph:
         input_file(args.weights, "--weights")
     try:
         return cococ.load(path, weights=args.weights, init=args.init, seed=args.seed, phase=args.phase,
-                          lenient=args.lenient)
+                          lenient=args.lenient, input_shape=args.input_shape)
     except OSError as e:
         raise CococError(f"{e.filename or path}: {e.strerror or e}") from None
 

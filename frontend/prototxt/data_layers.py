@@ -6,6 +6,8 @@ the graph (a kept layer reading one is an error naming the label).
 """
 from __future__ import annotations
 
+import warnings
+
 from cococ.frontend.prototxt.textformat import INT32, UINT32, Message
 
 
@@ -32,7 +34,8 @@ def _data_layer(b, lp: Message, name: str, tops: list[str], module) -> None:
     `meta["caffe_shape_guessed"]`: batch = *_param.batch_size (1), channels = 3 (1 when
     ImageData `is_color: false`, else the number of `mean_value`s when more than one),
     height/width = transform_param.crop_size, else ImageData new_height/new_width, else 224.
-    Pass input_shapes={"data": [...]} to load_prototxt to give the real one.
+    A warning names the layer; pass input_shapes={"data": [...]} to load_prototxt (--input-shape
+    on the command line) to give the real one.
     """
     if not tops:
         raise lp.error(f"{lp.get_str('type')} layer has no top", layer=name)
@@ -51,6 +54,10 @@ def _data_layer(b, lp: Message, name: str, tops: list[str], module) -> None:
         h, w = (crop, crop) if crop else (src.get_int("new_height", 0, UINT32), src.get_int("new_width", 0, UINT32))
         h, w = (h, w) if h and w else (224, 224)
         b.add_input(tops[0], [batch, c, h, w], name, lp.loc, module, guessed=True)
+        if tops[0] not in b.input_shapes:  # a guess that silently sets every shape and MAC count after it
+            warnings.warn(f"{lp.get_str('type')} layer '{name}': input shape guessed as {[batch, c, h, w]} "
+                          f"(the real one is in its database); set it with --input-shape N,C,H,W "
+                          f"(cococ.load(..., input_shape=[...]))", stacklevel=2)
     for t in tops[1:]:
         b.unusable[t] = f"it is the label top of data layer '{name}' (labels are not inference inputs)"
         b.blobs.pop(t, None)

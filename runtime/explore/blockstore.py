@@ -33,11 +33,11 @@ def pretrain_groups(full, plan: BlockPlan, data, solver, store, db, *, steps: in
     if executor == "ray" and todo:
         return pretrain_ray(full, todo, data, solver, store, db, steps=steps, address=address, progress=progress)
     spent = 0.0
-    for gi, blocks in todo:
+    for n, (gi, blocks) in enumerate(todo):
         keys = [block_key(full, b) for b in blocks]
         sub = BlockPlan(blocks, [], None, [list(range(len(blocks)))])
         t0 = time.perf_counter()
-        pretrain(full, sub, data, solver, store, steps=steps, progress=progress)
+        pretrain(full, sub, data, solver, store, steps=steps, progress=progress, numbering=(gi, n + 1, len(todo)))
         dt = time.perf_counter() - t0
         for k in keys:
             db.add_block(k, gi, dt / len(keys))

@@ -7,6 +7,7 @@ its series) and saved by `plot_*`; everything they show comes from the evaluatio
 from __future__ import annotations
 
 import json
+import textwrap
 from html import escape
 from pathlib import Path
 
@@ -65,13 +66,29 @@ def markdown(rows: list[dict], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_table(rows: list[dict], title: str = "cococ prune") -> None:
-    t = Table(title=title)
+# the terminal's headers, two lines each so that the table fits 100 columns (Table 3's names, kept
+# in the Markdown and JSON, need ~140); LEGEND says what the short names mean
+SHORT = {"threshold acc": "accuracy\n≥", "#configs base": "configs\nbase", "#configs comp": "configs\ncomp",
+         "time base (s)": "time (s)\nbase", "time comp (s)": "time (s)\ncomp", "model size base": "size\nbase",
+         "model size comp": "size\ncomp", "speedup": "speedup\n", "overhead": "overhead\n"}
+LEGEND = ("base: the search with default networks; comp: with pre-trained blocks (composability); "
+          "configs: candidates evaluated; time: 1-node compute seconds; size: % of the full model's "
+          "params; overhead: pre-training's share of comp's time")
+
+
+def print_table(rows: list[dict], title: str = "cococ prune", out=None) -> None:
+    """Table 3 for the terminal (~90 columns), with the legend of its short headers. Output that
+    is not a terminal gets 100 columns: rich's default of 80 there cut the table's columns."""
+    t = Table(title=title, title_justify="left")
     for k in COLUMNS:
-        t.add_column(k, justify="right")
+        t.add_column(SHORT[k], justify="right", no_wrap=True)
     for r in rows:
         t.add_row(*[_fmt(k, r[k]) for k in COLUMNS])
-    Console().print(t)
+    console = Console(file=out, highlight=False)
+    if not console.is_terminal:
+        console.width = 100
+    console.print(t)
+    print(textwrap.fill(LEGEND, min(console.width, 100)), file=console.file)
 
 
 MODES = (("base", "default (base)", "x", "--"), ("comp", "block-trained (comp)", "o", "-"))

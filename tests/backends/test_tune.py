@@ -43,7 +43,7 @@ def records(folder) -> list[str]:
     return (folder / "database_tuning_record.json").read_text().splitlines()
 
 
-def test_tune_records_reuse_and_correctness(tmp_path):
+def test_tune_records_reuse_and_correctness(tmp_path, capfd):
     from cococ.backends.tvm import build_tvm
     graph = conv_graph()
     x = np.random.default_rng(1).standard_normal((1, 8, 12, 12)).astype(np.float32)
@@ -51,6 +51,9 @@ def test_tune_records_reuse_and_correctness(tmp_path):
 
     art = build_tvm(graph, "x86", tune=TRIALS, tuning_dir=tdir)
     assert art.manifest["tuned_now"] == art.manifest["kernels"] == 1
+    out, err = capfd.readouterr()  # MetaSchedule's logs go to the tuning folder, not the terminal
+    assert "[INFO]" not in out + err and len((out + err).splitlines()) < 5, out + err
+    assert any("Trial #" in f.read_text() or "Total trials" in f.read_text() for f in (tdir / "logs").iterdir())
     first = records(tdir)
     ms_records = [r for r in first if "meta_schedule." in r]
     assert ms_records, "MetaSchedule measured no candidate"

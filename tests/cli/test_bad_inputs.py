@@ -202,7 +202,8 @@ BLOCKS = ["blocks", RESNET]
     (BLOCKS + ["--subspace", "garbage.npy"], "garbage.npy: not a numeric .npy"),
     (BLOCKS + ["--subspace", "trunc.npy"], "trunc.npy: not a numeric .npy"),
     (BLOCKS + ["--subspace", "empty.npy"], "empty.npy: not a numeric .npy"),
-    (BLOCKS + ["--sample", "2", "--pretrain", "--init", "random", "--solver", "dir.prototxt"], "--solver dir.prototxt"),
+    (BLOCKS + ["--sample", "2", "--pretrain", "--init", "random", "--pretrain-solver", "dir.prototxt"],
+     "--pretrain-solver dir.prototxt"),
 ], ids=lambda v: " ".join(Path(a).name for a in v) if isinstance(v, list) else None)
 def test_bad_file_arguments(cli, argv, fragment):
     assert_one_line_error(cli(*argv), fragment)
@@ -225,9 +226,9 @@ def test_bad_file_arguments(cli, argv, fragment):
     (["build", BN_NET, "--tune", "-3"], "argument --tune: expected a whole number >= 0, got -3"),
     (["build", BN_NET, "--seed", "1.5"], "argument --seed"),
     (["blocks", RESNET, "--sample", "0"], "argument --sample"),
-    (["blocks", RESNET, "--sample", "2", "--steps", "0"], "argument --steps"),
+    (["blocks", RESNET, "--sample", "2", "--pretrain-steps", "0"], "argument --pretrain-steps"),
     (["blocks", RESNET, "--sample", "2", "--show", "-1"], "argument --show"),
-    (["blocks", RESNET, "--sample", "2", "--batch", "0"], "argument --batch"),
+    (["blocks", RESNET, "--sample", "2", "--batch-size", "0"], "argument --batch-size"),
     (["show", BN_NET, "--seed", "x"], "argument --seed"),
     (["opt", BN_NET, "--seed", "x"], "argument --seed"),
     (["convert", BN_NET, "-o", "x.ir", "--seed", "x"], "argument --seed"),
@@ -287,8 +288,8 @@ def test_failed_start_leaves_nothing_behind(cli, bad):
     assert_one_line_error(cli("build", "missing.ir", "-o", "new-build/x86"), "missing.ir")
     assert_one_line_error(cli("train", LENET, "--solver", SOLVER, "--data", "garbage.npz",
                               "-o", "new-train/w.safetensors"), "garbage.npz")
-    assert_one_line_error(cli("blocks", RESNET, "--init", "random", "--sample", "2", "--pretrain", "--steps", "1",
-                              "--data", "garbage.npz", "--store", "new-store"), "garbage.npz")
+    assert_one_line_error(cli("blocks", RESNET, "--init", "random", "--sample", "2", "--pretrain",
+                              "--pretrain-steps", "1", "--data", "garbage.npz", "--store", "new-store"), "garbage.npz")
     assert not any((bad / n).exists() for n in ("new-build", "new-train", "new-store"))
 
 

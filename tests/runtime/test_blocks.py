@@ -97,13 +97,13 @@ def test_pretrain_fills_store_resumes_and_feeds_finetune(teacher, data, tmp_path
 def test_cli_blocks_prints_plan_and_pretrains(tmp_path, capsys):
     from cococ.cli import main
     torch.set_num_threads(1)
-    assert main(["blocks", str(RESNET), "--init", "random", "--sample", "4", "--method", "modules"]) == 0
+    assert main(["blocks", str(RESNET), "--init", "random", "--sample", "4", "--blocks", "modules"]) == 0
     out = capsys.readouterr().out
     assert "tuning blocks for 4 networks over 6 modules" in out and "res2a@0.3" in out
     assert "pre-training groups" in out and "composite vectors" in out
     store = tmp_path / "store"
-    argv = ["blocks", str(RESNET), "--init", "random", "--sample", "2", "--method", "modules", "--pretrain", "--steps", "1",
-            "--store", str(store), "--batch", "8"]
+    argv = ["blocks", str(RESNET), "--init", "random", "--sample", "2", "--blocks", "modules", "--pretrain", "--pretrain-steps", "1",
+            "--store", str(store), "--batch-size", "8"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "blocks trained" in out and len(list(store.glob("*.safetensors"))) > 0

@@ -2,6 +2,7 @@
 labels), not on pixels; and write_report's files: valid PNGs that the Markdown and HTML embed."""
 from __future__ import annotations
 
+import io
 import json
 
 import PIL.Image
@@ -9,7 +10,8 @@ import pytest
 
 from cococ.frontend.objective import parse_objective
 from cococ.runtime.explore import ExploreRun
-from cococ.runtime.explore.report import figure_accuracy_vs_size, figure_curves, write_report
+from cococ.runtime.explore.report import (figure_accuracy_vs_size, figure_curves, print_table, table_row,
+                                          write_report)
 from cococ.runtime.explore.search import SearchResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -80,3 +82,15 @@ def test_write_report_files(tmp_path):
     assert "<table>" in page and "speedup" in page
     rep = json.loads(paths["json"].read_text())
     assert rep["evaluations"]["comp"][0]["curve"] == [[0, 0.6], [10, 0.8], [20, 0.85]]
+
+
+def test_terminal_table_fits_100_columns_with_a_legend():
+    """Table 3's long headers needed ~140 columns; cut at 80 they read `thres…`, `spee…`."""
+    f = io.StringIO()
+    print_table([table_row(fake_run())], title="cococ prune: min ModelSize constraint Accuracy >= 0.9", out=f)
+    lines = f.getvalue().splitlines()
+    assert max(len(l.rstrip()) for l in lines) <= 100
+    assert "…" not in f.getvalue()
+    text = " ".join(f.getvalue().split())
+    for word in ("accuracy", "configs", "speedup", "overhead", "base: the search with default networks"):
+        assert word in text
