@@ -13,7 +13,6 @@ it under --store (default NET.blocks/), keyed by block and a hash of the teacher
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -80,14 +79,14 @@ def with_modules(graph):
 
 def print_plan(graph, configs, plan, show: int = 20, out=None) -> None:
 
-    width = None if (out or sys.stdout).isatty() else max(shutil.get_terminal_size((160, 24)).columns, 160)
+    width = None if (out or sys.stdout).isatty() else 100  # a pipe or a file: 100 columns, long cells wrap
     console = Console(file=out, width=width, highlight=False)
     group_of = {bi: gi for gi, g in enumerate(plan.groups) for bi in g}
     t = Table(title=f"{len(plan.blocks)} tuning blocks for {len(configs)} networks over {len(graph.modules)} modules",
               title_justify="left")
     for col, j in (("#", "right"), ("block", "left"), ("modules", "left"), ("rates", "left"),
                    ("frequency", "right"), ("group", "right")):
-        t.add_column(col, justify=j, no_wrap=True)
+        t.add_column(col, justify=j, no_wrap=col in ("#", "frequency", "group"))
     for i, b in enumerate(plan.blocks):
         t.add_row(f"B{i}", b.name(graph.modules), ",".join(graph.modules[b.start:b.stop]),
                   ",".join(f"{r:g}" for r in b.rates), str(b.frequency), str(group_of.get(i, "")))
@@ -147,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         t.add_row(r["key"], str(r["group"]), r["status"],
                   f"{r['mse_before']:.4g}" if "mse_before" in r else "", f"{r['mse_after']:.4g}" if "mse_after" in r else "")
-    Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(t)
+    Console(highlight=False, width=None if sys.stdout.isatty() else 100).print(t)
     print(f"{sum(r['status'] == 'trained' for r in rows)} blocks trained, "
           f"{sum(r['status'] == 'stored' for r in rows)} already stored; {store.directory} holds "
           f"{len(store.keys())} blocks")
