@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 import cococ
-from cococ.cli import main
 from cococ.ir.core import CococError
 from cococ.ir.interpreter import run as interpret
 from cococ.ir.memory import LIMIT_ENV
@@ -68,19 +67,11 @@ def bad(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def cli(bad, capsys, monkeypatch):
-    """Run `cococ ARGS` in-process in the `bad` folder; returns (status, stdout, stderr)."""
+def cli(bad, cli_call, monkeypatch):
+    """The CLI runner (tests/cli/conftest.py) in the `bad` folder, with no memory limit set."""
     monkeypatch.chdir(bad)
     monkeypatch.delenv(LIMIT_ENV, raising=False)
-
-    def call(*args: str):
-        try:
-            rc = main([str(a) for a in args])
-        except SystemExit as e:
-            rc = e.code
-        out, err = capsys.readouterr()
-        return rc, out, err
-    return call
+    return cli_call
 
 
 def assert_one_line_error(result, fragment: str) -> None:

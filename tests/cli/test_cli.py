@@ -9,27 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cococ.cli import COMMANDS, main
+from cococ.cli import COMMANDS
 from cococ.ir.interpreter import run as interpret
 from cococ.ir.parser import parse_file
 
 ROOT = Path(__file__).resolve().parents[2]
 BN_NET = str(ROOT / "examples" / "ir" / "bn_net.ir")
-
-
-@pytest.fixture
-def cli(capsys, tmp_path, monkeypatch):
-    """Run `cococ ARGS` in-process in a scratch folder; returns (status, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def call(*args: str):
-        try:
-            rc = main([str(a) for a in args])
-        except SystemExit as e:
-            rc = e.code
-        out, err = capsys.readouterr()
-        return rc, out, err
-    return call
 
 
 def same_outputs(a_path, b_path):

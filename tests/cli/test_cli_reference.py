@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cococ.cli import COMMANDS, main, make_parser, summary, version
+from cococ.cli import COMMANDS, make_parser, summary, version
 from cococ.cli_docs import markdown
 from cococ.commands.common import deprecated_aliases
 
@@ -24,20 +24,6 @@ BN_NET = str(ROOT / "examples" / "ir" / "bn_net.ir")
 def subparsers() -> dict[str, argparse.ArgumentParser]:
     action = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
-
-
-@pytest.fixture
-def cli(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    def call(*args: str):
-        try:
-            rc = main([str(a) for a in args])
-        except SystemExit as e:
-            rc = e.code
-        out, err = capsys.readouterr()
-        return rc, out, err
-    return call
 
 
 def test_docs_cli_md_is_current():

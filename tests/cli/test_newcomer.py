@@ -19,7 +19,6 @@ import pytest
 import cococ
 from cococ import passes
 from cococ.backends.build import build
-from cococ.cli import main
 from cococ.commands.run import check, print_profile
 from cococ.ir.builder import GraphBuilder
 from cococ.ir.parser import parse_file
@@ -36,19 +35,6 @@ layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_p
 """
 
 
-@pytest.fixture
-def cli(capsys, tmp_path, monkeypatch):
-    """Run `cococ ARGS` in-process in a scratch folder; returns (status, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def call(*args):
-        try:
-            rc = main([str(a) for a in args])
-        except SystemExit as e:
-            rc = e.code
-        out, err = capsys.readouterr()
-        return rc, out, err
-    return call
 
 
 # ---- -p quantize{...} == --quantize ---------------------------------------------------------------
