@@ -10,7 +10,6 @@ steps, minutes as written). About two and a half minutes on 2 idle cores: slow t
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,32 +17,17 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_docs import blocks  # noqa: E402  (the one reader of fenced blocks and their docs-test tags)
+
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "docs" / "tutorial.md"
-FENCE = re.compile(r"^```(\S*)\s*$")
-TAG = re.compile(r"^<!--\s*docs-test:\s*skip\s*\((.+)\)\s*-->$")
 OWNER = "run by tests/test_tutorial.py"
 
 
 def tutorial_blocks() -> list[tuple[int, str, str, str]]:
-    """(line, language, text, tag reason) of each fenced block of the tutorial."""
-    lines = TUTORIAL.read_text().splitlines()
-    out, i = [], 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if not m:
-            i += 1
-            continue
-        j = i + 1
-        while not FENCE.match(lines[j]):
-            j += 1
-        k = i - 1
-        while k >= 0 and not lines[k].strip():
-            k -= 1
-        t = TAG.match(lines[k].strip()) if k >= 0 else None
-        out.append((i + 1, m.group(1), "\n".join(lines[i + 1:j]), t.group(1) if t else ""))
-        i = j + 1
-    return out
+    """(line, language, text, tag reason) of each fenced block of the tutorial (test_docs' reader)."""
+    return [(b.line, b.lang, b.text, b.reason) for b in blocks(TUTORIAL)]
 
 
 def substitutions(reason: str) -> list[tuple[str, str]]:
