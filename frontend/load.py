@@ -1,7 +1,6 @@
 """One entry point for every input format: picks the frontend from the file suffix."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from cococ.frontend.prototxt import load_prototxt
@@ -22,7 +21,7 @@ def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: s
     if suffix == ".ir":
         graph = _load_ir(path)
     elif suffix in (".prototxt", ".pt", ".txt"):
-        graph = _load_prototxt(path, phase, lenient, input_shape)
+        graph = load_prototxt(path, phase=phase, lenient=lenient, input_shape=input_shape)
     elif suffix == ".onnx":
         # local: onnx takes ~0.7 s to import, and only .onnx files need it
         from cococ.frontend.onnx import load_onnx
@@ -36,20 +35,6 @@ def load(path, *, weights=None, init: str | None = None, seed: int = 0, phase: s
     if init is not None:
         init_weights(graph, init, seed=seed)
     return graph
-
-
-def _load_prototxt(path: Path, phase: str, lenient: bool, input_shape) -> Graph:
-    """A prototxt net; `input_shape` (dims) replaces the shape of its one input, declared or
-    guessed (a Data layer's shape is in its database, not in the prototxt)."""
-    if input_shape is None:
-        return load_prototxt(path, phase=phase, lenient=lenient)
-    with warnings.catch_warnings():  # a first read only names the input; the second one warns
-        warnings.simplefilter("ignore")
-        inputs = load_prototxt(path, phase=phase, lenient=lenient).inputs
-    if len(inputs) != 1:
-        raise CococError(f"{path}: --input-shape sets the shape of one input; the net has {len(inputs)} "
-                         f"({', '.join(v.name for v in inputs)})")
-    return load_prototxt(path, phase=phase, lenient=lenient, input_shapes={inputs[0].name: list(input_shape)})
 
 
 def _load_ir(path: Path) -> Graph:

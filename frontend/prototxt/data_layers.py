@@ -20,7 +20,7 @@ def _input_layer(b, lp: Message, name: str, tops: list[str], module) -> None:
     shapes = [_blob_shape(s) for s in ip.get_msgs("shape")]
     if not tops:
         raise lp.error("Input layer has no top", layer=name)
-    if len(shapes) not in (1, len(tops)) and not all(t in b.input_shapes for t in tops):
+    if len(shapes) not in (1, len(tops)) and not all(b.given_shape(t) is not None for t in tops):
         raise lp.error(f"Input layer has {len(tops)} tops but {len(shapes)} shapes", layer=name)
     for i, t in enumerate(tops):
         shape = shapes[0] if len(shapes) == 1 else (shapes[i] if i < len(shapes) else [])
@@ -54,7 +54,7 @@ def _data_layer(b, lp: Message, name: str, tops: list[str], module) -> None:
         h, w = (crop, crop) if crop else (src.get_int("new_height", 0, UINT32), src.get_int("new_width", 0, UINT32))
         h, w = (h, w) if h and w else (224, 224)
         b.add_input(tops[0], [batch, c, h, w], name, lp.loc, module, guessed=True)
-        if tops[0] not in b.input_shapes:  # a guess that silently sets every shape and MAC count after it
+        if b.given_shape(tops[0]) is None:  # a guess that silently sets every shape and MAC count after it
             warnings.warn(f"{lp.get_str('type')} layer '{name}': input shape guessed as {[batch, c, h, w]} "
                           f"(the real one is in its database); set it with --input-shape N,C,H,W "
                           f"(cococ.load(..., input_shape=[...]))", stacklevel=2)

@@ -32,11 +32,13 @@ PHASES = ("TRAIN", "TEST")
 class NetBuilder:
     """Builds one Graph; converters (layers.py) call `emit` through their LayerCtx."""
 
-    def __init__(self, path: str | None, phase: str, stages=(), input_shapes=None, lenient: bool = False):
+    def __init__(self, path: str | None, phase: str, stages=(), input_shapes=None, lenient: bool = False,
+                 input_shape=None):
         if phase not in PHASES:
             raise CococError(f"phase must be TRAIN or TEST, got {phase!r}")
         self.path, self.phase, self.stages, self.lenient = path, phase, set(stages), lenient
         self.input_shapes = {k: [int(d) for d in v] for k, v in (input_shapes or {}).items()}
+        self.input_shape = None if input_shape is None else [int(d) for d in input_shape]  # the one input's
         self.graph = Graph()
         self.blobs: dict[str, Value] = {}        # blob name -> its current value
         self.unusable: dict[str, str] = {}       # blob name -> why it is not in the graph (label, loss)
@@ -93,8 +95,12 @@ class NetBuilder:
         self.last_module = m
         self.graph.layers.append(layer)
 
+    def given_shape(self, blob: str) -> list[int] | None:
+        """The shape the caller set for input `blob` (by name, or as the net's one input), if any."""
+        return self.input_shapes.get(blob, self.input_shape)
+
     def add_input(self, blob: str, shape: list[int], name: str, loc, module=None, guessed=False) -> Layer:
-        shape = self.input_shapes.get(blob, shape)
+        shape = self.given_shape(blob) or shape
         for d in shape:
             if not 1 <= d <= INT32[1]:
                 raise CococError(f"input '{blob}': dims must be in 1..{INT32[1]}, got {shape}", loc=loc, path=self.path)
@@ -102,7 +108,7 @@ class NetBuilder:
             raise CococError(f"input '{blob}' has no dims", loc=loc, path=self.path)
         v = self.new_value(blob)
         layer = self.emit("input", name, [], [v], {"shape": list(shape), "dtype": "f32"}, loc=loc, module=module)
-        if guessed and blob not in self.input_shapes:
+        if guessed and self.given_shape(blob) is None:
             layer.meta["caffe_shape_guessed"] = True
         self.blobs[blob] = v
         self.unusable.pop(blob, None)
@@ -152,7 +158,7 @@ class NetBuilder:
             if len(dims) != 4 * len(names):
                 raise net.error(f"{len(names)} input(s) need {4 * len(names)} input_dim values, got {len(dims)}")
             shapes = [dims[4 * i:4 * i + 4] for i in range(len(names))]
-        if len(shapes) != len(names) and not all(n in self.input_shapes for n in names):
+        if len(shapes) != len(names) and not all(self.given_shape(n) is not None for n in names):
             raise net.error(f"{len(names)} input(s) but {len(shapes)} input_shape(s)")
         loc = net.field("input").loc
         for i, n in enumerate(names):
@@ -239,6 +245,9 @@ class NetBuilder:
 
     def _finish(self) -> Graph:
         g = self.graph
+        if self.input_shape is not None and len(g.inputs) != 1:
+            raise CococError(f"{self.path}: --input-shape sets the shape of one input; the net has {len(g.inputs)} "
+                             f"({', '.join(v.name for v in g.inputs)})")
         used = {id(v) for l in g.layers for v in l.inputs}
         current = {id(v) for v in self.blobs.values()}
         g.outputs = [v for l in g.layers if l.op != "input" for v in l.outputs
@@ -253,20 +262,21 @@ class NetBuilder:
 
 
 def net_to_graph(net: Message, phase: str = "TEST", *, path: str | None = None, stages=(),
-                 input_shapes: dict | None = None, lenient: bool = False) -> Graph:
+                 input_shapes: dict | None = None, lenient: bool = False, input_shape=None) -> Graph:
     """Translate a parsed NetParameter (e.g. a solver's inline `net_param`). A field caffe.proto
     does not define is an error, or with `lenient` a warning (schema.check_fields)."""
-    return NetBuilder(path or net.path, phase, stages, input_shapes, lenient).build(net)
+    return NetBuilder(path or net.path, phase, stages, input_shapes, lenient, input_shape).build(net)
 
 
 def load_prototxt(path, phase: str = "TEST", *, stages=(), input_shapes: dict | None = None,
-                  lenient: bool = False) -> Graph:
+                  lenient: bool = False, input_shape=None) -> Graph:
     """Load a Caffe net prototxt. `phase` selects include/exclude rules (deploy nets: TEST);
-    `input_shapes` ({blob: dims}) overrides declared or guessed input shapes (Data layers);
+    `input_shapes` ({blob: dims}) overrides declared or guessed input shapes (Data layers), and
+    `input_shape` (dims) that of the net's one input, whatever its name (an error if it has more);
     `lenient` warns about unknown fields instead of refusing them."""
     path = str(path)
     return net_to_graph(parse_file(path), phase, path=path, stages=stages, input_shapes=input_shapes,
-                        lenient=lenient)
+                        lenient=lenient, input_shape=input_shape)
 
 
 def load_prototxt_text(text: str, phase: str = "TEST", *, path: str | None = None, stages=(),

@@ -91,6 +91,16 @@ def test_input_shape_sets_the_data_layers_shape(cli, tmp_path):
     assert list(g.inputs[0].type.shape) == [2, 3, 32, 32]
 
 
+def test_input_shape_on_a_net_with_two_inputs_names_them(cli, tmp_path):
+    (tmp_path / "two.prototxt").write_text(
+        'name: "two"\ninput: "a"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 4\ninput_dim: 4\n'
+        'input: "b"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 4\ninput_dim: 4\n'
+        'layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" top: "sum" }\n')
+    rc, _, err = cli("show", "two.prototxt", "--input-shape", "1,3,8,8")
+    assert rc == 1 and "--input-shape sets the shape of one input; the net has 2 (a, b)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args, msg", [
     (["--input-shape", "1,x,3"], "expected positive dims separated by commas"),
     (["--input-shape", "1,0"], "expected positive dims separated by commas"),
