@@ -33,6 +33,7 @@ over the same model stored dense f32.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import markdown_table, write_section  # noqa: E402
+
+from cococ.backends.kernels.choice import load_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"lenet300": "LeNet-300-100", "lenet": "LeNet-5"}
@@ -223,22 +226,27 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.render:  # the prose changed, the numbers did not: no 10-minute rerun
         saved = json.loads((ROOT / "docs" / "benchmarks" / "scalpel-table3.json").read_text())
-        results, wall = saved["results"], saved["seconds"]
+        results, wall, machine = saved["results"], saved["seconds"], saved.get("machine", {})
         args = argparse.Namespace(**{**saved["args"], "no_write": args.no_write, "render": True})
     else:
         torch.set_num_threads(args.threads)
-        table = json.loads((ROOT / "docs" / "benchmarks" / "sparse-breakeven-m4.json").read_text())
+        table = load_table("sparse-breakeven-m4")  # the table the build's choice reads (package data)
         log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+        # the x86 times are cococ's own builds against each other in this one process (TVM binds its
+        # thread: the affinity after is printed), on a shared machine (the load before and after)
+        machine = {"load_before": os.getloadavg()[0], "affinity_before": sorted(os.sched_getaffinity(0))}
         t0 = time.perf_counter()
         results = [run_model(n, args, table, log) for n in args.models]
         wall = time.perf_counter() - t0
-    body = render(results, args, wall)
+        machine.update(load_after=os.getloadavg()[0], affinity_after=sorted(os.sched_getaffinity(0)))
+    body = render(results, args, wall, machine)
     print(body)
     if not args.no_write:
         for r in results:
             r["scalpel"].pop("table", None)
         write_section("scalpel-table3", body, {"results": results, "args": {k: v for k, v in vars(args).items()
-                                                                            if k != "render"}, "seconds": wall})
+                                                                            if k != "render"}, "seconds": wall,
+                                               "machine": machine})
     return 0
 
 
@@ -293,7 +301,7 @@ def _conv1(results: list[dict]) -> str:
     return "no pruned conv1 in this run"
 
 
-def render(results: list[dict], args, wall: float) -> str:
+def render(results: list[dict], args, wall: float, machine: dict) -> str:
     """The docs section (markdown) of one run's results."""
     rows = []
     for n, r in zip(args.models, results):
@@ -354,7 +362,7 @@ def render(results: list[dict], args, wall: float) -> str:
                           "est. M4 speedup", "x86 speedup (built)", "relative size (all params)",
                           "M4 flash B (pruned / dense)", "per-layer sparsity", "M4 kernel per layer"], rows)
         + "\n\n"
-        + f"Emulated M4 cycles, whole model: {cyc}. x86 µs, minimum / median: {x86}.\n\n"
+        + f"Emulated M4 cycles (estimates from the Cortex-M4 cycle table, not a board), whole model: {cyc}. x86 µs, minimum / median: {x86}.\n\n"
         + (f"Kept dense by the pruning loop's break-even rule: {'; '.join(warn)}.\n\n" if warn else "")
         + (f"Build warnings (layers with a compressed weight that run a dense kernel): "
            f"{'; '.join(built_warn)}.\n\n" if built_warn else "")
@@ -381,7 +389,10 @@ def render(results: list[dict], args, wall: float) -> str:
         "accuracy drop (not tested here: no MNIST run).\n\n"
         + "Retrainings, retries included (scalpel / baseline): "
         + ", ".join(f"{r['model']} {r['scalpel']['retrain_steps']} / {r['traditional']['retrain_steps']}" for r in results)
-        + f". Whole run {wall / 60:.1f} min, {args.threads} torch thread(s), on a shared machine.\n\n"
+        + f". Whole run {wall / 60:.1f} min, {args.threads} torch thread(s), on a shared machine"
+        + (f" (load average {machine['load_before']:.1f} before, {machine['load_after']:.1f} after; CPU "
+           f"affinity {machine['affinity_before']} before, {machine['affinity_after']} after)" if machine else "")
+        + ".\n\n"
         "**Read with care**: on 360 test images a 0.5-point tolerance is one image (floor = before − 1.8 "
         "images), and one 100-iteration retraining moves accuracy by about ±2 images (measured on LeNet-5's "
         "ip1, 4 seeds per sparsity, docs/pruning.md); the retry and back-off make a layer's end depend less on "
