@@ -140,25 +140,25 @@ def identify_tuning_blocks(configs: Sequence[Config], method: str = "sequitur") 
         blocks.append(TuningBlock(syms[0][0], tuple(r for _, r in syms), node_freq(n)))
 
     n_modules = len(configs[0])
+    covered: dict = {}     # rule -> the block index (or None) of each module it derives
+
+    def cover(node) -> list:
+        if node in index:
+            return [index[node]] * len(blocks[index[node]].rates)
+        if not grammar.is_rule(node):
+            return [None]
+        if node not in covered:   # a rule recurs across networks: derive its cover once
+            covered[node] = [b for s in grammar.bodies[node] for b in cover(s)]
+        return covered[node]
+
     composite: list[list[int | None]] = []
     current: list[int | None] = []
-
-    def cover(node) -> None:
-        if node in index:
-            b = blocks[index[node]]
-            current.extend([index[node]] * len(b.rates))
-        elif grammar.is_rule(node):
-            for s in grammar.bodies[node]:
-                cover(s)
-        else:
-            current.append(None)
-
     for s in grammar.bodies[grammar.start]:
         if _is_sep(s):
             composite.append(current)
             current = []
         else:
-            cover(s)
+            current.extend(cover(s))
     assert all(len(c) == n_modules for c in composite)
     plan = BlockPlan(blocks, composite, grammar)
     plan.groups = group_blocks(blocks)
