@@ -2,9 +2,19 @@
 written by `export_library`) plus the manifest. Loading needs TVM but not the compiler: a new
 process opens the library and runs it on the Relax VM, on the CPU or the first CUDA device.
 The library is code loaded into the process: its sha256 (and, for cuda, the kernels' source and
-fatbin) is recorded at build time and checked before loading (backends/artifact.py)."""
+fatbin) is recorded at build time and checked before loading (backends/artifact.py).
+
+TVM's CPU thread pool and the host process (`host_affinity`, `set_threads`): cococ runs inside
+programs that have thread pools of their own (torch, BLAS, onnxruntime), so it must leave their
+CPU affinity alone. TVM, when it makes or resizes its pool, binds the calling thread to one core
+unless TVM_BIND_THREADS=0, and every thread that thread starts later inherits the binding (an
+onnxruntime session made after a cococ run had its 2 threads on 1 core: 3.5x slower). Its default
+pool is also half the cores (it assumes hyper-threading): one thread on a 2-core machine."""
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +57,14 @@ class TVMArtifact(Artifact):
             use_prebuilt(self.dir)  # the library may hold CUDA source: load kernels.fatbin for it
         else:
             dev = tvm.cpu(0)
-            threads = (self.manifest.get("options") or {}).get("threads")
-            if threads:
-                set_threads(int(threads))
         lib = tvm.runtime.load_module(str(self.dir / LIBRARY))
         self._vm, self._dev = relax.VirtualMachine(lib, dev), dev
         return self._vm
 
     def _feeds(self, inputs: dict[str, np.ndarray]):
         self._load()
+        if self.target != "cuda":  # TVM's pool is per calling thread: size it in each one that runs
+            set_threads((self.manifest.get("options") or {}).get("threads"))
         return [tvm.runtime.tensor(np.ascontiguousarray(inputs[n]), self._dev) for n in self.input_names]
 
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -81,7 +90,43 @@ class TVMArtifact(Artifact):
         return cls(manifest["target"], manifest, dir)
 
 
-def set_threads(n: int) -> None:
-    """Size TVM's CPU thread pool (what `threads=` and the benchmark's fair comparison need)."""
-    tvm.get_global_func("runtime.config_threadpool")(1, n)  # 1 = kBig: all cores are "big" on x86
+_POOL = threading.local()  # .threads: the size this thread's TVM pool was configured to
+
+
+def set_threads(n: int | None = None) -> int:
+    """Size the calling thread's TVM CPU pool to `n` threads (default: every core this process
+    may run on), once per thread and size; returns the size. The cpus list only tells TVM the
+    count (its thread-local "max concurrency"; with TVM_BIND_THREADS=0 nothing is bound), which
+    is what lifts the pool above TVM's half-the-cores default. A pool TVM already made in this
+    thread keeps its number of workers (TVM cannot grow it), so `build_tvm` sizes it first."""
+    n = int(n or usable_cores())
+    if getattr(_POOL, "threads", None) != n:
+        with host_affinity():
+            tvm.get_global_func("runtime.config_threadpool")(1, n, [str(i) for i in range(n)])  # 1 = kBig
+        _POOL.threads = n
+    return n
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def host_affinity():
+    """Around anything that may make or configure a TVM pool (building: sparse-kernel measurement
+    and MetaSchedule trials run kernels; sizing the pool before a thread's first run): TVM's binding
+    is off (TVM_BIND_THREADS=0, read when a pool is configured; the variable is put back after),
+    and the calling thread's CPU affinity is restored should anything have changed it."""
+    old = os.environ.get("TVM_BIND_THREADS")
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    os.environ["TVM_BIND_THREADS"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TVM_BIND_THREADS", None)
+        else:
+            os.environ["TVM_BIND_THREADS"] = old
+        if before is not None and os.sched_getaffinity(0) != before:
+            os.sched_setaffinity(0, before)
 

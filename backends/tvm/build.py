@@ -21,7 +21,7 @@ from tvm.target import codegen
 
 from cococ.backends.artifact import io_spec
 from cococ.backends.tvm import nvcc, schedule_cuda, schedule_x86
-from cococ.backends.tvm.artifact import LIBRARY, TVMArtifact
+from cococ.backends.tvm.artifact import LIBRARY, TVMArtifact, host_affinity, set_threads
 from cococ.backends.tvm.lower import lower_graph
 from cococ.backends.tvm.schedule_x86 import make_schedule
 from cococ.backends.kernels.compute import LowerCtx
@@ -49,6 +49,7 @@ def f32_lanes(t: Target) -> int:
     return int(lanes) if lanes else host_simd()[1]
 
 
+@host_affinity()  # kernels run here (sparse measurement, tuning): the host's CPU affinity stays
 def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_dir=None,
               tuning_dir=None, threads: int | None = None, **options) -> TVMArtifact:
     """Compile `graph` for x86 or cuda. `tune`: MetaSchedule trials per task (0 = cococ's own
@@ -67,6 +68,8 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     lanes = f32_lanes(t)
     target_obj = tvm_target(t)
     x86 = t.name == "x86"
+    if x86:  # measured and tuned kernels run with the pool they will run with
+        set_threads(threads)
     ctx = LowerCtx(oc_block=lanes if x86 else 1, sparse=t.options.get("sparse", "measure") if x86 else "")
     mod = lower_graph(graph, ctx)
     sparse = [c.as_dict() for c in ctx.choices]

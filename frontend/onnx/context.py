@@ -11,6 +11,13 @@ class, and `converters()` adds it to the table.
 
 Converters raise `ctx.unsupported(...)` for an op or a configuration the IR cannot express;
 the loader collects these over the whole graph and reports every such node in one error.
+
+A node whose inputs are all constants is folded before any converter sees it (`Ctx.fold`, with
+onnx's reference implementation of the op): exporters compute pads, shapes and indices with
+subgraphs of ConstantOfShape, Slice, Concat, Cast ... over constants, and these end as plain
+constants whatever the op. Weights are never limited in size (they are already in the file);
+folding is: a folded constant may not grow much beyond its inputs (a mutated file's
+ConstantOfShape of 10^12 elements), and what it allocates asks the memory guard first.
 """
 from __future__ import annotations
 
@@ -18,15 +25,20 @@ from typing import Any, Callable
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper, numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
 
 from cococ.ir.core import CococError, Graph, Layer, Param, TensorType, Value
+from cococ.ir.memory import check_memory
 from cococ.ir.registry import Op, all_ops, rule_of
 from cococ.ir.verify import check_layer
 
 CONVERTERS: dict[str, Callable[["Ctx", onnx.NodeProto], None]] = {}
 
-MAX_FOLD_ELEMENTS = 1 << 24  # constant folding never builds a bigger array (mutated files)
+MAX_FOLD_ELEMENTS = 1 << 24  # a folded constant may be this big, or as big as its inputs together
+SMALL_CONST = 1024  # constants up to this size go to a folded node's shape inference as data
+NOT_FOLDED = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+              "Bernoulli", "Multinomial"}  # a new value on every run: not a constant
 
 
 def converter(*op_types: str):
@@ -143,10 +155,83 @@ class Ctx:
         return self.type(name).shape
 
     def set_const(self, name: str, array: np.ndarray) -> None:
+        """Bind a constant. Outside a node (an initializer) or from a node without inputs (a
+        Constant) it is data from the file, of any size; a folded one is refused when it grows."""
         array = np.asarray(array)
-        if array.size > MAX_FOLD_ELEMENTS:
-            raise self.unsupported(f"constant '{name}' would have {array.size} elements")
+        limit = self.fold_limit(self.node) if self.node is not None and len(self.node.input) else None
+        if limit is not None and array.size > limit:
+            raise self.unsupported(f"constant folding would make '{name}' of {array.size} elements from "
+                                   f"inputs of {self.const_input_size(self.node)} (a folded constant may have "
+                                   f"{MAX_FOLD_ELEMENTS} or as many as its inputs)")
         self.consts[name] = array
+
+    def const_input_size(self, node: onnx.NodeProto) -> int:
+        return sum(self.consts[i].size for i in node.input if i in self.consts)
+
+    def fold_limit(self, node: onnx.NodeProto) -> int:
+        """The most elements a constant folded from `node` may have: growth, not size, is refused."""
+        return max(MAX_FOLD_ELEMENTS, self.const_input_size(node))
+
+    # -- constant folding ---------------------------------------------------------------------
+    def foldable(self, node: onnx.NodeProto) -> bool:
+        """A default-domain node of a deterministic op, without subgraphs, whose inputs are all
+        constants (at least one: a Constant node has its converter)."""
+        names = [i for i in node.input if i]
+        return (bool(names) and all(i in self.consts for i in names) and node.domain in ("", "ai.onnx")
+                and node.op_type not in NOT_FOLDED
+                and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                            for a in node.attribute))
+
+    def fold(self, node: onnx.NodeProto) -> None:
+        """Evaluate a foldable node with onnx.reference and bind its outputs as constants.
+
+        Raises NotImplementedError where the reference implementation has no such op (or opset
+        version), NodeError where the result would be too big or evaluation fails. Its output
+        shapes are inferred first, with the small inputs as data, so that a node that would grow
+        past `fold_limit` is refused before anything is allocated."""
+        names = list(dict.fromkeys(i for i in node.input if i))
+        small = [n for n in names if self.consts[n].size <= SMALL_CONST]
+        big = [n for n in names if n not in small]
+        model = helper.make_model(
+            helper.make_graph([node], "fold", [self._value_info(n) for n in big],
+                              [helper.make_value_info(o, onnx.TypeProto()) for o in node.output if o],
+                              [numpy_helper.from_array(np.asarray(self.consts[n]), n) for n in small]),
+            opset_imports=list(self.model.opset_import), ir_version=max(self.model.ir_version, 4))
+        self._check_fold_size(node, model)
+        try:
+            evaluator = ReferenceEvaluator(model)
+        except NotImplementedError:
+            raise
+        except Exception as e:
+            raise NotImplementedError(str(e)) from None
+        try:
+            results = evaluator.run(None, {n: self.consts[n] for n in big})
+        except Exception as e:  # the node's own data makes it invalid (a bad reshape, an index out of range)
+            raise self.unsupported(f"constant folding failed ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+        for o, r in zip([o for o in node.output if o], results):
+            self.set_const(o, r)
+
+    def _value_info(self, name: str) -> onnx.ValueInfoProto:
+        a = np.asarray(self.consts[name])
+        return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+
+    def _check_fold_size(self, node: onnx.NodeProto, model: onnx.ModelProto) -> None:
+        try:
+            inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+        except Exception:  # evaluation will say what is wrong
+            return
+        limit = self.fold_limit(node)
+        for vi in inferred.graph.output:
+            tt = vi.type.tensor_type
+            if not (tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)):
+                continue
+            size = int(np.prod([d.dim_value for d in tt.shape.dim], dtype=np.int64))
+            if size > limit:
+                raise self.unsupported(f"constant folding would make '{vi.name}' of {size} elements from inputs "
+                                       f"of {self.const_input_size(node)} (a folded constant may have "
+                                       f"{MAX_FOLD_ELEMENTS} or as many as its inputs)")
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).itemsize if tt.elem_type else 8
+            check_memory(size * itemsize, f"constant folding of '{vi.name}'")
 
     def only_use(self, name: str) -> bool:
         return self.uses.get(name, 0) == 1

@@ -6,8 +6,9 @@ Arithmetic maps by what its operands are: two activations of one shape become `e
 (sum/prod/max; Sub is a sum with coeffs [1, -1]); an activation with a per-channel or
 scalar constant becomes `bias` or `scale` (a constant right after a bias-less dense is
 folded into its bias, the MatMul+Add pattern of exported Linear layers); two constants are
-folded. Anything else (full-tensor constants, broadcasting between activations) is
-unsupported, because the IR's layers are per-channel by design.
+folded. Add and Mul of two activations where one broadcasts to the other (squeeze-excite's
+x * s[N,C,1,1]) become `broadcast_eltwise`. Anything else (full-tensor constants, other
+broadcasting between activations) is unsupported, because the IR's layers are per-channel by design.
 """
 from __future__ import annotations
 
@@ -121,8 +122,8 @@ def arithmetic(ctx: Ctx, node):
     if not ctx.is_const(a_name) and not ctx.is_const(b_name):
         xa, xb = ctx.value(a_name), ctx.value(b_name)
         if xa.type.shape != xb.type.shape:
-            raise ctx.unsupported(f"{op} of activations of shapes {list(xa.type.shape)} and "
-                                  f"{list(xb.type.shape)} is not supported: the IR's eltwise does not broadcast")
+            _broadcast(ctx, node, xa, xb)
+            return
         if op == "Div":
             raise ctx.unsupported("Div of two activations is not supported")
         mode, coeffs = {"Add": ("sum", None), "Sub": ("sum", [1.0, -1.0]), "Mul": ("prod", None)}[op]
@@ -154,6 +155,26 @@ def arithmetic(ctx: Ctx, node):
             raise ctx.unsupported("Div of a constant by an activation is not supported")
         vec = (1.0 / vec.astype(np.float64)).astype(np.float32)
     ctx.emit("scale", [x], params={"scale": vec}, out=node.output[0])
+
+
+def _broadcast(ctx: Ctx, node, xa, xb) -> None:
+    """Add or Mul of two activations of different shapes (squeeze-excite's x * s[N,C,1,1], either
+    operand order): broadcast_eltwise with the smaller one second, at the larger one's rank."""
+    sa, sb = xa.type.shape, xb.type.shape
+    try:
+        out = np.broadcast_shapes(sa, sb)
+    except ValueError:
+        out = None
+    if node.op_type not in ("Add", "Mul") or out not in (sa, sb):
+        raise ctx.unsupported(f"{node.op_type} of activations of shapes {list(sa)} and {list(sb)} is not supported: "
+                              "only Add and Mul where one operand broadcasts to the other's shape")
+    big, small = (xa, xb) if out == sa else (xb, xa)
+    r = big.type.rank
+    if small.type.rank < r:
+        small = ctx.emit("reshape", [small], {"shape": [1] * (r - small.type.rank) + list(small.type.shape)},
+                         suffix="unsqueeze")
+    ctx.emit("broadcast_eltwise", [big, small], {"mode": "sum" if node.op_type == "Add" else "prod"},
+             out=node.output[0])
 
 
 @converter("Max", "Sum", "Mean")

@@ -1,4 +1,5 @@
-"""Converters for weighted and windowed ops: Conv, Gemm, MatMul, BatchNormalization, pools, Pad, LRN.
+"""Converters for weighted and windowed ops: Conv, Gemm, MatMul, BatchNormalization, pools (and the
+ReduceMean/ReduceMax over H, W that are global pools), Resize/Upsample, Pad, LRN.
 
 The IR is 2-D NCHW only, so 1-D and 3-D convs and pools are reported as unsupported rather
 than reshaped. A zero `Pad` is not a layer: it is held back and folded into the `pad`
@@ -195,6 +196,84 @@ def global_pool(ctx: Ctx, node):
     _spatial2d(ctx, node.input[0], node.op_type)
     op = "global_avg_pool" if node.op_type == "GlobalAveragePool" else "global_max_pool"
     ctx.emit(op, [ctx.value(node.input[0])], out=node.output[0])
+
+
+@converter("ReduceMean", "ReduceMax")
+def reduce_hw(ctx: Ctx, node):
+    """A mean or max over H and W of an NCHW activation (torch's x.mean([2, 3]), keepdim either way)
+    is a global pool, then a reshape to [N, C] without keepdims. Axes are an attribute before
+    opset 18 and an input from it; other axes are not supported (the IR has no general reduction)."""
+    a = ctx.attrs(node)
+    x = node.input[0]
+    shape = ctx.shape(x)
+    axes = ctx.optional_const(node, 1, f"{node.op_type}'s axes") if ctx.opset >= 18 else a.get("axes")
+    r = len(shape)
+    axes = sorted({int(v) % r for v in as_ints(axes)} if axes is not None and len(as_ints(axes)) else range(r))
+    if r != 4 or axes != [2, 3]:
+        raise ctx.unsupported(f"{node.op_type} over axes {axes} of {list(shape)} is not supported (only over H and W "
+                              "of an NCHW tensor, as a global pool)")
+    op = "global_avg_pool" if node.op_type == "ReduceMean" else "global_max_pool"
+    if a.get("keepdims", 1):
+        ctx.emit(op, [ctx.value(x)], out=node.output[0])
+        return
+    y = ctx.emit(op, [ctx.value(x)], suffix="pool")
+    ctx.emit("reshape", [y], {"shape": [shape[0], shape[1]]}, out=node.output[0])
+
+
+@converter("Resize", "Upsample")
+def resize(ctx: Ctx, node):
+    """Nearest and (bi)linear resampling of H and W. Upsample and opset-10 Resize map coordinates
+    asymmetrically and round nearest down (up when shrinking), as onnxruntime does for them; from
+    opset 11 the node's coordinate_transformation_mode and nearest_mode apply."""
+    a = ctx.attrs(node)
+    x = node.input[0]
+    shape = _spatial2d(ctx, x, node.op_type)
+    mode = a.get("mode", "nearest")
+    if mode not in ("nearest", "linear", "bilinear"):
+        raise ctx.unsupported(f"{node.op_type} mode '{mode}' is not supported (nearest and linear only)")
+    legacy = node.op_type == "Upsample" or ctx.opset < 11
+    if node.op_type == "Upsample" and ctx.opset < 9:
+        scales, sizes = a.get("scales"), None
+    elif legacy:
+        scales, sizes = ctx.const(ctx.input(node, 1), f"{node.op_type}'s scales"), None
+    else:
+        scales, sizes = (ctx.optional_const(node, i, f"Resize's {k}") for i, k in ((2, "scales"), (3, "sizes")))
+    scales = None if scales is None or not np.size(scales) else [float(v) for v in np.asarray(scales).reshape(-1)]
+    sizes = None if sizes is None or not np.size(sizes) else as_ints(sizes)
+    axes = [v % 4 for v in as_ints(a["axes"])] if "axes" in a else [0, 1, 2, 3]
+
+    def full(vs, fill):  # per-axis values for all four dims (opset 18's axes name some of them)
+        if len(vs) != len(axes):
+            raise ctx.unsupported(f"{node.op_type} scales/sizes {vs} do not match its axes {axes}")
+        given = dict(zip(axes, vs))
+        return [given.get(i, fill[i]) for i in range(4)]
+    coord = "asymmetric" if legacy else a.get("coordinate_transformation_mode", "half_pixel")
+    bad = [f"{k}={a[k]!r}" for k, ok in (("keep_aspect_ratio_policy", "stretch"), ("antialias", 0))
+           if a.get(k, ok) != ok]
+    if coord not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn") or bad:
+        raise ctx.unsupported(f"{node.op_type} with coordinate_transformation_mode '{coord}' {' '.join(bad)} is not "
+                              "supported")
+    if sizes is not None:
+        out, scale_attr = full(sizes, shape), None
+    elif scales is not None:
+        sc = full(scales, [1.0] * 4)
+        out = [int(np.float32(sc[i]) * np.float32(shape[i])) for i in range(4)]
+        scale_attr = sc[2:]
+    else:
+        raise ctx.unsupported(f"{node.op_type} needs scales or sizes")
+    if out[:2] != list(shape[:2]):
+        raise ctx.unsupported(f"{node.op_type} to {out} from {list(shape)} resizes N or C, which is not supported")
+    if legacy:
+        ratio = [o / i for o, i in zip(out[2:], shape[2:])] if scale_attr is None else scale_attr
+        if min(ratio) < 1 <= max(ratio):
+            raise ctx.unsupported(f"{node.op_type} enlarging one axis and shrinking the other is not supported")
+        nearest = "floor" if min(ratio) >= 1 else "ceil"
+    else:
+        nearest = a.get("nearest_mode", "round_prefer_floor")
+    attrs = {"size": out[2:], "mode": "nearest" if mode == "nearest" else "linear", "coord": coord, "nearest": nearest}
+    if scale_attr is not None:
+        attrs["scales"] = scale_attr
+    ctx.emit("resize", [ctx.value(x)], attrs, out=node.output[0])
 
 
 @converter("Pad")

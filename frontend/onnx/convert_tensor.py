@@ -3,8 +3,9 @@ Transpose, and the shape arithmetic exporters emit (Shape, Gather, Cast).
 
 On constants these fold (so `Shape -> Gather -> Unsqueeze -> Concat -> Reshape`, torch's
 flatten, ends as one reshape with a constant shape: activation shapes are static here). On
-activations Squeeze/Unsqueeze become a reshape, and Transpose only when it moves size-1
-dims alone (otherwise it would reorder data, which the IR has no layer for).
+activations Squeeze/Unsqueeze become a reshape, and so does a Transpose that moves size-1 dims
+alone; any other Transpose (channel shuffle, NCHW <-> NHWC) is the IR's transpose. Slice on an
+activation is the IR's slice when it cuts one axis with step 1 (ShuffleNet v2's channel split).
 """
 from __future__ import annotations
 
@@ -135,8 +136,9 @@ def transpose(ctx: Ctx, node):
         ctx.set_const(node.output[0], np.transpose(ctx.consts[x], perm))
         return
     moved = [p for p in perm if shape[p] != 1]
-    if moved != sorted(moved):
-        raise ctx.unsupported(f"Transpose {perm} of shape {list(shape)} reorders data, which is not supported (the IR has no transpose)")
+    if moved != sorted(moved):  # reorders data
+        ctx.emit("transpose", [ctx.value(x)], {"perm": perm}, out=node.output[0])
+        return
     _reshape_to(ctx, node, [shape[p] for p in perm])
 
 
@@ -192,3 +194,89 @@ def split(ctx: Ctx, node):
         raise ctx.unsupported(f"Split sizes {sizes} do not cut dim {shape[axis]} into {n} non-empty parts")
     ctx.emit_multi("slice", [x], {"axis": axis, "points": list(np.cumsum(sizes[:-1]).tolist())},
                    outs=list(node.output))
+
+
+def _slice_spec(ctx: Ctx, node, shape) -> list[tuple[int, int, int, int]]:
+    """(axis, start, end, step) per sliced axis, with ONNX's clamping of starts and ends applied."""
+    a = ctx.attrs(node)
+    if ctx.opset < 10:
+        starts, ends = as_ints(a["starts"]), as_ints(a["ends"])
+        axes = as_ints(a["axes"]) if "axes" in a else list(range(len(starts)))
+        steps = [1] * len(starts)
+    else:
+        starts = as_ints(ctx.const(node.input[1], "Slice's starts"))
+        ends = as_ints(ctx.const(node.input[2], "Slice's ends"))
+        c = ctx.optional_const(node, 3, "Slice's axes")
+        axes = list(range(len(starts))) if c is None else as_ints(c)
+        c = ctx.optional_const(node, 4, "Slice's steps")
+        steps = [1] * len(starts) if c is None else as_ints(c)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ctx.unsupported(f"Slice starts {starts}, ends {ends}, axes {axes}, steps {steps} differ in length")
+    spec = []
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        ax = _axis(ctx, ax, len(shape))
+        d = shape[ax]
+        if st == 0:
+            raise ctx.unsupported("Slice step 0 is invalid")
+        s, e = s + d if s < 0 else s, e + d if e < 0 else e
+        if st > 0:
+            s, e = min(max(s, 0), d), min(max(e, 0), d)
+        else:  # the end may be -1: "before the first element"
+            s, e = min(max(s, 0), d - 1), min(max(e, -1), d - 1)
+        spec.append((ax, s, e, st))
+    return spec
+
+
+@converter("Slice")
+def slice_op(ctx: Ctx, node):
+    """On a constant: folded. On an activation: one IR slice per axis actually cut (step 1 only),
+    keeping the piece [start, end) of its outputs (the others are not read)."""
+    x = node.input[0]
+    shape = ctx.shape(x)
+    spec = _slice_spec(ctx, node, shape)
+    if ctx.is_const(x):
+        index = [slice(None)] * len(shape)
+        for ax, s, e, st in spec:
+            index[ax] = slice(s, None if e < 0 else e, st)
+        ctx.set_const(node.output[0], ctx.consts[x][tuple(index)])
+        return
+    v = ctx.value(x)
+    for ax, s, e, st in spec:
+        if st != 1 or e <= s:
+            raise ctx.unsupported(f"Slice [{s}:{e}:{st}] on axis {ax} of an activation {list(shape)} is not "
+                                  "supported (step 1 and a non-empty range only)")
+    cuts = [(ax, s, e) for ax, s, e, st in spec if (s, e) != (0, shape[ax])]
+    if not cuts:
+        ctx.emit("identity", [v], out=node.output[0])
+        return
+    for k, (ax, s, e) in enumerate(cuts):
+        points = [p for p in (s, e) if 0 < p < v.type.shape[ax]]
+        pick = 1 if s > 0 else 0
+        last = k == len(cuts) - 1
+        out = node.output[0] if last else None
+        same = _same_cut(ctx, v, ax, points)
+        if same is not None:
+            v = same.outputs[pick]
+            if out is not None:
+                _name_piece(ctx, v, out)
+            continue
+        outs: list[str | None] = [None] * (len(points) + 1)
+        outs[pick] = out
+        v = ctx.emit_multi("slice", [v], {"axis": ax, "points": points}, outs=outs,
+                           suffix=None if last else f"axis{ax}")[pick]
+
+
+def _same_cut(ctx: Ctx, v, axis: int, points: list[int]):
+    """An IR slice already made of `v` at the same points: torch's x[:, :c] and x[:, c:] (two
+    Slice nodes, as the TorchScript exporter writes ShuffleNet v2's channel split) are one slice."""
+    return next((l for l in ctx.graph.layers if l.op == "slice" and l.inputs[0] is v
+                 and l.attrs.get("axis") == axis and l.attrs.get("points") == points), None)
+
+
+def _name_piece(ctx: Ctx, piece, out: str) -> None:
+    """Bind ONNX output `out` to a slice piece; a piece no node's output named yet takes its name."""
+    if not any(val is piece for val in ctx.values.values()):
+        ctx.value_names.discard(piece.name)
+        piece.name = out
+        ctx.value_names.add(out)
+    ctx.bind(out, piece)

@@ -1,21 +1,26 @@
 """load_onnx: an ONNX model (file, bytes or ModelProto) to a cococ Graph.
 
-Steps: parse (any protobuf or checker failure becomes a CococError), fix a symbolic batch
-dim to 1, run onnx's shape inference (used to cross-check every layer's shape), turn
-initializers into constants, then walk the nodes in order through the converter table.
-A node that cannot be imported is recorded and its outputs poisoned, so the walk continues
+Steps: parse (any protobuf or checker failure becomes a CococError; an IR < 4 file that
+leaves initializers out of its graph inputs is a warning, as onnxruntime runs it), fix a
+symbolic batch dim to 1, run onnx's shape inference (used to cross-check every layer's shape),
+turn initializers into constants, then walk the nodes in order: a node over constants only is
+folded (Ctx.fold), any other goes through the converter table. A node that cannot be imported is recorded and its outputs poisoned, so the walk continues
 and the user sees every unsupported node in one error instead of fixing them one by one.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import helper
 
 from cococ.frontend.onnx import convert_elementwise, convert_nn, convert_tensor  # noqa: F401 (register)
-from cococ.frontend.onnx.context import Ctx, NodeError, converters, tensor_to_array
+from cococ.frontend.onnx.context import SMALL_CONST, Ctx, NodeError, converters, tensor_to_array
 from cococ.ir.core import CococError, Graph
+from cococ.ir.memory import check_memory
 
 MIN_OPSET = 6  # the ONNX backend test data is opset 6; cococ is tested on 6 and 9..21
 MODULE_KEY = "cococ.module"  # node metadata written by cococ's exporter
@@ -26,6 +31,8 @@ def load_onnx(path_or_model) -> Graph:
     model, where = _read(path_or_model)
     try:
         graph = _convert(model)
+    except UnicodeDecodeError as e:  # a name in a damaged file: protobuf decodes it only when read
+        raise CococError(f"not a readable ONNX model ({type(e).__name__}: {_short(e)})", path=where) from None
     except CococError as e:
         if where and not e.path:
             e.path = where
@@ -51,11 +58,40 @@ def _read(src) -> tuple[onnx.ModelProto, str | None]:
         raise
     except Exception as e:  # DecodeError, external-data errors, RecursionError, ...
         raise CococError(f"not a readable ONNX model ({type(e).__name__}: {_short(e)})", path=where) from None
+    model = _list_initializers(model, where)
     try:
         onnx.checker.check_model(model)
     except Exception as e:
         raise CococError(f"invalid ONNX model: {_short(e)}", path=where) from None
+    check_memory(sum(_tensor_bytes(t) for t in model.graph.initializer), f"{where or 'the model'}: its weights")
     return model, where
+
+
+def _list_initializers(model: onnx.ModelProto, where: str | None) -> onnx.ModelProto:
+    """IR version 3 and older require every initializer to be a graph input too; old exporters
+    (and files with a stale ir_version) leave some out, which onnx's checker rejects and
+    onnxruntime runs. A copy that lists them is the model the exporter meant: a warning, not an error."""
+    if model.ir_version >= 4:
+        return model
+    listed = {vi.name for vi in model.graph.input}
+    unlisted = [t for t in model.graph.initializer if t.name not in listed]
+    if not unlisted:
+        return model
+    names = ", ".join(f"'{t.name}'" for t in unlisted[:3]) + (f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else "")
+    warnings.warn(f"{where or 'the model'}: ONNX IR version {model.ir_version} lists every initializer as a graph "
+                  f"input, but {names} {'is' if len(unlisted) == 1 else 'are'} not; imported as weights, as "
+                  "onnxruntime does", stacklevel=4)
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # never edit the caller's model
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in unlisted)
+    return model
+
+
+def _tensor_bytes(t: onnx.TensorProto) -> int:
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    except Exception:  # an unknown element type: tensor_to_array names it
+        itemsize = 1
+    return int(np.prod(list(t.dims), dtype=np.int64)) * itemsize
 
 
 def _short(e: BaseException, limit: int = 300) -> str:
@@ -74,9 +110,28 @@ def _opset(model: onnx.ModelProto) -> int:
     return v
 
 
-def _fix_inputs(model: onnx.ModelProto) -> list[tuple[str, tuple[int, ...]]]:
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model without the data of its big initializers (each a typed graph input
+    instead), for the batch fix and shape inference: copying and serializing a VGG's 500 MB of
+    weights for them took longer than the import. The small ones (shapes, axes, pads) stay data."""
+    g = model.graph
+    sk = onnx.ModelProto(ir_version=model.ir_version)
+    sk.opset_import.extend(model.opset_import)
+    sk.functions.extend(model.functions)
+    sk.graph.name = g.name
+    for field in ("node", "input", "output", "value_info"):
+        getattr(sk.graph, field).extend(getattr(g, field))
+    listed = {vi.name for vi in g.input}
+    for t in g.initializer:
+        if int(np.prod(list(t.dims), dtype=np.int64)) <= SMALL_CONST:
+            sk.graph.initializer.append(t)
+        elif t.name not in listed:
+            sk.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return sk
+
+
+def _fix_inputs(model: onnx.ModelProto, inits: set[str]) -> list[tuple[str, tuple[int, ...]]]:
     """Graph inputs that are not initializers, with a symbolic or unknown batch dim set to 1."""
-    inits = {t.name for t in model.graph.initializer}
     out = []
     for vi in model.graph.input:
         if vi.name in inits:
@@ -119,37 +174,47 @@ def _onnx_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 
 def _convert(model: onnx.ModelProto) -> Graph:
     opset = _opset(model)
-    model = onnx.ModelProto.FromString(model.SerializeToString())  # never edit the caller's model
-    inputs = _fix_inputs(model)
-    ctx = Ctx(model, opset, _onnx_shapes(model))
+    skeleton = _skeleton(model)  # the batch fix edits it, never the caller's model
+    inputs = _fix_inputs(skeleton, {t.name for t in model.graph.initializer})
+    ctx = Ctx(model, opset, _onnx_shapes(skeleton))
     for name, shape in inputs:
         ctx.add_input(name, shape)
     for t in model.graph.initializer:
         ctx.set_const(t.name, tensor_to_array(t))
 
     table = converters()
-    errors: list[tuple[int, str]] = []
-    for i, node in enumerate(model.graph.node):  # every node of an op type we lack, even downstream
+    missing: dict[int, str] = {}  # every node of an op type we lack, even downstream, unless it folds
+    for i, node in enumerate(model.graph.node):
         if node.domain not in ("", "ai.onnx") or node.op_type not in table:
             dom = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
-            errors.append((i, f"{_node_label(node, i)} ({dom}{node.op_type}): op type not supported"))
+            missing[i] = f"{_node_label(node, i)} ({dom}{node.op_type}): op type not supported"
+    errors: list[tuple[int, str]] = []
     poisoned: set[str] = set()
     for i, node in enumerate(model.graph.node):
         fn = table.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if fn is None or any(x in poisoned for x in node.input):
+        if any(x in poisoned for x in node.input):
             poisoned.update(o for o in node.output if o)
             continue
         ctx.node, ctx.node_name = node, _layer_name(ctx, node, i)
         ctx.module = next((p.value for p in node.metadata_props if p.key == MODULE_KEY), None)
         try:
+            if _folded(ctx, node):
+                missing.pop(i, None)
+                continue
+            if fn is None:
+                poisoned.update(o for o in node.output if o)
+                continue
             fn(ctx, node)
         except CococError as e:
             errors.append((i, f"{_node_label(node, i)} ({node.op_type}): {e.message}"))
             poisoned.update(o for o in node.output if o)
+            missing.pop(i, None)
         except Exception as e:  # malformed attributes of a fuzzed or hand-made file
             errors.append((i, f"{_node_label(node, i)} ({node.op_type}): malformed node "
                               f"({type(e).__name__}: {_short(e, 120)})"))
             poisoned.update(o for o in node.output if o)
+            missing.pop(i, None)
+    errors += missing.items()
     if errors:
         raise CococError(f"cannot import {len(errors)} ONNX node{'s' if len(errors) > 1 else ''}: "
                          + "; ".join(msg for _, msg in sorted(errors)))
@@ -164,6 +229,18 @@ def _convert(model: onnx.ModelProto) -> Graph:
         raise CococError("the model has no outputs")
     _check_modules_contiguous(ctx.graph)
     return ctx.graph
+
+
+def _folded(ctx: Ctx, node: onnx.NodeProto) -> bool:
+    """Fold a node whose inputs are all constants (Ctx.fold); False leaves it to its converter
+    (or to the op-type-not-supported error), also where onnx.reference has no implementation."""
+    if not ctx.foldable(node):
+        return False
+    try:
+        ctx.fold(node)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _node_label(node: onnx.NodeProto, i: int) -> str:

@@ -101,6 +101,12 @@ CASES = {
     "slice": chain((2, 6, 4, 4), L("slice", {"axis": 1, "points": [2, 5]})),
     "power": chain((2, 3, 4, 4), L("relu"), L("power", {"power": 2.0, "scale": 0.5, "shift": 1.0})),
     "power_noop": chain((2, 3, 4, 4), L("power", {})),
+    # --- CNN ops of ONNX imports (issue 17) ---
+    "transpose": chain((2, 2, 3, 4, 5), L("transpose", {"perm": [0, 2, 1, 3, 4]})),
+    "broadcast_eltwise": chain((2, 3, 4, 4), L("broadcast_eltwise", {"mode": "sum"}, fan_in="all"), extra_inputs=1),
+    "resize": chain((1, 2, 5, 4), L("resize", {"size": [10, 3], "mode": "linear"})),
+    "resize_scales": chain((1, 2, 5, 4), L("resize", {"size": [10, 8], "coord": "asymmetric", "nearest": "floor",
+                                                       "scales": [2.0, 2.0]})),
     # --- Scalpel node pruning's mask op (issue 6) ---
     "mask": chain((2, 3, 4, 4), L("mask", {}, {"alpha": Param.from_array(np.array([1, 0, 1], np.float32)),
                                                "beta": _p(3, positive=True)})),

@@ -114,6 +114,12 @@ CASES = [
     ("slice", "slice", [(1, 7, 3, 3)], {"axis": 1, "points": [2, 5]}, {}, 3),
     ("lrn_across", "lrn", [(1, 7, 4, 4)], {"size": 5, "alpha": 1e-2, "beta": 0.75, "k": 2.0}, {}, 1),
     ("lrn_within", "lrn", [(1, 3, 6, 6)], {"size": 3, "alpha": 1e-2, "beta": 0.75, "region": "within"}, {}, 1),
+    ("transpose_shuffle", "transpose", [(1, 2, 3, 4, 5)], {"perm": [0, 2, 1, 3, 4]}, {}, 1),
+    ("transpose_nhwc", "transpose", [(2, 3, 4, 5)], {"perm": [0, 2, 3, 1]}, {}, 1),
+    ("broadcast_se", "broadcast_eltwise", [(2, 6, 3, 4), (2, 6, 1, 1)], {"mode": "prod"}, {}, 1),
+    ("broadcast_add", "broadcast_eltwise", [(2, 6, 3, 4), (1, 6, 3, 1)], {"mode": "sum"}, {}, 1),
+    ("resize_nearest", "resize", [(1, 3, 5, 4)], {"size": [10, 7]}, {}, 1),
+    ("resize_linear", "resize", [(1, 3, 5, 4)], {"size": [9, 8], "mode": "linear", "coord": "align_corners"}, {}, 1),
 ]
 # an op not listed above runs once with its defaults (one input, no params), so a new op that needs
 # nothing more has a case without a line here; one that needs attributes or params fails, naming them

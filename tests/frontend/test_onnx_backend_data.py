@@ -35,15 +35,15 @@ PASS = {"test_" + n for n in (
     "Conv2d_depthwise", "Conv2d_depthwise_padded", "Conv2d_depthwise_strided",
     "Conv2d_depthwise_with_multiplier", "Conv2d_dilated", "Conv2d_groups", "Conv2d_groups_thnn",
     "Conv2d_no_bias", "Conv2d_padding", "Conv2d_strided", "GLU", "Linear", "Linear_no_bias",
-    "MaxPool2d", "PReLU_2d", "PReLU_2d_multiparam", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "MaxPool2d", "PixelShuffle", "PReLU_2d", "PReLU_2d_multiparam", "ReLU", "Sigmoid", "Softmax", "Tanh",
     "operator_addmm", "operator_clip", "operator_concat2", "operator_conv", "operator_flatten",
-    "operator_max", "operator_mm", "softmax_functional_dim3", "softmax_lastdim")}
+    "operator_index", "operator_max", "operator_mm", "softmax_functional_dim3", "softmax_lastdim")}
 UNSUPPORTED = {"test_" + n for n in (
     "ConstantPad2d", "ConvTranspose2d", "ConvTranspose2d_no_bias", "Embedding", "Embedding_sparse",
-    "LogSoftmax", "MaxPool2d_stride_padding_dilation", "PixelShuffle", "PoissonNLLLLoss_no_reduce",
+    "LogSoftmax", "MaxPool2d_stride_padding_dilation", "PoissonNLLLLoss_no_reduce",
     "ReflectionPad2d", "ReplicationPad2d", "Softmin", "Softplus", "ZeroPad2d", "log_softmax_dim3",
     "log_softmax_lastdim", "operator_add_size1_broadcast", "operator_add_size1_singleton_broadcast",
-    "operator_addconstant", "operator_convtranspose", "operator_exp", "operator_index", "operator_min",
+    "operator_addconstant", "operator_convtranspose", "operator_exp", "operator_min",
     "operator_non_float_params", "operator_pad", "operator_params", "operator_pow",
     "operator_reduced_mean", "operator_reduced_mean_keepdim", "operator_reduced_sum",
     "operator_reduced_sum_keepdim", "operator_repeat", "operator_repeat_dim_overflow", "operator_selu",

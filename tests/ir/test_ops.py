@@ -316,7 +316,7 @@ def test_every_op_documented_and_registered():
     names = ["input", "conv2d", "dense", "batchnorm", "scale", "bias", "relu", "leaky_relu", "prelu",
              "sigmoid", "tanh", "clip", "max_pool", "avg_pool", "global_avg_pool", "global_max_pool",
              "eltwise", "concat", "flatten", "reshape", "softmax", "dropout", "lrn", "identity",
-             "slice", "power", "mask", "hardswish", "hardsigmoid"]
+             "slice", "power", "mask", "hardswish", "hardsigmoid", "transpose", "broadcast_eltwise", "resize"]
     # exactly these: an op lost or renamed (or one added without a test here) fails
     assert sorted(ops) == sorted(names)
     assert all(ops[name].doc for name in names), [name for name in names if not ops[name].doc]

@@ -61,6 +61,10 @@ CASES = {
     "reshape": [dict(attrs=dict(shape=[0, -1, 9])), dict(attrs=dict(shape=[0, 4, 63]))],
     "lrn": [dict(attrs=dict(size=5, alpha=1e-2, beta=0.75, k=2.0)), dict(attrs=dict(size=4)),
             dict(attrs=dict(size=3, region="within", alpha=0.1))],
+    # --- CNN ops of ONNX imports (issue 17: ir/ops/layout.py, broadcast.py, resize.py) ---
+    "transpose": [dict(attrs=dict(perm=[0, 2, 3, 1])), dict(attrs=dict(perm=[0, 2, 1, 3, 4]), shape=(2, 2, 3, 4, 5))],
+    "broadcast_eltwise": [dict(n_in=2), dict(n_in=2, attrs=dict(mode="sum"))],
+    "resize": [dict(attrs=dict(size=[14, 18])), dict(attrs=dict(size=[5, 13], mode="linear", coord="align_corners"))],
     # --- Scalpel node pruning's mask op (issue 6, ir/ops/mask.py) ---
     "mask": [dict(params=dict(alpha=np.array([1, 0, 1, 1], np.float32), beta=np.abs(rand(C)))),
              dict(attrs=dict(threshold=0.3), params=dict(alpha=np.ones(5, np.float32), beta=np.abs(rand(5))),
