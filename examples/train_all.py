@@ -1,7 +1,8 @@
 """Retrain the shipped examples from their solvers and write examples/<name>/<name>.safetensors.
 
-    .venv/bin/python examples/train_all.py            # all three
+    .venv/bin/python examples/train_all.py            # the three digits examples
     .venv/bin/python examples/train_all.py lenet      # one
+    .venv/bin/python examples/train_all.py lenet300_mnist lenet_mnist   # the MNIST ones (minutes)
 
 Reproducible: weights are initialised from the solver's random_seed (He init), batches and
 dropout follow the same seed, and torch runs on one thread with deterministic algorithms, so
@@ -20,33 +21,43 @@ import torch
 
 import cococ
 from cococ.frontend.solver import load_solver
+from cococ.runtime.compress.training import accuracy
+from cococ.runtime.data import load_data
 from cococ.runtime.train import save_weights, train
 
 HERE = Path(__file__).resolve().parent
-EXAMPLES = {  # name -> (net, solver)
-    "lenet": ("lenet/lenet.prototxt", "lenet/lenet_solver.prototxt"),
-    "lenet300": ("lenet300/lenet300.prototxt", "lenet300/lenet300_solver.prototxt"),
-    "resnet": ("resnet/resnet.prototxt", "resnet/resnet_solver.prototxt"),
+EXAMPLES = {  # name -> (net, solver, data); weights go to the net's folder as <name>.safetensors
+    "lenet": ("lenet/lenet.prototxt", "lenet/lenet_solver.prototxt", "digits"),
+    "lenet300": ("lenet300/lenet300.prototxt", "lenet300/lenet300_solver.prototxt", "digits"),
+    "resnet": ("resnet/resnet.prototxt", "resnet/resnet_solver.prototxt", "digits"),
+    "lenet300_mnist": ("lenet300/lenet300.prototxt", "lenet300/lenet300_mnist_solver.prototxt", "mnist"),
+    "lenet_mnist": ("lenet/lenet.prototxt", "lenet/lenet_mnist_solver.prototxt", "mnist"),
 }
+DEFAULT = ["lenet", "lenet300", "resnet"]   # seconds each; the MNIST ones take minutes, by name
 
 
 def train_example(name: str, progress: bool = True, threads: int = 1) -> dict:
-    net, solver_file = (HERE / p for p in EXAMPLES[name])
+    net, solver_file = (HERE / p for p in EXAMPLES[name][:2])
     solver = load_solver(solver_file)
     seed = max(solver.random_seed, 0)
     torch.set_num_threads(threads)
     graph = cococ.load(net, init="random", seed=seed)
-    r = train(graph, solver, "digits", seed=seed, batch_size=64, progress=progress,
+    data = load_data(EXAMPLES[name][2], graph.inputs[0].type.shape)
+    r = train(graph, solver, data, seed=seed, batch_size=64, progress=progress,
               log_prefix=HERE.parent / "runs" / "examples" / name, plot=True)
-    out = save_weights(graph, net.parent / f"{name}.safetensors",
-                       {"iter": solver.max_iter, "test_accuracy": f"{r.accuracy:.6f}", "data": "digits"})
-    return {"name": name, "accuracy": r.accuracy, "top5": r.test_log[-1]["top5"], "seconds": r.seconds,
-            "iterations": solver.max_iter, "threads": threads, "weights": str(out.relative_to(HERE.parent)),
-            "bytes": out.stat().st_size}
+    meta = {"iter": solver.max_iter, "test_accuracy": f"{r.accuracy:.6f}", "data": data.name}
+    val = None
+    if data.has_validation:
+        val = accuracy(graph, data.for_decisions())  # the validation split
+        meta["validation_accuracy"] = f"{val:.6f}"
+    out = save_weights(graph, net.parent / f"{name}.safetensors", meta)
+    return {"name": name, "data": data.name, "accuracy": r.accuracy, "validation_accuracy": val,
+            "top5": r.test_log[-1]["top5"], "seconds": r.seconds, "iterations": solver.max_iter,
+            "threads": threads, "weights": str(out.relative_to(HERE.parent)), "bytes": out.stat().st_size}
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(EXAMPLES)
+    names = argv or DEFAULT
     unknown = [n for n in names if n not in EXAMPLES]
     if unknown:
         print(f"unknown example(s) {', '.join(unknown)}; known: {', '.join(EXAMPLES)}", file=sys.stderr)

@@ -9,9 +9,9 @@ the pruning cost model (runtime/compress/cost.py). This module holds
     all (batch, groups, dtype, quantization, group width) and the warning that says why not;
   - the measured break-even tables of benchmarks/sparse_breakeven*.py, shipped as package
     data in data/ (the benchmarks write them there and to docs/benchmarks/): sparse/dense time
-    ratio by sparsity (arm-m4: q15 100x100 matrix-vector / 100x100x100 matrix-matrix, emulated
-    executor steps; x86: f32 4096x4096 matrix-vector / 128x1200x729 matrix-matrix, wall time,
-    simd_group width 8). A table a target should have and does not is an error, never a silent
+    ratio by sparsity (arm-m4: q15 100x100 matrix-vector / 100x100x100 matrix-matrix and int8
+    100x100 matrix-vector with both simd_group widths, emulated executor steps; x86: f32
+    4096x4096 matrix-vector / 128x1200x729 matrix-matrix, wall time, simd_group width 8). A table a target should have and does not is an error, never a silent
     default;
   - the estimate from those tables (`estimate`), which the backends use when they cannot
     measure the layer itself, and the per-target cost model (`kernel_model`) Scalpel prunes against.
@@ -33,10 +33,15 @@ TABLE_DIR = resources.files("cococ.backends.kernels") / "data"
 TABLES = {"arm-m4": "sparse-breakeven-m4.json", "x86": "sparse-breakeven-x86.json"}
 # conv layers (matrix-matrix over the im2col matrix): benchmarks/sparse_breakeven_mm.py, same columns
 TABLES_MM = {"arm-m4": "sparse-breakeven-mm-m4.json", "x86": "sparse-breakeven-mm-x86.json"}
+# int8 FC layers on arm-m4 (benchmarks/sparse_breakeven.py): rows [sparsity%, dense, csr,
+# simd_group w2, simd_group w4, csr/dense, w2/dense, w4/dense] (ratios stored)
+TABLES_INT8 = {"arm-m4": "sparse-breakeven-int8-m4.json"}
 # sparse/dense columns of a table's rows: arm-m4 [sparsity%, dense, csr, simd_group, csr/dense,
 # simd/dense] (ratios stored); x86 [sparsity%, numpy, cococ dense, scipy csr, cococ csr, cococ
 # simd_group, ...] (ms; the ratio is the column over cococ dense)
 COLUMN = {"csr": 4, "simd_group": 5}
+COLUMN_INT8 = {("csr", 1): 5, ("simd_group", 2): 6, ("simd_group", 4): 7}
+INT8_WIDTHS = (2, 4)  # the int8 simd_group kernels: one SXTB16 per halfword pair, or SXTB16 + ROR 8 per word
 
 
 @dataclass
@@ -59,8 +64,9 @@ class Choice:
 
 def dense_reason(layer: Layer, target: str, quant: str | None = None) -> str:
     """Why `layer` (dense/conv2d, compressed weight) has no sparse kernel on `target` ("" when
-    it has one): x86 runs f32 at batch 1; arm-m4 runs FC at batch 1 and conv at any batch, f32
-    or q15 (simd_group of width 2: the SMLAD kernels read pairs); both need a conv of groups 1."""
+    it has one): x86 runs f32 at batch 1; arm-m4 runs FC at batch 1 and conv at any batch, f32,
+    q15 (simd_group of width 2: the SMLAD kernels read pairs) or int8 (simd_group of width 2 or
+    4: SXTB16 on a halfword pair or a word); both need a conv of groups 1."""
     p = layer.params["weight"]
     n, conv, head = layer.inputs[0].type.shape[0], layer.op == "conv2d", f"layer {layer.name}: {p.format}"
     if target == "x86" and n != 1:
@@ -71,9 +77,12 @@ def dense_reason(layer: Layer, target: str, quant: str | None = None) -> str:
         return f"layer {layer.name}: the x86 sparse kernels are f32, the weight is {p.type.dtype}; kept dense"
     if target == "arm-m4" and not conv and n != 1:
         return f"{head} weight at batch {n}: the sparse FC kernels are matrix-vector (batch 1); kept dense"
-    if target == "arm-m4" and quant not in (None, "q15"):
+    if target == "arm-m4" and quant not in (None, "q15", "int8"):
         return f"layer {layer.name}: no {quant} sparse kernel yet; kept dense"
-    if target == "arm-m4" and quant and p.format == "simd_group" and int(p.attrs["width"]) != 2:
+    if target == "arm-m4" and quant == "int8" and p.format == "simd_group" and int(p.attrs["width"]) not in INT8_WIDTHS:
+        return (f"layer {layer.name}: int8 simd_group kernels read groups of 2 or 4, this weight has width "
+                f"{p.attrs['width']}; kept dense")
+    if target == "arm-m4" and quant == "q15" and p.format == "simd_group" and int(p.attrs["width"]) != 2:
         return (f"layer {layer.name}: q15 simd_group kernel reads pairs (width 2), this weight has width "
                 f"{p.attrs['width']}; kept dense")
     return ""
@@ -128,24 +137,39 @@ def save_table(name: str, data: dict) -> Path:
     return path
 
 
-def table(target: str, fmt: str, kind: str = "mv") -> tuple[list[float], list[float], str] | None:
+def table(target: str, fmt: str, kind: str = "mv", quant: str | None = None,
+          width: int | None = None) -> tuple[list[float], list[float], str] | None:
     """(sparsities, sparse/dense ratios, source) of the measured table for kind "mv" (FC
-    layers) or "mm" (conv layers); None for a target nothing was measured on (cuda)."""
-    name = (TABLES_MM if kind == "mm" else TABLES).get(target)
+    layers) or "mm" (conv layers); an int8 FC layer reads the int8 table's column of its
+    format and group width; None for a target nothing was measured on (cuda)."""
+    int8 = quant == "int8" and kind == "mv"
+    name = (TABLES_INT8 if int8 else TABLES_MM if kind == "mm" else TABLES).get(target)
     if name is None:
         return None
     rows = load_table(name[:-5])["rows"]
-    sp, col = [r[0] / 100 for r in rows], COLUMN[fmt]
+    sp = [r[0] / 100 for r in rows]
+    col = COLUMN_INT8[(fmt, int(width or 1) if fmt == "simd_group" else 1)] if int8 else COLUMN[fmt]
     if target == "arm-m4":
         return sp, [float(r[col]) for r in rows], name
     return sp, [float(r[col]) / float(r[2]) for r in rows], name
 
 
-def estimate(layer: str, p: Param, target: str, kind: str = "mv") -> Choice:
-    """Choice from the measured table (kind "mv" for FC, "mm" for conv); a target without a
-    table keeps the sparse kernel (nothing says it is slower) and records that it was not compared."""
+def int8_width(target: str) -> int | None:
+    """The int8 simd_group width whose measured break-even is lower on `target` (the table
+    chooses between SXTB16 on words of four and on halfword pairs); None without an int8 table."""
+    name = TABLES_INT8.get(target)
+    if name is None:
+        return None
+    be = load_table(name[:-5])["breakeven"]
+    return min(INT8_WIDTHS, key=lambda w: 1.0 if be[f"simd_group w{w}"] is None else be[f"simd_group w{w}"])
+
+
+def estimate(layer: str, p: Param, target: str, kind: str = "mv", quant: str | None = None) -> Choice:
+    """Choice from the measured table (kind "mv" for FC, "mm" for conv; an int8 build's FC
+    layers the int8 table); a target without a table keeps the sparse kernel (nothing says it
+    is slower) and records that it was not compared."""
     s = kernel_sparsity(p)
-    t = table(target, p.format, kind)
+    t = table(target, p.format, kind, quant, p.attrs.get("width"))
     if t is None:
         return Choice(layer, p.format, p.format, s, None, f"no break-even table for {target}")
     sp, ratio, src = t
@@ -182,14 +206,20 @@ class KernelModel:
         return dense * float(np.interp(sparsity, self.sparsity, self.ratio))
 
 
-def kernel_model(target: str, op: str = "dense") -> KernelModel:
+def kernel_model(target: str, op: str = "dense", quant: str | None = None,
+                 width: int | None = None) -> KernelModel:
     """The measured break-even table for `target` and the kernel `op` runs on: an FC layer the
     matrix-vector one (arm-m4: emulated executor steps, 100x100; x86: wall time, 4096²), a conv
     on arm-m4 the matrix-matrix one (its im2col product, 100x100·100x100; its dense kernel does
-    fewer cycles per MAC and its break-even is lower). A target nothing was measured on gets
-    Scalpel's M4 numbers (48% break-even), and its `source` says so."""
+    fewer cycles per MAC and its break-even is lower). An int8 FC layer on arm-m4 reads the int8
+    table's simd_group column of `width` (default `int8_width`: the one the table says pays), so
+    Scalpel prunes against the kernels an int8 build runs; an int8 conv reads the matrix-matrix
+    table as the backend's estimate does (`table`: no int8 matrix-matrix table yet). A target
+    nothing was measured on gets Scalpel's M4 numbers (48% break-even), and its `source` says so."""
     if target not in TABLES:   # Scalpel fig. 9 (M4, MV), linear between its points
         return KernelModel(target, 3.0, [0.0, 0.48, 1.0], [1.84, 1.0, 0.06], 0.48, "assumed (Scalpel fig. 9)")
+    if quant == "int8" and op != "conv2d" and target in TABLES_INT8:
+        return _int8_model(target, int(width or int8_width(target)))
     name = (TABLES_MM if op == "conv2d" and target == "arm-m4" else TABLES)[target][:-5]
     d = load_table(name)
     rows, sp, src = d["rows"], [r[0] / 100 for r in d["rows"]], str(TABLE_DIR / f"{name}.json")
@@ -200,3 +230,15 @@ def kernel_model(target: str, op: str = "dense") -> KernelModel:
     n = int(d.get("size", 4096))
     return KernelModel(target, rows[0][2] * 1e6 / (n * n), sp, [r[5] / r[2] for r in rows],
                        float(d["breakeven"]["cococ simd_group vs cococ dense"]), src, "ns")
+
+
+def _int8_model(target: str, width: int) -> KernelModel:
+    """The int8 FC model: dense int8 cycles per MAC and the simd_group column of `width`."""
+    if width not in INT8_WIDTHS:
+        raise CococError(f"int8 simd_group kernels read groups of {' or '.join(map(str, INT8_WIDTHS))}, not {width}")
+    name = TABLES_INT8[target][:-5]
+    d = load_table(name)
+    rows, col = d["rows"], COLUMN_INT8[("simd_group", width)]
+    m, k, n = d.get("shape", (100, 100, 1))
+    return KernelModel(target, rows[0][1] / (m * k * n), [r[0] / 100 for r in rows], [r[col] for r in rows],
+                       float(d["breakeven"][f"simd_group w{width}"]), f"{TABLE_DIR / name}.json (int8, width {width})")

@@ -13,21 +13,27 @@ arm-none-eabi-gcc there is nothing to run, and the measured break-even tables of
 benchmarks/sparse_breakeven*.py decide (backends/kernels/choice.py; matrix-matrix for conv).
 A layer kept dense gets a warning naming it (Scalpel's rule: never ship a slower "speedup").
 
+int8: the stored entries' int8 values of the dense int8 path's rounded weight, its bias and
+requantisation, sparse_kernels.fc_int8 / conv_int8 (csr, simd_group width 2 or 4); the output
+equals the dense int8 step's bit for bit. Without the emulator an int8 FC layer reads the int8
+table, an int8 conv the q15 matrix-matrix one (no int8 matrix-matrix table yet; its basis says so).
+
 Not sparse (dense kernel, with the reason recorded; choice.dense_reason): an FC layer at
 batch > 1 (those kernels are matrix-vector), q15 simd_group of width != 2 (the SMLAD kernels
-read pairs), int8, and a grouped conv.
+read pairs), int8 simd_group of width other than 2 or 4, and a grouped conv.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from cococ.backends.kernels.choice import (Choice, crossing, dense_reason, estimate, keep_dense_message,
-                                           kernel_sparsity, not_compared, table)
+from cococ.backends.kernels.choice import (Choice, crossing, dense_reason, estimate, int8_width,
+                                           keep_dense_message, kernel_sparsity, not_compared, table)
 from cococ.backends.kernels.layer import PB
 from cococ.backends.kernels.layout import TVM_DTYPE, filled
 from cococ.backends.mcu import sparse_kernels as S
 from cococ.backends.mcu.codegen import Kernel
 from cococ.backends.mcu.emulate import available as m4_available, emulate
+from cococ.backends.mcu.i8kernels import lower_int8
 from cococ.backends.mcu.lower import Tensor  # lower.py imports this module lazily
 from cococ.backends.mcu.qkernels import integer_layer, lower_q15
 from cococ.ir.formats import matrix_shape
@@ -89,22 +95,22 @@ def _f32_values(p, width: int) -> np.ndarray:
     return vals.astype(np.float32) if vals.size else np.zeros(width, np.float32)
 
 
-def _q15_layer(lw, layer, x, out):
-    """The dense q15 path's integer weights, bias and requantisation (qkernels.integer_layer),
-    with the stored entries' int16 values picked out of the rounded weight: (values, weight
-    args after the arrays, fast)."""
+def _fixed_layer(lw, layer, x, out, qmax: int, dtype):
+    """The dense q15 (int8) path's integer weights, bias and requantisation
+    (qkernels.integer_layer), with the stored entries' values picked out of the rounded weight
+    as `dtype`: (values, weight args after the arrays, fast)."""
     p = layer.params["weight"]
     rows, cols = matrix_shape(p.shape)
     a = p.arrays
     width = _fmt(p)[1]
     dense = {k: q.dense() for k, q in layer.params.items()}
-    wq, bq, mm, sh, fast = integer_layer(layer, dense, x.scale, out.scale, 32767)
+    wq, bq, mm, sh, fast = integer_layer(layer, dense, x.scale, out.scale, qmax)
     wq = np.pad(wq, ((0, 0), (0, -cols % width)))
     row_of = np.repeat(np.arange(rows), np.diff(a["indptr"].astype(np.int64)))
     cols_of = a["indices"].astype(np.int64)[:, None] + np.arange(width)[None, :]
-    vq = wq[row_of[:, None], cols_of].reshape(-1).astype(np.int16)
+    vq = wq[row_of[:, None], cols_of].reshape(-1).astype(dtype)
     if not vq.size:
-        vq = np.zeros(width, np.int16)
+        vq = np.zeros(width, dtype)
     rest = [lw.weight(layer, "bias_q", bq), lw.weight(layer, "mult", mm), lw.weight(layer, "shift", sh)]
     return vq, rest, fast
 
@@ -118,13 +124,24 @@ def _sparse_step(lw, layer, x, out, act):
     rows, cols = matrix_shape(p.shape)
     fmt, width, stored, index = _fmt(p)
     bias = "bias" in layer.params
+    if lw.quant == "int8":
+        vq, rest, fast = _fixed_layer(lw, layer, x, out, 127, np.int8)
+        args = [x] + _arrays(lw, layer, p, S.values_int8(fmt, width, vq)) + rest
+        relu = act is Relu
+        if layer.op == "conv2d":
+            a, xs, ys = layer.attrs, tuple(x.shape), tuple(out.shape)
+            col = Tensor(f"{out.name}_col", "int16", (PB * S.int8_ld(cols),))
+            return (lambda n: S.conv_int8(n, fmt, xs, rows, ys, a, cols, stored, width, index, relu, fast)), \
+                args + [col, out]
+        col = [Tensor(f"{out.name}_col", "int16", (S.int8_col_len(fmt, cols),))] if fmt != "csr" else []
+        return (lambda n: S.fc_int8(n, fmt, rows, cols, stored, width, index, relu, fast)), args + col + [out]
     if lw.quant is None:
         args = [x] + _arrays(lw, layer, p, _f32_values(p, width))
         if bias:
             args.append(lw.weight(layer, "bias", layer.params["bias"].dense().astype(np.float32)))
         epi, ld = S.epilogue(None, bias, act is Relu), -(-cols // width) * width
     else:
-        vq, rest, fast = _q15_layer(lw, layer, x, out)
+        vq, rest, fast = _fixed_layer(lw, layer, x, out, 32767, np.int16)
         args = [x] + _arrays(lw, layer, p, vq) + rest
         epi, ld = S.epilogue(lw.quant, bias, act is Relu, fast), cols + cols % 2
     if layer.op != "conv2d":
@@ -152,6 +169,8 @@ class _Scratch:
 
 def _dense_step(lw, layer, ins, out, act):
     params = {k: q.dense() for k, q in layer.params.items()}
+    if lw.quant == "int8":
+        return lower_int8(_Scratch(lw), layer, ins, out, params, act)
     if lw.quant:
         return lower_q15(_Scratch(lw), layer, ins, out, params, act)
     # the lowering's own f32 rule, run against the scratch stand-in
@@ -160,19 +179,30 @@ def _dense_step(lw, layer, ins, out, act):
 
 def _compare(lw, layer, ins, out, act, build, args, c: Choice) -> Choice:
     p = layer.params["weight"]
-    t = table(TARGET, p.format, "mm" if layer.op == "conv2d" else "mv")
-    if lw.quant == "q15" and t is not None:  # the table is of the q15 kernels: context only
+    kind = "mm" if layer.op == "conv2d" else "mv"
+    t = table(TARGET, p.format, kind, lw.quant, p.attrs.get("width"))
+    own = lw.quant == "q15" or (lw.quant == "int8" and kind == "mv")  # a table of the build's own kernels
+    if own and t is not None:  # context only
         be = crossing(t[0], t[1])
         c.breakeven = None if be is None else round(be, 4)
     if not m4_available():
-        e = estimate(layer.name, p, TARGET, "mm" if layer.op == "conv2d" else "mv")
-        if lw.quant is None:
-            e.basis += ", q15 table used for an f32 build"
+        e = estimate(layer.name, p, TARGET, kind, lw.quant)
+        if not own:
+            e.basis += f", q15 table used for an {lw.quant or 'f32'} build"
         return e
     dk, dargs = _dense_step(lw, layer, ins, out, act)
     dense, sparse = emulate([(dk, dargs), (build("k1_sparse"), args)])
     c.ratio, c.basis = sparse / dense, f"emulated: {sparse:,} cycles vs {dense:,} dense"
     c.kernel = p.format if sparse < dense else "dense"
     if c.kernel == "dense":
-        c.reason = keep_dense_message(c, TARGET, f"emulated {sparse:,} vs {dense:,} dense cycles")
+        c.reason = keep_dense_message(c, TARGET, f"emulated {sparse:,} vs {dense:,} dense cycles" + _width_hint(lw, p))
     return c
+
+
+def _width_hint(lw, p) -> str:
+    """For an int8 simd_group kept dense: the group width the int8 table says breaks even earlier,
+    when it is not this weight's (re-pruning with it may pay)."""
+    if lw.quant != "int8" or p.format != "simd_group":
+        return ""
+    w = int8_width(TARGET)
+    return "" if w in (None, int(p.attrs["width"])) else f"; int8 simd_group width {w} breaks even earlier"

@@ -25,6 +25,7 @@ from cococ.commands.show import add_load_arguments, load_graph
 from cococ.frontend.subspace import load_subspace, sample_subspace
 from cococ.ir.core import CococError
 from cococ.passes.tuning_blocks import identify_tuning_blocks
+from cococ.runtime.data import DATA_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show", type=nonnegative_int, default=20, metavar="K",
                         help="composite vectors to print (default 20; 0 for all)")
     parser.add_argument("--pretrain", action="store_true", help="pre-train the blocks into the store")
-    parser.add_argument("--data", default="digits", help="training data for --pretrain (default digits)")
+    parser.add_argument("--data", default="digits", help=f"training data for --pretrain (default digits): {DATA_HELP}")
     parser.add_argument("--pretrain-steps", type=positive_int, default=200, metavar="N",
                         help="pre-training iterations per group (default 200)")
     deprecated_alias(parser, "--steps", "--pretrain-steps", type=positive_int, metavar="N")

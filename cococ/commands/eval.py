@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="FILE", help="weights (.caffemodel, .npz, .safetensors); "
                         "needed unless NET carries its own (.onnx, .ir with a side-car .npz)")
     add_data_arguments(parser)
-    parser.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
+    parser.add_argument("--split", choices=["test", "val", "train"], default="test",
+                        help="which split (default test; val: the validation split, where the data set has one)")
     parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="evaluation batch (default 256)")
     parser.add_argument("--plot", action="store_true", help="write the confusion matrix as a PNG")
     parser.add_argument("--plot-file", metavar="FILE", help="where --plot writes (default WEIGHTS.confusion.png)")
@@ -50,7 +51,11 @@ def run(args) -> int:
     except OSError as e:
         raise CococError(f"{e.filename or args.file}: {e.strerror or e}") from None
     data = dataset_for(graph, args)
-    x, y = data.test_arrays() if args.split == "test" else (data.x_train, data.y_train)
+    if args.split == "val" and not data.has_validation:
+        raise CococError(f"--split val: {data.name} has no validation split (mnist, fashion-mnist, idx:DIR and "
+                         ".npz files with x_val have one)")
+    x, y = {"test": data.test_arrays, "val": data.val_arrays,
+            "train": lambda: (data.x_train, data.y_train)}[args.split]()
     batch = min(args.batch_size, max(1, len(y)))
     check_memory(activation_bytes(graph, batch), f"{graph.name}: evaluating with batch {batch}")
     module = to_torch(graph, outputs=[logits_value(graph)])

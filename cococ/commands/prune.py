@@ -26,7 +26,7 @@ from cococ.frontend.subspace import load_subspace, sample_subspace
 from cococ.ir.core import CococError
 from cococ.ir.printer import save_ir
 from cococ.ir.verify import infer_shapes
-from cococ.runtime.data import load_data
+from cococ.runtime.data import DATA_HELP, load_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objective", required=True, help="e.g. 'min ModelSize constraint Accuracy >= 0.95'")
     parser.add_argument("--solver", required=True, metavar="FILE", help="fine-tuning solver (Caffe solver prototxt)")
     parser.add_argument("--pretrain-solver", metavar="FILE", help="solver for pre-training blocks (default: --solver)")
-    parser.add_argument("--data", default="digits", help="data set: digits, a .npz or an image folder")
+    parser.add_argument("--data", default="digits", help=f"data set: {DATA_HELP}")
     parser.add_argument("--baseline", action="store_true", help="also run the search with default networks")
     parser.add_argument("--no-comp", action="store_true", help="skip the composability search (with --baseline)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -160,10 +160,11 @@ def no_modules_message(graph, net) -> str:
 
 
 def full_accuracy(full, data) -> float:
-    """The unpruned model's test accuracy (the reference line of the plot)."""
+    """The unpruned model's accuracy (the reference line of the plot) on the split the candidates
+    are tested on: validation where the data set has one (Dataset.for_decisions)."""
     from cococ.runtime.torch.module import to_torch  # local: torch
     from cococ.runtime.train import evaluate, logits_value
-    ds = load_data(data, full.inputs[0].type.shape)
+    ds = load_data(data, full.inputs[0].type.shape).for_decisions()
     x, y = ds.test_arrays()
     return float(evaluate(to_torch(full, outputs=[logits_value(full)]), x, y)["accuracy"])
 

@@ -19,7 +19,7 @@ from cococ.commands.show import add_lenient_argument
 from cococ.commands.common import input_file, positive_int, writable_file
 from cococ.ir.core import CococError
 from cococ.ir.memory import activation_bytes, check_memory
-from cococ.runtime.data import load_data
+from cococ.runtime.data import DATA_HELP, load_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """--data and the Caffe transform_param options, shared with `cococ eval`."""
-    parser.add_argument("--data", default="digits", help="'digits' (built in), a .npz file or an image folder")
+    parser.add_argument("--data", default="digits", help=DATA_HELP)
     parser.add_argument("--scale", type=float, help="image folders: multiply pixels by this (after the mean)")
     parser.add_argument("--mean-value", metavar="B,G,R", help="image folders: per-channel mean to subtract")
     parser.add_argument("--crop-size", type=positive_int, help="image folders: random (train) / centre (test) crop")

@@ -45,7 +45,7 @@ from cococ.ir.channels import NotPrunable, plan_channel_removal, remove_channels
 from cococ.ir.core import Graph, Layer, Param, Value
 from cococ.ir.verify import infer_shapes
 from cococ.runtime.compress.cost import layer_macs
-from cococ.runtime.compress.training import accuracy, load_dataset
+from cococ.runtime.compress.training import accuracy, decision_dataset
 from cococ.runtime.torch.module import param_key, to_torch
 from cococ.runtime.train import logits_value, train
 
@@ -236,7 +236,7 @@ def node_prune(graph: Graph, solver, data, *, max_drop: float = 0.5, ops=("conv2
     `trace(trial, it, stats)` the β quantiles and α counts during mask training.
     """
     infer_shapes(graph)
-    ds = load_dataset(graph, data)
+    ds = decision_dataset(graph, data)   # accuracies here are on the validation split where there is one
     say = log or (lambda s: None)
     rep = NodeReport(accuracy(graph, ds), macs_before=total_macs(graph))
     floor = rep.accuracy_before - max_drop / 100.0

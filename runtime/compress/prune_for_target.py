@@ -27,6 +27,7 @@ from cococ.passes.manager import register_pass
 from cococ.passes.simd_group import weight_layers
 from cococ.runtime.compress.node_prune import node_prune
 from cococ.runtime.compress.scalpel import simd_prune
+from cococ.runtime.compress.training import accuracy, load_dataset
 
 
 def method_for(parallelism: str) -> list[tuple[str, tuple[str, ...]]]:
@@ -62,6 +63,10 @@ def prune_for_target(graph: Graph, target, data, solver, max_drop: float = 0.5, 
     plan = method_for(t.parallelism)
     report: dict = {"target": t.name, "parallelism": t.parallelism, "methods": [m for m, _ in plan],
                     "max_accuracy_drop": max_drop}
+    # both methods decide on the validation split (where the data set has one); the test set
+    # is read here only, before and after, for the reported accuracy
+    data = load_dataset(graph, data)
+    test_before = accuracy(graph, data) if data.has_validation else None
     for method, ops in plan:
         if method == "node":
             graph, r = node_prune(graph, solver, data, max_drop=max_drop, ops=ops, mask_iter=retrain_iter,
@@ -75,6 +80,8 @@ def prune_for_target(graph: Graph, target, data, solver, max_drop: float = 0.5, 
                                   retrain_iter=retrain_iter, layers=names, seed=seed, log=log)
             report["simd_group"] = r.to_dict()
             report["table"] = r.table()
+    if test_before is not None:
+        report["test_accuracy"] = [test_before, accuracy(graph, data)]
     graph.meta["prune_for_target"] = report
     return graph, report
 

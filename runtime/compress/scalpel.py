@@ -7,7 +7,8 @@ A driver, not a single rewrite: it trains. `simd_prune(graph, solver, data, targ
    layer's sparsity — both read from the package data backends/kernels/data/sparse-breakeven-
    <target>.json (backends/kernels/choice.py), written by benchmarks/sparse_breakeven.py);
 2. visits the layers slowest first; for each it raises the group-pruning threshold (the RMS of
-   the `width`-groups, width = the target's SIMD lanes) step by step — each step is the RMS
+   the `width`-groups, width = the target's SIMD lanes, under int8 the width the int8
+   break-even table chooses: cost.simd_width) step by step — each step is the RMS
    quantile that removes the next fraction of `steps` — and after every step retrains with
    element masks keeping all removed groups at zero (runtime/train.train on a GraphModule
    whose masks are set: training.retrain) and re-measures the test accuracy;
@@ -37,9 +38,9 @@ import numpy as np
 from cococ.ir.core import Graph, Layer
 from cococ.ir.formats import compress, matrix_shape, sparsity as param_sparsity
 from cococ.ir.verify import infer_shapes
-from cococ.passes.simd_group import group_rms, target_width, weight_layers
-from cococ.runtime.compress.cost import kernel_model, layer_macs
-from cococ.runtime.compress.training import accuracy, load_dataset, retrain
+from cococ.passes.simd_group import group_rms, weight_layers
+from cococ.runtime.compress.cost import kernel_model, layer_macs, simd_width
+from cococ.runtime.compress.training import accuracy, decision_dataset, retrain
 
 DEFAULT_STEPS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97)
 
@@ -227,10 +228,11 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
     in place and returns it with the report.
     """
     infer_shapes(graph)
-    ds = load_dataset(graph, data)
-    width = int(width) or target_width(target, dtype)
-    model = kernel_model(target)                       # FC; a conv reads its own (models below)
-    models = {op: kernel_model(target, op) for op in ("dense", "conv2d")}
+    ds = decision_dataset(graph, data)   # accuracies here are on the validation split where there is one
+    width = int(width) or simd_width(target, dtype)
+    # FC; a conv reads its own (models below); int8 FC layers the int8 table at `width`
+    model = kernel_model(target, quant=dtype, width=width)
+    models = {op: kernel_model(target, op, dtype, width) for op in ("dense", "conv2d")}
     policy = policy or StepPolicy()
     say = log or (lambda s: None)
     base = accuracy(graph, ds)

@@ -1,4 +1,5 @@
-"""What both pruning methods do between their steps: retrain with masks, measure test accuracy."""
+"""What both pruning methods do between their steps: retrain with masks, measure accuracy (on the
+split that `decision_dataset` puts in the test split's place: validation where there is one)."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,3 +31,10 @@ def load_dataset(graph: Graph, data):
     if isinstance(data, Dataset):
         return data
     return load_data(data, graph.inputs[0].type.shape)
+
+
+def decision_dataset(graph: Graph, data):
+    """What the accept/undo decisions of a pruning loop read: `data` with its validation split
+    in the test split's place (Dataset.for_decisions), so `accuracy` and `retrain` never see
+    the test set; the test set stays for the reported final accuracy."""
+    return load_dataset(graph, data).for_decisions()

@@ -93,14 +93,15 @@ def explore(full: Graph, configs: Sequence, objective: Objective, solver, data, 
             if order:
                 pretrain_groups(full, plan, ds, pretrain_solver or solver, store, db,
                                 steps=pretrain_steps, progress=progress, executor=executor, address=address)
-            task = Task(full, "comp", solver, ds, steps, list(plan.blocks), str(run_dir / "blocks"),
+            task = Task(full, "comp", solver, ds.for_decisions(), steps, list(plan.blocks), str(run_dir / "blocks"),
                         teacher_hash(full), seed, str(run_dir / "networks"))
             run.comp = search(task, configs, objective, statics, db, plan.composite, executor=executor,
                               workers=workers, address=address, on_result=on_result, progress=progress,
                               exhaustive=exhaustive)
             run.comp.pretrain_seconds = db.phase_seconds("pretrain")
         if baseline:
-            task = Task(full, "base", solver, ds, steps, seed=seed, weights_dir=str(run_dir / "networks"))
+            task = Task(full, "base", solver, ds.for_decisions(), steps, seed=seed,
+                        weights_dir=str(run_dir / "networks"))
             run.base = search(task, configs, objective, statics, db, None, executor=executor, workers=workers,
                               address=address, on_result=on_result, progress=progress, exhaustive=exhaustive)
         db.set_meta("finished", time.time())

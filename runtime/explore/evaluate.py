@@ -61,7 +61,8 @@ class Task:
     full: Graph
     mode: str                       # base | comp
     solver: Any
-    data: Any                       # a Dataset or a spec for load_data
+    data: Any                       # a Dataset or a spec for load_data; candidates are tested on its
+                                    # test_arrays(): explore passes Dataset.for_decisions() (validation)
     steps: int
     blocks: list = field(default_factory=list)           # TuningBlocks (comp)
     store_dir: str | None = None
@@ -72,7 +73,7 @@ class Task:
     def dataset(self):
         if isinstance(self.data, Dataset):
             return self.data
-        self.data = load_data(self.data, self.full.inputs[0].type.shape)
+        self.data = load_data(self.data, self.full.inputs[0].type.shape).for_decisions()
         return self.data
 
 
