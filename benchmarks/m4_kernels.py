@@ -31,6 +31,7 @@ counts per kernel call. Each kernel's outputs are checked against numpy. Weights
 (const, in flash), inputs random (SRAM); these loops' timing does not depend on the values.
 
     python benchmarks/m4_kernels.py [--net lenet|lenet300]
+    python benchmarks/m4_kernels.py --int8-shapes     # the MLPerf Tiny layer shapes, int8 (m4_kernels_int8.py)
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import m4_kernels_int8  # noqa: E402  (beside this script)
 TEMPLATES = Path(__file__).resolve().parent / "m4_kernels" / "kernels.c.in"
 
 SH = 12  # requantization shift of the hand-written kernels (out = sat16/sat8(round(acc / 2^SH)))
@@ -301,8 +303,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--net", choices=list(NETS), action="append", help="default: both")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
+    ap.add_argument("--int8-shapes", action="store_true",
+                    help="instead: cococ's int8 kernels on the MLPerf Tiny layer shapes (m4_kernels_int8.py)")
+    ap.add_argument("--baseline", type=Path, default=m4_kernels_int8.BASELINE,
+                    help="with --int8-shapes: a JSON of earlier rows, shown as 'before'")
     args = ap.parse_args(argv)
     from report import markdown_table, write_section
+    if args.int8_shapes:
+        rows = m4_kernels_int8.measure()
+        body = m4_kernels_int8.body(rows, m4_kernels_int8.baseline(args.baseline))
+        print(body)
+        if not args.no_write:
+            write_section("m4-kernels-int8", body, {"rows": rows})
+        return 0
     results = {net: measure(net) for net in (args.net or list(NETS))}
     head, cyc, ins, data = tables(results)
     t_cyc = markdown_table(head + ["cococ q15 / CMSIS q15", "cococ int8 / CMSIS int8", "cococ q15 / plain q15",

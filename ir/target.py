@@ -33,6 +33,17 @@ class Target:
     def is_mcu(self) -> bool:
         return self.flash is not None
 
+    @property
+    def flash_ws(self) -> int:
+        """Flash wait states the cycle estimate charges (`--target-opt flash-ws=N`; arm-m4)."""
+        return int(self.options.get("flash-ws", 0))
+
+    @property
+    def io(self) -> str:
+        """The model's input/output type (`--target-opt io=int8`; arm-m4 under --quantize int8):
+        "float32" (model_run quantizes and dequantizes) or "int8" (TFLite Micro style)."""
+        return str(self.options.get("io", "float32"))
+
     def facts(self) -> dict[str, Any]:
         """A JSON-able summary (for `cococ targets` and report.json)."""
         d = {"name": self.name, "parallelism": self.parallelism, "lanes": dict(self.lanes), "tvm": self.tvm}
@@ -66,8 +77,15 @@ def parse_target_options(text: str | None) -> dict[str, str]:
 
 
 def _arm_m4(options: dict[str, Any]) -> Target:
-    known = {"flash", "sram"}
+    known = {"flash", "sram", "flash-ws", "io"}
     _check_options("arm-m4", options, known)
+    if str(options.get("io", "float32")) not in ("float32", "int8"):
+        raise CococError(f"bad io {options['io']!r} for target arm-m4: float32 (the default) or int8 "
+                         "(int8 input and output, with --quantize int8)")
+    ws = str(options.get("flash-ws", "0"))
+    if not ws.isdigit() or int(ws) > 15:  # FLASH_ACR.LATENCY is 4 bits on STM32L4+
+        raise CococError(f"bad flash-ws {ws!r} for target arm-m4: flash wait states, 0..15 "
+                         "(NUCLEO-L4R5ZI at 120 MHz: 5)")
     return Target(
         name="arm-m4",
         tvm={"kind": "c", "mcpu": "cortex-m4"},

@@ -12,6 +12,8 @@ SXTB16 + SMLAD: backends/mcu/i8kernels.py for int8).
 - Activations: calibrated by running the reference interpreter on `samples` inputs (random
   normal, or the arrays given to `run_on`) and taking max|x| of every value; scale =
   max / qmax. They stay float in the IR: the rounding of activations is what the device adds.
+- A concat and its inputs share one scale (the largest; back to the layers that set them), so
+  the integer concat is a copy.
 - `graph.meta["quant"]` = {dtype, per_channel, scales: {value: scale}, calibration: {...}}.
 
 qmax = 32767 (q15) or 127 (int8). Zero point is always 0 (symmetric).
@@ -26,6 +28,7 @@ import numpy as np
 from cococ.ir.core import CococError, Graph, Param
 from cococ.ir.formats import compress, matrix_shape
 from cococ.ir.interpreter import run as interpret
+from cococ.ir.ops.tensor import Concat
 from cococ.passes.manager import register_pass
 
 QMAX = {"q15": 32767, "int8": 127}
@@ -60,6 +63,7 @@ class Quantize:
                 self._weights(layer, qmax, s_in, peak[layer.output.name])
         peak = self._calibrate(g, feeds)  # again, with the weights the device will use
         scales = {n: (m / qmax if m > 0 else 1.0 / qmax) for n, m in peak.items()}
+        _common_concat_scales(g, scales)
         g.meta["quant"] = {"dtype": self.dtype, "per_channel": self.per_channel, "scales": scales,
                            "calibration": {"samples": len(feeds), "source": source}}
         return g
@@ -94,6 +98,27 @@ class Quantize:
         else:  # pruned: keep the stored pattern, so the backends still see (and run) the sparse form
             p.arrays = _same_pattern(p, wq).arrays
         p.attrs.update(qformat=self.dtype, scale=[float(x) for x in s] if self.per_channel else float(s[0]))
+
+
+def _common_concat_scales(g: Graph, scales: dict[str, float]) -> None:
+    """One scale for a concat, its inputs and the values they are views or order-preserving
+    results of (relu, max pool: back to the layer that requantises, or the graph input): the
+    largest of theirs, so that nothing saturates and the integer concat is a copy. (A value read
+    by two concats of different scales keeps the later one's; the MCU lowering rescales.)"""
+    producer = {id(v): l for l in g.layers for v in l.outputs}
+    for layer in g.layers:
+        if layer.opdef is not Concat:
+            continue
+        chain = [layer.output.name]
+        for v in layer.inputs:
+            while True:
+                chain.append(v.name)
+                p = producer.get(id(v))
+                if p is None or len(p.inputs) != 1 or not (p.opdef.view or p.opdef.alias or p.opdef.keeps_scale):
+                    break
+                v = p.inputs[0]
+        s = max(scales[n] for n in chain)
+        scales.update((n, s) for n in chain)
 
 
 def _same_pattern(p, w: np.ndarray):

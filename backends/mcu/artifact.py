@@ -13,6 +13,7 @@ import numpy as np
 
 from cococ.backends.artifact import Artifact
 from cococ.backends.mcu.emulator import Emulator
+from cococ.backends.mcu.io import dequantize, quantize_input
 from cococ.ir.core import CococError
 
 
@@ -60,12 +61,40 @@ class MCUArtifact(Artifact):
         if self._emu is None:
             elf = self.elf
             self.verify_code()
-            self._emu = Emulator(elf)
+            self._emu = Emulator(elf, flash_ws=int(self.manifest.get("options", {}).get("flash_ws", 0)),
+                                 io_dtype=np.int8 if self.io else np.float32)
         return self._emu
+
+    @property
+    def io(self) -> dict | None:
+        """The io=int8 record (backends/mcu/io.py: scales, zero points), None for float I/O."""
+        return self.manifest.get("io")
+
+    def normalize_inputs(self, inputs):
+        """io=int8: an int8 array is taken as already quantized (dequantized here, and quantized
+        back exactly in `_run`), a float one is quantized at the recorded scale."""
+        if self.io is not None:
+            s = self.io["inputs"][0]["scale"]
+            deq = lambda x: dequantize(x, s) if isinstance(x, np.ndarray) and x.dtype == np.int8 else x  # noqa: E731
+            inputs = ({k: deq(v) for k, v in inputs.items()} if isinstance(inputs, dict) else
+                      [deq(v) for v in inputs] if isinstance(inputs, (list, tuple)) else deq(inputs))
+        return super().normalize_inputs(inputs)
+
+    def device_outputs(self, x: np.ndarray) -> np.ndarray:
+        """The float outputs of one uncounted run (Emulator.outputs) on the flat float input x:
+        io=int8 builds quantize x and dequantize the outputs as the float-io build's steps do."""
+        if self.io is None:
+            return self.emulator().outputs(x)
+        q = self.emulator().outputs(quantize_input(x, self.io["inputs"][0]["scale"]))
+        return dequantize(q, self.io["outputs"][0]["scale"])
 
     def _run(self, inputs):
         x = np.concatenate([inputs[n].reshape(-1) for n in self.input_names]).astype(np.float32)
+        if self.io is not None:
+            x = quantize_input(x, self.io["inputs"][0]["scale"])
         res = self.emulator().run(x)
+        if self.io is not None:
+            res.outputs = dequantize(res.outputs, self.io["outputs"][0]["scale"])
         self.last_run = res
         sizes = [math.prod(spec["shape"]) for spec in self.manifest["outputs"]]
         if sum(sizes) != res.outputs.size:  # a damaged manifest: shapes the ELF does not write
@@ -97,5 +126,6 @@ class MCUArtifact(Artifact):
                          "kernel": s.kernel, "format": info.get("kernel", "dense"), "macs": macs,
                          "stored_macs": done, "instructions": s.instructions, "cycles": s.cycles,
                          "cycles_per_mac": round(s.cycles / done, 3) if done else None})
-        return {"instructions": r.instructions, "cycles": r.cycles, "executor_instructions": r.executor_instructions,
+        return {"instructions": r.instructions, "cycles": r.cycles, "flash_ws": self.emulator().flash_ws,
+                "flash_stall_cycles": r.flash_stall_cycles, "executor_instructions": r.executor_instructions,
                 "executor_cycles": r.executor_cycles, "steps": rows}

@@ -20,6 +20,21 @@ from cococ.ir.core import CococError
 
 C_TYPES = {"float32": "float", "int16": "int16_t", "int32": "int32_t", "int8": "int8_t", "int64": "int64_t"}
 _FORBIDDEN = ("TVMBackend", "DLTensor", "TVMFFI", "__tvm")
+_COMMENT_SAFE = re.compile(r"[^A-Za-z0-9_ .,:;+\-=<>()\[\]{}#%&|!~^'@$]")
+
+
+def c_comment(text: str) -> str:
+    """`text` made safe inside a C block comment: layer names come from the user's model file,
+    and a name holding `*/`, a newline or a backslash would end the comment (or a `//` line)
+    and put the file's text into the firmware as code. Printable ASCII stays (so names that are
+    already safe print as they are); everything else, `*` and `/` included, becomes `_`."""
+    return _COMMENT_SAFE.sub("_", text)
+
+
+def c_ident(text: str) -> str:
+    """`text` as a C identifier: ASCII letters, digits and `_`, not starting with a digit."""
+    out = re.sub(r"[^A-Za-z0-9_]", "_", text)
+    return out if out and not out[0].isdigit() else "v_" + out
 
 
 @dataclass
@@ -34,10 +49,13 @@ class Kernel:
     meta: dict = field(default_factory=dict)
 
     def signature(self) -> str:
+        """`void name(const T* restrict x, ..., T* restrict y)`; without `restrict` when a step
+        runs the kernel in place (meta["alias"]: its output overwrites its input, memory.py)."""
         parts = []
+        restrict = "" if self.meta.get("alias") else " restrict"
         for name, dtype, is_out in self.args:
             const = "" if is_out else "const "
-            parts.append(f"{const}{C_TYPES[dtype]}* restrict {name}")
+            parts.append(f"{const}{C_TYPES[dtype]}*{restrict} {name}")
         return f"void {self.name}({', '.join(parts)})"
 
 
@@ -89,6 +107,6 @@ def kernel_file(kernels: list[Kernel], header: str = "") -> str:
     for k in kernels:
         what = {"tvm-te": "TVM C codegen of a TE compute (scheduled with tvm.s_tir)",
                 "tvm-tir": "TVM C codegen of cococ's TIR loop nest"}[k.origin]
-        out.append(f"/* {k.name}: {k.meta.get('doc', '')} [{what}] */")
+        out.append(f"/* {k.name}: {c_comment(k.meta.get('doc', ''))} [{what}] */")
         out.append(k.source)
     return "\n".join(out)

@@ -27,10 +27,11 @@ numbers used:
          VLDM, VSTM, VPUSH, VPOP of N single registers                    1 + N
          VLDM, VSTM, VPUSH, VPOP of N double registers                    1 + 2N (a d register is two s)
 
-Not modelled: load-use and FPU result interlocks beyond the above, flash wait states, bus
-contention, the ICI/LSU overlap of an LDR with a following FP op. So this estimates the
-core's issue cycles with zero-wait memory (SRAM/TCM-like) — the usual basis of MCU kernel
-comparisons (CMSIS-NN reports cycles the same way). Unicorn reports whole basic blocks; a
+Not modelled: load-use and FPU result interlocks beyond the above, bus contention, the
+ICI/LSU overlap of an LDR with a following FP op. By default (0 wait states) this estimates
+the core's issue cycles with zero-wait memory (SRAM/TCM-like) — the usual basis of MCU kernel
+comparisons (CMSIS-NN reports cycles the same way). `FlashReads` adds flash wait states
+(`--target-opt flash-ws=N`) under the ART-accelerator assumption written there. Unicorn reports whole basic blocks; a
 block's cost is the sum over its instructions (IT-skipped ones included, as the core issues
 them), plus P when the block ends in a branch that the next block shows was taken.
 """
@@ -42,6 +43,8 @@ from capstone import CS_ARCH_ARM, CS_MODE_MCLASS, CS_MODE_THUMB, Cs
 
 BRANCH_PENALTY = 2      # P in the TRM: pipeline refill, 1..3 cycles
 SDIV_CYCLES = 7         # middle of 2..12
+FLASH_READ_BYTES = 8    # one flash read: 64 bits (STM32L4/L4+ flash is 64 bits + ECC wide)
+DCACHE_LINES = 8        # ART data cache: 8 lines (RM0432 §3.3.4); one flash read per line here
 
 _LOADSTORE_SINGLE = {"ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "str", "strb", "strh", "ldrex", "strex",
                      "ldrt", "strt", "ldrbt", "ldrht", "strbt", "strht", "ldrsbt", "ldrsht"}
@@ -137,3 +140,38 @@ class CycleModel:
             c = BlockCost(n, cyc, last_branch, address + len(code))
             self.cache[key] = c
         return c
+
+
+class FlashReads:
+    """Stall cycles of data reads from flash at `ws` wait states, behind an ST ART accelerator
+    (the MLPerf Tiny board, NUCLEO-L4R5ZI: STM32L4R5 at 120 MHz runs the flash at 5 wait
+    states, RM0432 §3.3.3, with prefetch, instruction cache and data cache on, §3.3.4).
+
+    The assumption, deliberately simple and stated so the numbers can be judged:
+    - instruction fetches cost nothing extra: prefetch covers straight-line code and every
+      kernel's inner loop fits the 1 KB instruction cache, so loops run from the cache;
+    - a data read from flash (weights, constant tables, literal pools: what the D-code bus
+      reads) costs `ws` cycles when its 64-bit flash word is not among the last
+      DCACHE_LINES words read (LRU), else nothing. Streaming int8 weights thus stall `ws`
+      cycles per 8 bytes; a constant re-read in a loop stalls once.
+    SRAM reads and all writes stay at zero wait states. Not modelled: the data cache's real
+    line size, prefetch of the next data word, and bus contention."""
+
+    def __init__(self, ws: int, lines: int = DCACHE_LINES):
+        self.ws, self.lines = ws, lines
+        self.recent: list[int] = []    # flash words, most recent last
+        self.stalls = 0
+
+    def read(self, address: int, size: int) -> int:
+        """The stall cycles of one data read of `size` bytes at `address` (a flash address)."""
+        cost = 0
+        for word in range(address // FLASH_READ_BYTES, (address + max(size, 1) - 1) // FLASH_READ_BYTES + 1):
+            if word in self.recent:
+                self.recent.remove(word)
+            else:
+                cost += self.ws
+                if len(self.recent) >= self.lines:
+                    del self.recent[0]
+            self.recent.append(word)
+        self.stalls += cost
+        return cost

@@ -32,7 +32,8 @@ from cococ.ir.core import CococError, Param
 
 GCC = "arm-none-eabi-gcc"
 CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=gnu11",
-          "-ffreestanding", "-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-ffunction-sections"]
+          "-ffreestanding", "-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-ffunction-sections",
+          "-fno-strict-aliasing"]  # as the firmware build (emit.CFLAGS): kernels read int16 pairs as words
 LDSCRIPT = """MEMORY { FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M
          RAM (rwx) : ORIGIN = 0x20000000, LENGTH = 1M }
 SECTIONS {
@@ -150,14 +151,17 @@ def emulate(steps: list[tuple[Kernel, list]], seed: int = 0) -> list[int]:
                 if isinstance(a, Weight):
                     defs.append(_c_def(names[key], a.data, True, a.dtype))
                 else:
-                    n = a.nbytes // np.dtype({"float32": np.float32, "int16": np.int16}[a.dtype]).itemsize
+                    n = a.nbytes // np.dtype({"float32": np.float32, "int16": np.int16,
+                                              "int8": np.int8}[a.dtype]).itemsize
                     data = (rng.standard_normal(n).astype(np.float32) if a.dtype == "float32" else
+                            rng.integers(-128, 128, n).astype(np.int8) if a.dtype == "int8" else
                             rng.integers(-8192, 8192, n).astype(np.int16))
                     defs.append(_c_def(names[key], np.zeros_like(data) if id(a) in written else data, False, a.dtype))
             exprs.append(names[key])
         calls.append(f"  {k.name}({', '.join(exprs)});\n")
     incs = sorted({"<stdint.h>", "<math.h>"} | {i for k, _ in steps for i in k.includes})
-    src = ("".join(f"#include {i}\n" for i in incs) + "\n".join(k.source for k, _ in steps) + "".join(defs)
+    preludes = "".join(dict.fromkeys(k.meta["prelude"] for k, _ in steps if k.meta.get("prelude")))  # as kernels.c
+    src = ("".join(f"#include {i}\n" for i in incs) + preludes + "\n".join(k.source for k, _ in steps) + "".join(defs)
            + "float model_input[1];\nfloat model_output[1];\n"
            + "__attribute__((section(\".text.model_run\"))) void model_run(const float* in, float* out) {\n"
            + "  (void)in; (void)out;\n" + "".join(calls) + "}\n")

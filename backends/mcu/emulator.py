@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
-from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError, arm_const as A
+from unicorn import (UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_MEM_READ, UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError,
+                     arm_const as A)
 
-from cococ.backends.mcu.cycles import BRANCH_PENALTY, CycleModel
+from cococ.backends.mcu.cycles import BRANCH_PENALTY, CycleModel, FlashReads
 from cococ.ir.core import CococError
 
 FLASH_BASE, FLASH_SIZE = 0x0000_0000, 0x0040_0000   # AN386 SSRAM1 (code)
@@ -45,13 +46,17 @@ class RunResult:
     steps: list[StepCount] = field(default_factory=list)
     executor_instructions: int = 0
     executor_cycles: int = 0
+    flash_stall_cycles: int = 0          # included in cycles (flash_ws > 0: cycles.FlashReads)
 
 
 class Emulator:
     """One loaded ELF; `run(x)` may be called many times (memory is re-initialised each run)."""
 
-    def __init__(self, elf: str | Path, max_instructions: int = 2_000_000_000):
+    def __init__(self, elf: str | Path, max_instructions: int = 2_000_000_000, flash_ws: int = 0,
+                 io_dtype=np.float32):
         self.path = Path(elf)
+        self.flash_ws = flash_ws  # > 0: data reads from flash stall (cycles.FlashReads)
+        self.io_dtype = np.dtype(io_dtype)  # int8: an io=int8 build (backends/mcu/io.py)
         if not self.path.exists():
             raise CococError(f"{self.path}: no ELF (was arm-none-eabi-gcc present at build time?)")
         self.segments: list[tuple[int, bytes]] = []
@@ -91,9 +96,10 @@ class Emulator:
         uc.mem_write(STUB, b"\xfe\xe7")  # b .
         in_addr, in_size = self.symbols["model_input"]
         out_addr, _ = self.symbols["model_output"]
-        x = np.ascontiguousarray(np.asarray(x, np.float32).reshape(-1))
+        x = np.ascontiguousarray(np.asarray(x, self.io_dtype).reshape(-1))
         if x.nbytes != in_size:
-            raise CococError(f"input has {x.size} floats, the ELF's model_input holds {in_size // 4}")
+            raise CococError(f"input has {x.size} values, the ELF's model_input holds "
+                             f"{in_size // self.io_dtype.itemsize} ({self.io_dtype})")
         uc.mem_write(in_addr, x.tobytes())
         uc.reg_write(A.UC_ARM_REG_SP, self.symbols["_estack"][0])
         uc.reg_write(A.UC_ARM_REG_R0, in_addr)
@@ -104,7 +110,7 @@ class Emulator:
 
     def _output(self, uc) -> np.ndarray:
         out_addr, out_size = self.symbols["model_output"]
-        return np.frombuffer(bytes(uc.mem_read(out_addr, out_size)), dtype=np.float32).copy()
+        return np.frombuffer(bytes(uc.mem_read(out_addr, out_size)), dtype=self.io_dtype).copy()
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """model_output of one run on `x`, without the per-block counting hook: when only the
@@ -147,6 +153,15 @@ class Emulator:
                 uc_.emu_stop()
 
         uc.hook_add(UC_HOOK_BLOCK, on_block)
+        flash = FlashReads(self.flash_ws)
+        if self.flash_ws:
+            def on_flash_read(uc_, access, address, size, value, _):
+                stall = flash.read(address, size)
+                state["cyc"] += stall
+                if state["cur"] is not None:
+                    state["cur"].cycles += stall
+
+            uc.hook_add(UC_HOOK_MEM_READ, on_flash_read, begin=FLASH_BASE, end=FLASH_BASE + FLASH_SIZE - 1)
         try:
             uc.emu_start(self.symbols["model_run"][0] | 1, STUB)
         except UcError as e:
@@ -157,7 +172,7 @@ class Emulator:
         out = self._output(uc)
         k_i = sum(s.instructions for s in steps)
         k_c = sum(s.cycles for s in steps)
-        return RunResult(out, state["n"], state["cyc"], steps, state["n"] - k_i, state["cyc"] - k_c)
+        return RunResult(out, state["n"], state["cyc"], steps, state["n"] - k_i, state["cyc"] - k_c, flash.stalls)
 
     def symbol_at(self, pc: int) -> str:
         best = ("?", 0)

@@ -23,7 +23,7 @@ from cococ.ir.core import Layer
 M4 = LowerCtx(implicit_pad=True)  # unpacked weights (oc_block 1), padding by bounds test
 
 # loop variable names of the output, by rank (they name the loops of the generated C)
-_AXES = {1: ["i"], 2: ["n", "c"], 3: ["n", "c", "i"], 4: ["n", "c", "i", "j"]}
+_AXES = {1: ["i"], 2: ["n", "c"], 3: ["n", "c", "i"], 4: ["n", "c", "i", "j"], 5: ["n", "g", "c", "i", "j"]}
 _PARAM_ARGS = {"weight": "w", "bias": "b"}  # the C argument names of conv/dense's params
 
 

@@ -4,11 +4,13 @@ This is where layers become calls: conv/dense absorb a following ReLU (the kerne
 in its output loop), views and aliases (`Op.view`, `Op.alias`: flatten, reshape, identity,
 dropout) share their input's storage, every other float layer is its op's TVM rule (the x86
 compute, M4-scheduled: kernels.py) with the constants its tvm-params rule prepares (batchnorm
-folded to one multiply-add per channel), and in q15 (int8) mode the weighted layers (conv/dense)
-and the order-preserving ones (`Op.keeps_scale`: max pools, relu) run on int16 (int8) tensors
-with quantize/dequantize calls inserted where a float layer meets a fixed-point one (the other
-layers stay float32, and `Program.warnings` names them, one warning per op). Kernels
-with the same configuration are generated once and called from every layer that needs them.
+folded to one multiply-add per channel), and in q15 (int8) mode every layer with an integer
+kernel (`fixed.integer_reason`: conv/dense, the order-preserving `Op.keeps_scale` ones, and
+depthwise conv, add, pools, clip, softmax, hard activations, concat: qlower.py) runs on int16
+(int8) tensors, a trailing ReLU/Clip fused as its clamp, with quantize/dequantize calls inserted
+where a float layer meets a fixed-point one (the other layers stay float32, and
+`Program.warnings` names them, one warning per op and reason). Kernels with the same
+configuration are generated once and called from every layer that needs them.
 """
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ import numpy as np
 
 from cococ.backends.mcu import kernels as K
 from cococ.backends.mcu.codegen import Kernel
+from cococ.backends.mcu.fixed import bounds, by_lower_integer, fuses_clamp, integer_reason
 from cococ.backends.kernels.compute import consts
 from cococ.ir.core import CococError, Graph, Layer
 from cococ.ir.ops.activation import Relu
+from cococ.ir.ops.tensor import Eltwise
 from cococ.ir.registry import Op, rule_of
 
 NP_OF = {"float32": np.float32, "int16": np.int16, "int32": np.int32, "int8": np.int8}
@@ -119,8 +123,9 @@ class _Lowering:
             ins.append(Tensor(_cname(v.name), "float32", v.type.shape, home="in", io_offset=off))
             off += v.type.size
         self.prog = Program(ins, [], quant=quant)
-        self.in_float: dict[str, list[str]] = {}  # q15/int8: op -> its layers that run in float
+        self.in_float: dict[tuple[str, str], list[str]] = {}  # q15/int8: (op, why) -> its layers in float
         self.cur = {id(v): t for v, t in zip(graph.inputs, ins)}
+        self.converted: dict[tuple[int, str], Tensor] = {}  # (id(tensor), dtype) -> its converted copy
 
     # -- helpers ---------------------------------------------------------------------------
     def kernel(self, key: tuple, build) -> Kernel:
@@ -142,17 +147,37 @@ class _Lowering:
         """t converted to dtype (inserting a quantize/dequantize call), or t itself."""
         if t.dtype == dtype:
             return t
-        from cococ.backends.mcu import qkernels as Q  # local: qkernels builds on this module, a cycle at top
+        if (id(t), dtype) in self.converted:  # read twice (a residual, a concat): converted once
+            return self.converted[id(t), dtype]
+        from cococ.backends.mcu import i8ops as I, qkernels as Q  # local: they build on this module, a cycle at top
         if dtype != "float32":
             s = t.scale or self.scale_of(vname)
             out = Tensor(f"{t.name}_q", dtype, t.shape, scale=s)
-            k = self.kernel(("quantize", dtype, t.size, s), lambda n: Q.quantize(n, t.size, s, dtype))
+            quantize = I.quantize if dtype == "int8" else Q.quantize  # int8: no libm (q15's C stays as it was)
+            k = self.kernel(("quantize", dtype, t.size, s), lambda n: quantize(n, t.size, s, dtype))
         else:
             out = Tensor(f"{t.name}_f", "float32", t.shape)
             k = self.kernel(("dequantize", t.dtype, t.size, t.scale),
                             lambda n: Q.dequantize(n, t.size, t.scale, t.dtype))
         self.prog.steps.append(Step(k, [t, out], [], "quantize" if dtype != "float32" else "dequantize"))
+        self.converted[id(t), dtype] = out
         return out
+
+    def fusable(self, layer: Layer, user: Layer) -> bool:
+        """Whether `user` (the one reader of `layer`'s output) runs inside `layer`'s kernel: a ReLU
+        after a conv/dense; in a q15/int8 build also a ReLU/Clip after an integer add or
+        depthwise conv, and a Clip whose integer bounds a conv/dense kernel's clamp already is."""
+        if layer.opdef.weighted and user.opdef is Relu:
+            return True
+        if not self.quant or not (layer.opdef.weighted or layer.opdef is Eltwise):
+            return False
+        if integer_reason(layer, self.quant) is not None:
+            return False
+        return fuses_clamp(layer, user, QDTYPE[self.quant], self.scale_of(user.output.name))
+
+    def clamp(self, final: Layer) -> tuple[int, int]:
+        """The integer bounds of a fused ReLU/Clip at its output's scale."""
+        return bounds(final, QDTYPE[self.quant], self.scale_of(final.output.name))
 
     # -- the walk --------------------------------------------------------------------------
     def run(self) -> Program:
@@ -169,15 +194,15 @@ class _Lowering:
                                                     scale=src.scale, root=src)
                 continue
             act, final = None, layer
-            if layer.opdef.weighted and id(layer.output) not in outputs:
-                us = users.get(id(layer.output), [])
-                if len(us) == 1 and us[0].opdef is Relu:
-                    act, final = Relu, us[0]
-                    skip.add(id(final))
+            us = users.get(id(layer.output), [])
+            if id(layer.output) not in outputs and len(us) == 1 and self.fusable(layer, us[0]):
+                final = us[0]
+                skip.add(id(final))
+                act = Relu if final.opdef is Relu or (self.quant and self.clamp(final)[0] == 0) else None
             self.layer(layer, act, final)
-        for op, names in self.in_float.items():  # a fixed-point build that is not wholly fixed point: say so
-            self.prog.warnings.append(f"{self.quant} build: {op} layers run in float32 (no {self.quant} kernel "
-                                      f"for them), with quantize/dequantize around them: {', '.join(names)}")
+        for (op, why), names in self.in_float.items():  # a fixed-point build not wholly fixed point: say so
+            self.prog.warnings.append(f"{self.quant} build: {op} layers run in float32 ({why}), with "
+                                      f"quantize/dequantize around them: {', '.join(names)}")
         for i, v in enumerate(g.outputs):
             self.prog.outputs.append(self.place_output(self.cur[id(v)], v.name))
         return self.prog
@@ -197,9 +222,10 @@ class _Lowering:
 
     def layer(self, layer: Layer, act: type[Op] | None, final: Layer) -> None:
         op, a = layer.op, layer.attrs
-        q = self.quant is not None and fixed_point(layer)
+        why = integer_reason(layer, self.quant) if self.quant is not None else "float build"
+        q = why is None
         if self.quant is not None and not q:
-            self.in_float.setdefault(op, []).append(layer.name)
+            self.in_float.setdefault((op, why), []).append(layer.name)
         dtype = QDTYPE[self.quant] if q else "float32"
         ins = [self.as_dtype(self.cur[id(v)], dtype, v.name) for v in layer.inputs]
         xs = [v.type.shape for v in layer.inputs]
@@ -218,6 +244,9 @@ class _Lowering:
             sparse = lower_sparse(self, layer, ins, out, act)  # None: the dense kernel below
         if sparse:
             k, args = sparse[:2]
+        elif q and by_lower_integer(layer):
+            from cococ.backends.mcu.qlower import lower_integer  # local: qlower builds on this module
+            k, args = lower_integer(self, layer, ins, out, params, final)
         elif q and self.quant == "int8":
             from cococ.backends.mcu.i8kernels import lower_int8  # local: i8kernels builds on this module
             k, args = lower_int8(self, layer, ins, out, params, act)
@@ -226,7 +255,7 @@ class _Lowering:
             k, args = lower_q15(self, layer, ins, out, params, act)
         else:
             k, args = self.lower_f32(layer, ins, out, params, act, xs)
-        self.prog.steps.append(Step(k, args, names, op + (f"+{act.name}" if act else ""), cost.macs,
+        self.prog.steps.append(Step(k, args, names, op + (f"+{final.op}" if final is not layer else ""), cost.macs,
                                     sparse[2] if sparse else "dense"))
         self.cur[id(yv)] = out
 
@@ -244,12 +273,6 @@ class _Lowering:
         doc = describe(layer, shapes, out.shape, act)
         k = self.kernel(key, lambda n: K.op_kernel(n, layer, shapes, p_shapes, act and _act_layer(act), doc=doc))
         return k, ins + [self.weight(layer, name, v) for name, v in cs.items()] + [out]
-
-
-def fixed_point(layer: Layer) -> bool:
-    """Whether a q15/int8 build runs `layer` on integers: the weighted layers (conv not grouped,
-    dense) and those whose output keeps the input's scale (max pools, relu)."""
-    return layer.opdef.keeps_scale or (layer.opdef.weighted and layer.attrs.get("groups", 1) == 1)
 
 
 def _act_layer(act: type[Op]) -> Layer:

@@ -15,9 +15,9 @@ Numerics: symmetric, zero point 0. acc (int32) = bias_q + sum x_q * w_q, with bi
 s_in * s_w[o]; the output is round(acc * M[o] / 2^sh[o]) saturated to int16 (to 0..32767 when a
 ReLU is fused), where M[o] / 2^sh[o] ~ s_in * s_w[o] / s_out with M < 2^31 (`requant`: one
 SMULL high word and a 32-bit rounding shift when every shift >= 33, bit-identical to the 64-bit
-form it replaces). int8 (i8kernels.py) shares the loop nest (`channel_pairs`), the
-requantisation, the weight rounding and the lowering (`lower_fixed`); the sparse layer kernels
-(backends/kernels/layer.py) end in the same requantisation.
+form it replaces). int8 (i8kernels.py, its own two-position loop nest) shares the
+requantisation's definition, the weight rounding and the lowering (`lower_fixed`); the sparse
+layer kernels (backends/kernels/layer.py) end in the same requantisation.
 """
 from __future__ import annotations
 
@@ -35,12 +35,10 @@ from cococ.backends.kernels import im2col
 from cococ.backends.kernels.im2col import Geometry
 from cococ.backends.mcu import kernels as K
 from cococ.backends.mcu.codegen import Kernel
+from cococ.backends.mcu.fixed import LIMITS
 from cococ.backends.mcu.lower import Tensor, describe, frozen_attrs, m4_shapes
 from cococ.ir.ops.activation import Relu
 from cococ.ir.ops.nn import Conv2d
-
-
-LIMITS = {"int16": (-32768, 32767), "int8": (-128, 127)}
 
 
 @T.macro
@@ -62,7 +60,7 @@ def requant(y, at, acc, m, sh, o, lo, hi, dtype, fast):
 
 @T.macro
 def channel_pairs(b, m, sh, acc, y, at, o, words, pair, last, single, store):
-    """The loop nest of the q15 and int8 dot products, as CMSIS-NN's mat-mult kernels: `o` output
+    """The loop nest of the q15 dot products, as CMSIS-NN's mat-mult kernels: `o` output
     channels two at a time (acc[0], acc[1] start at their biases), so each activation word is
     loaded once for both; two words per iteration, `pair(o2, k)` (words 2k and 2k + 1 of channels
     2 * o2 and 2 * o2 + 1), then `last(o2)` for an odd last word; an odd last channel one word at
@@ -287,17 +285,18 @@ def lower_fixed(lw, layer, ins, out, params, act, fx: FixedPoint):
     wts = [lw.weight(layer, fx.weight, wq), lw.weight(layer, "bias_q", bq), lw.weight(layer, "mult", mm),
            lw.weight(layer, "shift", sh)]
     (o, kp), kk = wq.shape, w2.shape[1]
-    col = Tensor(f"{out.name}_col", "int16", (kp,))
     relu = act is Relu
+    # the scratch column: one row of kp, or what the kernel asks for (int8 convs gather two positions)
+    col = lambda k: Tensor(f"{out.name}_col", "int16", (k.meta.get("col_len", kp),))  # noqa: E731
     if layer.opdef is Conv2d:
         key = (f"conv2d_{fx.quant}", x.shape, o, out.shape, frozen_attrs(a), relu, fast)
         k = lw.kernel(key, lambda n: fx.conv(n, x.shape, o, out.shape, a, relu, fast))
-        return k, [x] + wts + [col, out]
+        return k, [x] + wts + [col(k), out]
     n = x.shape[0]
     k = lw.kernel((f"dense_{fx.quant}", n, kk, o, relu, fast), lambda nm: fx.dense(nm, n, kk, o, relu, fast))
     if fx.quant == "q15" and n > 1 and kk % 2:
         raise layer.error("q15 dense with batch > 1 needs an even number of input features")
-    return k, [x] + wts + ([col] if fx.dense_col else []) + [out]
+    return k, [x] + wts + ([col(k)] if fx.dense_col else []) + [out]
 
 
 def _pad_pairs(w2: np.ndarray) -> np.ndarray:

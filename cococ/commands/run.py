@@ -118,7 +118,10 @@ def print_profile(p: dict) -> None:
     if sparse:
         print(f"{sparse} sparse step{'s' if sparse > 1 else ''} (csr / simd_group kernel): MACs of the stored "
               "weights only")
-    print(f"total: {p['instructions']:,} instructions, {p['cycles']:,} estimated cycles (Cortex-M4 table, docs/mcu.md)")
+    ws = (f"; {p['flash_ws']} flash wait states: {p['flash_stall_cycles']:,} of them stalls"
+          if p.get("flash_ws") else "")
+    print(f"total: {p['instructions']:,} instructions, {p['cycles']:,} estimated cycles "
+          f"(Cortex-M4 table, docs/mcu.md{ws})")
 
 
 def check(art, inputs, outputs) -> int:

@@ -5,8 +5,8 @@
 
 Both are element-wise and keep their input's shape, so channel pruning flows through them and
 they carry no MACs. Neither is order-preserving with an unchanged scale (hardswish is not even
-monotonic), so a q15/int8 build on the M4 runs them in float32 with quantize/dequantize around
-them, and says so in the build's warnings. Caffe has no such layers.
+monotonic), so a q15/int8 build on the M4 runs them with their own integer kernels, which
+requantise (backends/mcu/i8ops.py: `affine`, `hardswish`). Caffe has no such layers.
 """
 from __future__ import annotations
 

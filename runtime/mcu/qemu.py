@@ -20,8 +20,9 @@ def available() -> bool:
     return shutil.which(QEMU) is not None
 
 
-def run_qemu(elf: str | Path, timeout: float = 60.0) -> np.ndarray:
-    """Outputs of main.c's run (the sample input baked into input.c), as float32."""
+def run_qemu(elf: str | Path, timeout: float = 60.0, io_dtype=np.float32) -> np.ndarray:
+    """Outputs of main.c's run (the sample input baked into input.c), as float32 (io_dtype
+    int8, an io=int8 build: main.c prints each int8 output sign-extended, read back as int8)."""
     cmd = [QEMU, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     try:
@@ -33,4 +34,4 @@ def run_qemu(elf: str | Path, timeout: float = 60.0) -> np.ndarray:
     if r.returncode != 0 or not found:
         raise CococError(f"QEMU run of {elf} failed (exit {r.returncode}): {text[-500:]}")
     bits = np.array([found[i] for i in range(len(found))], dtype=np.uint32)
-    return bits.view(np.float32)
+    return bits.view(np.int32).astype(np.int8) if np.dtype(io_dtype) == np.int8 else bits.view(np.float32)

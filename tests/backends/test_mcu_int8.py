@@ -74,11 +74,11 @@ def test_dense_kernels_are_bit_exact(tmp_path, dtype, per_channel):
 
 @needs_gcc
 def test_int8_conv_net_within_bound(tmp_path):
-    g = conv_net(seed=3)  # padded conv + relu + maxpool, strided conv, global avg pool (float), dense, softmax
+    g = conv_net(seed=3)  # padded conv + relu + maxpool, strided conv, global avg pool, dense, softmax: all int8
     x = _input(g, seed=7)
     art = build(g, "arm-m4", out_dir=tmp_path, quantize="int8")
     ops = {s["op"]: s["outputs"][-1]["dtype"] for s in art.report["steps"]}  # (a conv also writes its column)
-    assert ops["conv2d+relu"] == "int8" and ops["max_pool"] == "int8" and ops["global_avg_pool"] == "float32"
+    assert ops["conv2d+relu"] == "int8" and ops["max_pool"] == "int8" and ops["global_avg_pool"] == "int8"
     assert _uses_sxtb16_smlad(art.elf)
     y = art.run(x)["prob"]
     # against the fake-quantized graph and against the float network: 0.0031 and 0.0103 of max|ref|
@@ -259,3 +259,30 @@ def test_int8_qemu_prints_the_emulator_outputs(tmp_path):
     x = _input(g, seed=7)
     art = build(g, "arm-m4", out_dir=tmp_path, quantize="int8", sample_input=x)
     np.testing.assert_array_equal(run_qemu(art.elf).reshape(-1), art.run(x)["prob"].reshape(-1))
+
+
+def _kernel_shapes():
+    """benchmarks/m4_kernels_int8.py: one int8 kernel in an image, checked bit for bit in numpy."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import m4_kernels_int8
+    return m4_kernels_int8
+
+
+@needs_gcc
+@pytest.mark.parametrize("x,o,kernel,stride,pad,relu", [
+    ((1, 6, 3, 5), 7, (1, 1), (1, 1), (0, 0, 0, 0), False),   # 1x1: two channels per im2col step, odd positions
+    ((1, 4, 1, 1), 9, (3, 3), (1, 1), (1, 1, 1, 1), False),   # one output position: both columns are it
+    ((1, 5, 6, 7), 4, (2, 3), (1, 2), (0, 1, 1, 0), True),    # asymmetric pad: interior and border pairs
+    ((2, 37), 7, (), (1, 1), (0, 0, 0, 0), False),            # dense, batch 2, 4 + 2 + 1 rows, k % 4 = 1
+    ((1, 232, 2, 2), 3, (3, 3), (1, 1), (1, 1, 1, 1), True),  # k 2088: offsets past LDR's imm12, the TIR step
+    ((1, 1500), 5, (), (1, 1), (0, 0, 0, 0), True),           # dense k 1500: the same
+])
+def test_int8_kernel_shapes_are_bit_exact(x, o, kernel, stride, pad, relu):
+    """The two-position conv kernel's tails (odd position count, a single position, padding
+    on only some pairs, channel-unrolled 1x1 im2col), the dense kernel's row tails, and both
+    without their asm step (rows too long for its immediates), on the emulated M4, equal
+    numpy's int32 accumulation + requantisation + saturation bit for bit (run_shape raises
+    otherwise); ~3 s each."""
+    M = _kernel_shapes()
+    r = M.run_shape(M.Shape("test", "shape", x, o, kernel, stride, pad, relu))
+    assert r["cycles"] > 0 and r["macs"] > 0

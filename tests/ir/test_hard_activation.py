@@ -3,7 +3,7 @@
 numpy semantics against torch; the TVM x86 build and the M4 float build (emulated) against the
 reference interpreter; ONNX export run by onnxruntime and imported back; ONNX import of a torch
 export and of the ONNX package's own node cases; no Caffe layer (the writer names the layer);
-and a q15/int8 M4 build runs them in float32 and says so in its warnings.
+and a q15/int8 M4 build runs them on integers (backends/mcu/i8ops.py), with no float step.
 """
 from __future__ import annotations
 
@@ -79,26 +79,23 @@ def test_m4_float_build_matches_interpreter(tmp_path):
 
 
 @pytest.mark.parametrize("quant", ["q15", "int8"])
-def test_fixed_point_m4_build_runs_them_in_float_and_says_so(quant):
+def test_fixed_point_m4_build_runs_them_on_integers(quant):
+    """hardswish and hardsigmoid have integer kernels (backends/mcu/i8ops.py): no float step, no warning."""
     g = run_passes(net(conv=True), f"quantize{{dtype={quant}}}")
     prog = lower(g, quant)
-    assert [(s.op, s.args[0].dtype if s.op in ("hardswish", "hardsigmoid") else None) for s in prog.steps][-3:] \
-        == [("hardswish", "float32"), ("hardsigmoid", "float32"), ("hardsigmoid", "float32")]
-    assert prog.warnings == [
-        f"{quant} build: hardswish layers run in float32 (no {quant} kernel for them), with "
-        "quantize/dequantize around them: hs",
-        f"{quant} build: hardsigmoid layers run in float32 (no {quant} kernel for them), with "
-        "quantize/dequantize around them: hsig, hsig6"]
+    dtype = {"q15": "int16", "int8": "int8"}[quant]
+    assert [(s.op, s.args[0].dtype) for s in prog.steps][-4:] == [
+        ("hardswish", dtype), ("hardsigmoid", dtype), ("hardsigmoid", dtype), ("dequantize", dtype)]
+    assert prog.warnings == []
 
 
 @needs_gcc
-def test_q15_build_warns_reports_and_matches(tmp_path):
+def test_q15_build_matches(tmp_path):
     g = net(conv=True)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         art = build(g, "arm-m4", out_dir=tmp_path, quantize="q15", sample_input=X, calibration=X)
-    assert art.report["warnings"] == [str(x.message) for x in w if "float32" in str(x.message)]
-    assert len(art.report["warnings"]) == 2
+    assert art.report["warnings"] == [] and not [x for x in w if "float32" in str(x.message)]
     ref = run(art.load_graph(), [X])["hsig6"]
     assert np.max(np.abs(art.run(X)["hsig6"] - ref)) <= 0.01 * np.max(np.abs(ref))
 

@@ -1,14 +1,19 @@
-/* Runs the model once on the sample input (input.c) and prints every output through
-   semihosting, as the exact float32 bits and a decimal: "out[i] = 0x3f800000 1.0000000e+00".
+/* Runs the model once on the sample input (input.c fills it) and prints every output through
+   semihosting, as the exact float32 bits and a decimal: "out[i] = 0x3f800000 1.0000000e+00"
+   (an io=int8 build: the int8 output sign-extended to 32 bits, and its value).
    The emulator skips main: it writes model_input itself and calls model_run. */
 #include <stdint.h>
 #include <string.h>
 #include "model.h"
 
 void sh_puts(const char* s);
-extern const float model_test_input[MODEL_IN_SIZE];
+#ifdef MODEL_IO_INT8  /* model_input/model_output are int8 views of the model's arena (model.h) */
+void model_test_input(int8_t* x);
+#else
+void model_test_input(float* x);
 float model_input[MODEL_IN_SIZE];
 float model_output[MODEL_OUT_SIZE];
+#endif
 
 static char* put_uint(char* p, uint32_t v, int width) {
   char tmp[12];
@@ -42,11 +47,19 @@ static char* put_float(char* p, float v) {  /* scientific, 8 significant digits 
 
 int main(void) {
   char line[64];
-  memcpy(model_input, model_test_input, sizeof model_input);
+  model_test_input(model_input);
+#ifdef MODEL_IO_INT8
+  int rc = model_run();
+#else
   int rc = model_run(model_input, model_output);
+#endif
   for (int i = 0; i < MODEL_OUT_SIZE; i++) {
+#ifdef MODEL_IO_INT8
+    uint32_t bits = (uint32_t)(int32_t)model_output[i];
+#else
     uint32_t bits;
     memcpy(&bits, &model_output[i], 4);
+#endif
     char* p = line;
     memcpy(p, "out[", 4); p += 4;
     p = put_uint(p, (uint32_t)i, 1);

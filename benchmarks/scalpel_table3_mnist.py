@@ -1,0 +1,441 @@
+"""Scalpel Table 3 on MNIST, like for like (`scalpel_table3.py --data mnist`; issue 15 item 3).
+
+Per model (LeNet-300-100, LeNet-5 as Caffe defines them, the shipped MNIST weights
+examples/*/*_mnist.safetensors and their Caffe solvers *_mnist_solver.prototxt):
+
+- `--prune auto` for arm-m4 (`prune_for_target`: Scalpel's SIMD-group pruning, width 2), one row
+  per seed (`--seeds`), then their mean and spread;
+- the traditional baseline (magnitude pruning, `scalpel_table3.magnitude_prune`: the same loop,
+  steps, retraining and floor; csr), one seed;
+- Scalpel's node pruning (`node_prune`, its §3.4, what Scalpel runs on the GPU; its Table 4 gives
+  the nodes removed per layer), one seed, built for the M4 like the others (dense kernels, smaller).
+
+Every accept/undo decision reads the 5,000-image validation split carved from MNIST's training
+file (`Dataset.for_decisions()`, runtime/data.py); the 10,000 test images are read only before
+and after, for the reported accuracy drop (Scalpel's criterion: no loss, ours <= `--max-drop`).
+Each pruned graph is built for arm-m4 in q15 and int8 (emulated once: whole-model estimated
+cycles; `--m4-child`, a fresh process per graph) and, for the first seed's graphs, for x86 in a
+child process of its own (`--x86-child`: TVM, one thread, interleaved rounds; the child reports
+its load and CPU affinity). Results are saved after every finished piece to `--out` (JSON), the
+pruned graphs beside it, so a run cut short still renders what it measured: `--render --from
+A.json B.json` merges the files of runs split by model (`--models`) or method (`--methods`),
+`--rebuild` redoes the M4 builds that failed from the kept graphs. `--retrain-lr` retrains at
+another base_lr (what bounds the result: docs/pruning.md). `--quick` is a smoke run for the test.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from report import markdown_table, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "scalpel-table3-mnist"
+# Scalpel Table 4 (MNIST): % of nodes removed per hidden layer -> nodes left (ours: layer names)
+SCALPEL_NODES = {"lenet300": {"ip1": (300, 0.31), "ip2": (100, 0.32)},
+                 "lenet": {"conv1": (20, 0.50), "conv2": (50, 0.68), "ip1": (500, 0.65)}}
+METHODS = ("auto", "magnitude", "node")
+QUICK = {"retrain_iter": 2, "steps": (0.5, 0.9), "max_trials": 1}   # --quick: a smoke run, not a result
+
+
+def m4_builds(graph, x: np.ndarray) -> dict:
+    """`m4_child` in a fresh process: a long run's process must not build (TVMScript reads a
+    kernel's source from disk when it compiles it: a file edited since the process imported it
+    fails to parse)."""
+    return child("--m4-child", (graph, x))
+
+
+def child(flag: str, payload) -> dict:
+    """Run `scalpel_table3.py FLAG PICKLE` (this module's m4_child / x86_child) and read its JSON."""
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
+        f.write(pickle.dumps(payload))
+    try:
+        r = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "scalpel_table3.py"), flag, f.name],
+                           capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(f.name)
+    if r.returncode != 0:
+        return {"error": (r.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def m4_child(path: str) -> None:
+    """q15 and int8 arm-m4 builds of the pickled graph, emulated once on its input: print JSON
+    with cycles, flash, kernel per FC/conv step; a build that fails says why (int8 calibrates on
+    random samples: cycles do not depend on the values)."""
+    from cococ.backends.build import build
+    graph, x = pickle.loads(Path(path).read_bytes())
+    out = {}
+    for q in ("q15", "int8"):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            try:
+                art = build(graph, "arm-m4", quantize=q, target_options={"flash": "2M"})
+                art.run({graph.inputs[0].name: x})
+            except Exception as e:  # noqa: BLE001 - a build that fails is a result here, said in the table
+                out[q] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+                continue
+        prof, steps = art.profile(), art.report["steps"]
+        out[q] = {"cycles": prof["cycles"], "flash": art.report["flash"],
+                  "layers": [{"layers": steps[s["step"]]["layers"], "kernel": steps[s["step"]]["kernel"],
+                              "cycles": s["cycles"]} for s in prof["steps"]
+                             if steps[s["step"]]["op"].split("+")[0] in ("conv2d", "dense")],
+                  "warnings": sorted({str(m.message) for m in w if "kept dense" in str(m.message)})}
+    print(json.dumps(out))
+
+
+def x86_child(path: str) -> None:
+    """In a process of its own: build the pickled graphs for x86 (one thread) and time them
+    interleaved; print JSON with min / median seconds, load and affinity."""
+    from cococ.backends.build import build
+    graphs, x, runs, rounds = pickle.loads(Path(path).read_bytes())
+    machine = {"load_before": os.getloadavg()[0], "affinity_before": sorted(os.sched_getaffinity(0))}
+    arts = {k: (build(g, "x86", threads=1), {g.inputs[0].name: x}) for k, g in graphs.items()}
+    times = {k: [] for k in arts}
+    for _ in range(rounds):
+        for k, (art, feed) in arts.items():
+            r = art.bench(max(1, runs // rounds), feed)
+            times[k].append((r["min_s"], r["median_s"]))
+    machine.update(load_after=os.getloadavg()[0], affinity_after=sorted(os.sched_getaffinity(0)))
+    print(json.dumps({"times": {k: {"min_s": min(t[0] for t in v), "median_s": float(np.median([t[1] for t in v]))}
+                                for k, v in times.items()}, "machine": machine}))
+
+
+def x86_times(graphs: dict, x: np.ndarray, runs: int = 200, rounds: int = 5) -> dict:
+    return child("--x86-child", (graphs, x, runs, rounds))
+
+
+def run_model(name: str, args, log, save) -> dict:
+    # local imports: torch and cococ's training take seconds, `--render` needs neither;
+    # scalpel_table3 imports this module (a cycle)
+    import cococ
+    from cococ.frontend.solver import load_solver
+    from cococ.passes.simd_group import weight_layers
+    from cococ.runtime.compress.cost import kernel_model, layer_macs
+    from cococ.runtime.compress.node_prune import node_prune
+    from cococ.runtime.compress.prune_for_target import prune_for_target
+    from cococ.runtime.compress.scalpel import DEFAULT_STEPS
+    from cococ.runtime.compress.training import accuracy, load_dataset
+    from scalpel_table3 import MODELS, csr_ratio, magnitude_prune, model_bytes
+    from cococ.backends.kernels.choice import load_table
+    d = ROOT / "examples" / name
+    load = lambda: cococ.load(d / f"{name}.prototxt", weights=d / f"{name}_mnist.safetensors")  # noqa: E731
+    solver = load_solver(d / f"{name}_mnist_solver.prototxt")
+    if getattr(args, "retrain_lr", None):   # retraining restarts at base_lr: a smaller one, to see what it bounds
+        solver = dataclasses.replace(solver, base_lr=args.retrain_lr)
+    quick = QUICK if args.quick else {}
+    it = quick.get("retrain_iter", args.retrain_iter)
+    g0 = load()
+    ds = load_dataset(g0, "mnist")
+    dec = ds.for_decisions()
+    _, dense_f32 = model_bytes(g0)
+    x = ds.x_test[:1].astype(np.float32)
+    out = {"model": MODELS[name], "key": name, "retrain_iter": it, "split": ds.describe(),
+           "test_before": accuracy(g0, ds), "val_before": accuracy(g0, dec), "dense_bytes": dense_f32,
+           "scalpel": [], "built_dense": m4_builds(g0, x)}
+    save(out)
+
+    def row(g, t0, label, built=True, **kw):
+        """One method's result; --quick builds only dense and `--prune auto` (a build and its
+        emulation take most of a quick run's time). With --out the pruned graph is kept beside
+        it (`--rebuild` builds it again)."""
+        if args.out:
+            Path(f"{args.out}.{name}.{label}.pkl").write_bytes(pickle.dumps((g, x)))
+        return {"test_after": accuracy(g, ds), "size": model_bytes(g)[0] / dense_f32, "bytes": model_bytes(g)[0],
+                "seconds": time.perf_counter() - t0, "graph": label, **kw,
+                "m4": m4_builds(g, x) if built else {q: {"error": "not built (--quick)"} for q in ("q15", "int8")}}
+
+    def auto_row(seed):
+        t0 = time.perf_counter()
+        g, rep = prune_for_target(load(), "arm-m4", ds, solver, args.max_drop, retrain_iter=it, seed=seed, log=log)
+        sg = rep["simd_group"]
+        out["scalpel"].append(row(g, t0, f"auto{seed}", seed=seed, val_after=sg["accuracy_after"],
+                                  est_speedup=sg["speedup"], layers={l["layer"]: l["sparsity"] for l in sg["layers"]},
+                                  retrainings=len(sg["steps"]), steps=sg["steps"], warnings=sg["warnings"]))
+        save(out)
+        return g
+
+    graphs = {"dense": g0}
+    methods = getattr(args, "methods", None) or METHODS
+    seeds = list(args.seeds) if "auto" in methods else []
+    if seeds:    # the first seed's --prune auto row first: the one the x86 row times
+        graphs["scalpel"] = auto_row(seeds.pop(0))
+    if "magnitude" in methods:
+        t0 = time.perf_counter()
+        g, _, val1, per_layer, tried = magnitude_prune(
+            load(), solver, dec, max_drop=args.max_drop, steps=quick.get("steps", DEFAULT_STEPS),
+            retrain_iter=it, seed=args.seeds[0], log=log)
+        table = load_table("sparse-breakeven-m4")
+        dc = sc = 0.0
+        for l in weight_layers(g, []):
+            c = layer_macs(l) * kernel_model("arm-m4", l.op).dense_per_mac
+            dc, sc = dc + c, sc + (c * csr_ratio(per_layer[l.name], table) if per_layer[l.name] > 0 else c)
+        out["traditional"] = row(g, t0, "magnitude", not args.quick, seed=args.seeds[0], val_after=val1,
+                                 est_speedup=dc / sc, layers=per_layer, retrainings=len(tried), steps=tried)
+        graphs["traditional"] = g
+        save(out)
+    if "node" in methods:
+        t0 = time.perf_counter()
+        g, nrep = node_prune(load(), solver, ds, max_drop=args.max_drop, mask_iter=it, retrain_iter=it,
+                             max_trials=quick.get("max_trials", 10), seed=args.seeds[0], log=log)
+        out["node"] = row(g, t0, "node", not args.quick, seed=args.seeds[0], val_after=nrep.accuracy_after,
+                          channels=nrep.channels, macs=[nrep.macs_before, nrep.macs_after], trials=len(nrep.steps))
+        graphs["node"] = g
+        save(out)
+    if not args.no_x86:
+        out["x86"] = [x86_times(graphs, x)]
+        save(out)
+    for seed in seeds:
+        auto_row(seed)
+    return out
+
+
+def _pct(v) -> str:
+    return f"{v:.2%}"
+
+
+def _m4(r: dict, dense: dict, q: str) -> str:
+    b = r["m4"].get(q, {})
+    if "cycles" not in b or "cycles" not in dense.get(q, {}):
+        err = b.get("error", dense.get(q, {}).get("error", "?"))
+        return err if err.startswith("not built") else "build failed (below)"
+    return f"{dense[q]['cycles'] / b['cycles']:.2f}×"
+
+
+def _spread(vals: list[float], fmt) -> str:
+    vals = [v for v in vals if v == v]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return fmt(vals[0])
+    return f"{fmt(float(np.mean(vals)))} ({fmt(min(vals))}–{fmt(max(vals))})"
+
+
+def _ratio(r: dict, dense: dict, q: str) -> float:
+    b = r["m4"].get(q, {})
+    return dense[q]["cycles"] / b["cycles"] if "cycles" in b and "cycles" in dense.get(q, {}) else float("nan")
+
+
+GOALS = {"lenet300": (10.0, 0.0693), "lenet": (4.0, 0.0672)}   # issue 15: speedup at most this size
+
+
+def _goal(r: dict) -> str:
+    want, size = GOALS[r["key"]]
+    sp = float(np.nanmean([_ratio(m, r["built_dense"], "q15") for m in r["scalpel"]]))
+    sz = float(np.mean([m["size"] for m in r["scalpel"]]))
+    say = lambda ok: "met" if ok else "missed"  # noqa: E731
+    return (f"{r['model']} ≥ {want:g}× at ≤ {size:.2%}: {sp:.2f}× ({say(sp >= want)}) at {sz:.2%} "
+            f"({say(sz <= size)})")
+
+
+def _x86_runs(res: dict) -> list[dict]:
+    """The x86 child runs of a model (a dict in files of the first runs, a list since)."""
+    x = res.get("x86", [])
+    return [x] if isinstance(x, dict) else x
+
+
+def _x86(res: dict, label: str) -> str:
+    """dense / `label` minimum time, both from the same child run (interleaved)."""
+    for run in _x86_runs(res):
+        t = run.get("times", {})
+        if label in t and "dense" in t:
+            return f"{t['dense']['min_s'] / t[label]['min_s']:.2f}×"
+    return "not timed"
+
+
+def render(results: list[dict], args, wall: float, machine: dict) -> str:
+    from scalpel_table3 import SCALPEL, SCALPEL_TRADITIONAL_M4
+    rows, nodes, notes = [], [], []
+    for r in results:
+        dense, key = r["built_dense"], r["key"]
+        before = r["test_before"]
+
+        def line(method, m, sparsity):
+            return [r["model"], method, str(m["seed"]),
+                    f"{_pct(before)} → {_pct(m['test_after'])} ({(before - m['test_after']) * 100:.2f})",
+                    f"{_pct(r['val_before'])} → {_pct(m['val_after'])}", _m4(m, dense, "q15"), _m4(m, dense, "int8"),
+                    f"{m['est_speedup']:.2f}×" if "est_speedup" in m else "–", sparsity,
+                    f"{m['size']:.2%}", ]
+
+        for m in r["scalpel"]:
+            rows.append(line("`--prune auto` (simd_group w=2)", m, ", ".join(
+                f"{k} {v:.0%}" for k, v in m["layers"].items())) + [_x86(r, "scalpel") if m is r["scalpel"][0] else ""])
+        if len(r["scalpel"]) > 1:
+            s = r["scalpel"]
+            rows.append([r["model"], "`--prune auto`, mean (min–max)", f"{len(s)} seeds",
+                         _spread([(before - m["test_after"]) * 100 for m in s], lambda v: f"{v:.2f}") + " pt drop", "",
+                         _spread([_ratio(m, dense, "q15") for m in s], lambda v: f"{v:.2f}×"),
+                         _spread([_ratio(m, dense, "int8") for m in s], lambda v: f"{v:.2f}×"),
+                         _spread([m["est_speedup"] for m in s], lambda v: f"{v:.2f}×"), "",
+                         _spread([m["size"] for m in s], lambda v: f"{v:.2%}"), ""])
+        if len(r["scalpel"]) < len(args.seeds) and "auto" in (getattr(args, "methods", None) or METHODS):
+            notes.append(f"{r['model']} `--prune auto` seeds {args.seeds[len(r['scalpel']):]} did not finish")
+        if "traditional" in r:
+            m = r["traditional"]
+            rows.append(line("magnitude pruning (csr)", m, ", ".join(f"{k} {v:.0%}" for k, v in m["layers"].items()))
+                        + [_x86(r, "traditional")])
+        elif "magnitude" in (getattr(args, "methods", None) or METHODS):
+            notes.append(f"{r['model']} magnitude pruning did not finish")
+        if "node" in r:
+            m = r["node"]
+            left = ", ".join(f"{k} {a} → {b}" for k, (a, b) in m["channels"].items())
+            rows.append(line("node pruning (dense)", m, left) + [_x86(r, "node")])
+            ref = SCALPEL_NODES[key]
+            nodes.append([r["model"], left or "none removed",
+                          ", ".join(f"{k} {n} → {round(n * (1 - p))} (−{p:.0%})" for k, (n, p) in ref.items()),
+                          f"{m['macs'][0]:,} → {m['macs'][1]:,}", f"{m['test_after']:.2%}", f"{m['seconds']:.0f} s"])
+        elif "node" in (getattr(args, "methods", None) or METHODS) and not getattr(args, "no_node", False):
+            notes.append(f"{r['model']} node pruning did not finish")
+        rows.append([r["model"], "Scalpel (paper, MNIST, real M4)", "", "no loss", "", f"{SCALPEL[key]['speedup']:.2f}×",
+                     "", "", "", f"{SCALPEL[key]['size']:.2%}", ""])
+    rows.append(["mean", "Scalpel traditional pruning (paper, M4)", "", "", "", f"{SCALPEL_TRADITIONAL_M4:.2f}×",
+                 "", "", "", "", ""])
+    goals = "; ".join(_goal(r) for r in results if r["scalpel"])
+    failed = [f"{r['model']} {m.get('graph', 'auto' + str(m.get('seed')))} {q}: {v['error']}" for r in results
+              for m in r["scalpel"] + [r[k] for k in ("traditional", "node") if k in r]
+              for q, v in m["m4"].items() if "cycles" not in v and not v["error"].startswith("not built")]
+    cyc = "; ".join(
+        f"{r['model']} " + ", ".join(f"{q} dense {r['built_dense'][q].get('cycles', 'failed'):,}" if "cycles" in
+                                     r['built_dense'][q] else f"{q} dense failed" for q in ("q15", "int8"))
+        + "; " + "; ".join(f"{lab} {q} " + ", ".join(f"{'+'.join(l['layers'])} {l['kernel']} {l['cycles']:,}"
+                                                    for l in m["m4"][q].get("layers", []))
+                           for lab, m in [("auto s" + str(s["seed"]), s) for s in r["scalpel"][:1]]
+                           + [(k, r[k]) for k in ("traditional", "node") if k in r] for q in ("q15", "int8"))
+        for r in results)
+    kept = sorted({f"{r['model']}: {w}" for r in results for m in r["scalpel"] + [r[k] for k in ("traditional", "node")
+                                                                                  if k in r]
+                   for q in ("q15", "int8") for w in m["m4"].get(q, {}).get("warnings", [])})
+    x86m = "; ".join(f"{r['model']}: " + ("; ".join(
+        ", ".join(f"{k} {v['min_s'] * 1e6:.1f} / {v['median_s'] * 1e6:.1f} µs" for k, v in run["times"].items())
+        + f" (child load {run['machine']['load_before']:.1f} → {run['machine']['load_after']:.1f}, affinity "
+        f"{run['machine']['affinity_before']} → {run['machine']['affinity_after']})" if "times" in run
+        else run.get("error", "failed") for run in _x86_runs(r)) or "not timed") for r in results)
+    body = (
+        "## Scalpel Table 3 on MNIST, like for like (`benchmarks/scalpel_table3.py --data mnist`)\n\n"
+        f"Shipped MNIST weights (`examples/*/*_mnist.safetensors`) and their Caffe solvers; {results[0]['split'] if results else ''}. "
+        "Every accept/undo decision of every method reads the 5,000-image **validation split** (drawn from the "
+        "training file with seed 0, `runtime/data.py`); the test set is read only before and after. Max drop "
+        f"{args.max_drop} points (the loop's floor, on validation); {results[0]['retrain_iter'] if results else args.retrain_iter} "
+        "retraining iterations per step (batch 64"
+        + (f", base_lr {args.retrain_lr} instead of the solver's" if getattr(args, "retrain_lr", None) else "")
+        + "), the step policy of the digits section above. `--prune auto` = "
+        "`prune_for_target(..., \"arm-m4\")` (SIMD-group pruning, width 2), seeds "
+        f"{', '.join(map(str, args.seeds))} (the seed of the retraining batches); magnitude pruning and node pruning: seed "
+        f"{args.seeds[0]}. **M4 speedup** = emulated whole-model cycles (estimates from the Cortex-M4 cycle table, not a "
+        "board) dense / pruned, each graph built with `--quantize q15` and `--quantize int8` (int8 calibrated on random "
+        "inputs: cycles do not depend on values); **est.** = the q15 cost model the loop steers by (FC/conv only). "
+        "M4 cycles are deterministic estimates: the process a build runs in does not change them. **x86** = TVM f32, one thread, minimum of 200 calls in 5 interleaved "
+        "rounds, built and timed in a child process of its own (the first seed's graphs). Size = Σ `Param.nbytes` (values + indices, biases dense) over the dense f32 "
+        "model. Drop = test points lost (negative: gained).\n\n"
+        + markdown_table(["model", "method", "seed", "test accuracy (drop, points)", "validation accuracy",
+                          "M4 speedup q15 (built)", "M4 speedup int8 (built)", "est. M4 speedup",
+                          "per-layer sparsity / nodes", "relative size", "x86 speedup"], rows)
+        + (f"\n\n**Goals** (issue 15: beat Scalpel's M4 speedup at no more than its size; `--prune auto`, "
+           f"q15, mean over the seeds run): {goals}. What bounds each number: docs/pruning.md." if goals else "")
+        + "\n\n**Node pruning vs Scalpel's Table 4** (nodes left per hidden layer; Scalpel runs node pruning on the GPU, "
+        "we build its result for the M4 above):\n\n"
+        + markdown_table(["model", "ours (nodes before → after)", "Scalpel Table 4", "MACs", "test accuracy after",
+                          "time"], nodes)
+        + f"\n\nEmulated M4 cycles: {cyc}.\n\n"
+        + (f"Compressed layers the M4 build ran dense: {'; '.join(kept)}.\n\n" if kept else "")
+        + f"x86 minimum / median: {x86m}.\n\n"
+        + (f"**Not finished**: {'; '.join(notes)}.\n\n" if notes else "")
+        + (f"**M4 builds that failed** in the run's own process (a kernel source file edited meanwhile) and were not redone (that run kept no graph): {'; '.join(failed)}.\n\n"
+           if failed else "")
+        + ("M4 builds redone after the run, each in a fresh process (`--render --rebuild`: in the run's own "
+           "process they failed, a kernel source file having been edited meanwhile): " + ", ".join(
+               f"{r['model']} {m['graph']}" for r in results for m in r["scalpel"] + [r[k] for k in ("traditional", "node")
+                                                                                   if k in r] if m.get("rebuilt"))
+           + ".\n\n" if any(m.get("rebuilt") for r in results for m in r["scalpel"] + [r[k] for k in
+                                                                                      ("traditional", "node") if k in r])
+           else "")
+        + f"Whole run {wall / 60:.1f} min (the longest of the runs merged here, which ran side by side as separate "
+        "processes (per model, or per method with `--methods`), on the shared 2-core machine; load average "
+        f"{machine.get('load_before', float('nan')):.1f} before, {machine.get('load_after', float('nan')):.1f} after; "
+        f"CPU affinity {machine.get('affinity_before')}), 1 torch thread per run.\n"
+    )
+    return body
+
+
+def merge(paths: list[str]) -> tuple[list[dict], dict, float, dict]:
+    """The per-model JSON files of one or more runs: (results, args, wall seconds, machine)."""
+    results, wall, machine, args = [], 0.0, {}, {}
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        for r in d["results"]:     # runs of one model split by --methods: one entry
+            same = next((o for o in results if o["key"] == r["key"]), None)
+            if same is None:
+                results.append(r)
+                continue
+            same["scalpel"] = sorted(same["scalpel"] + r["scalpel"], key=lambda m: m["seed"])
+            same["x86"] = _x86_runs(same) + _x86_runs(r)
+            for k in ("traditional", "node"):
+                if k in r:
+                    same[k] = r[k]
+        wall = max(wall, d["seconds"])
+        args = args or dict(d["args"])
+        args["methods"] = sorted(set(args.get("methods") or METHODS) | set(d["args"].get("methods") or METHODS),
+                                 key=METHODS.index)
+        for k, v in d["machine"].items():
+            machine[k] = max(machine.get(k, v), v) if k.startswith("load") else machine.get(k, v)
+    order = ["lenet300", "lenet"]
+    results.sort(key=lambda r: order.index(r["key"]) if r["key"] in order else 9)
+    return results, args, wall, machine
+
+
+def rebuild(results: list[dict], sources: list[str]) -> None:
+    """Build again, from the graphs kept beside the --out files, every M4 build that failed (a
+    kernel module being edited while the run went on); the pruning results stay as measured."""
+    for r in results:
+        for m in r["scalpel"] + [r[k] for k in ("traditional", "node") if k in r]:
+            if any("cycles" not in v and not v.get("error", "").startswith("not built") for v in m["m4"].values()):
+                for src in sources:
+                    p = Path(f"{src}.{r['key']}.{m.get('graph')}.pkl")
+                    if p.exists():
+                        m["m4"], m["rebuilt"] = m4_builds(*pickle.loads(p.read_bytes())), True
+                        print(f"rebuilt {r['key']} {m['graph']}", file=sys.stderr)
+
+
+def main(args) -> int:
+    import argparse
+    no_write = args.no_write
+    if args.render:
+        results, saved, wall, machine = merge(args.sources)
+        if args.rebuild:
+            rebuild(results, args.sources)
+        args = argparse.Namespace(**saved)
+    else:
+        import torch
+        torch.set_num_threads(args.threads)
+        log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+        machine = {"load_before": os.getloadavg()[0], "affinity_before": sorted(os.sched_getaffinity(0))}
+        t0, results = time.perf_counter(), []
+
+        def save(partial):
+            done = results + ([partial] if partial is not None and partial not in results else [])
+            keep = {k: v for k, v in vars(args).items() if k not in ("render", "sources", "no_write", "x86_child", "m4_child", "rebuild")}
+            if args.out:
+                Path(args.out).write_text(json.dumps({"results": done, "args": keep, "machine": {
+                    **machine, "load_after": os.getloadavg()[0]}, "seconds": time.perf_counter() - t0}, indent=1))
+
+        for n in args.models:
+            results.append(run_model(n, args, log, save))
+        machine.update(load_after=os.getloadavg()[0], affinity_after=sorted(os.sched_getaffinity(0)))
+        wall = time.perf_counter() - t0
+        save(None)
+    body = render(results, args, wall, machine)
+    print(body)
+    if not no_write:
+        keep = {k: v for k, v in vars(args).items() if k not in ("render", "sources", "no_write", "x86_child", "m4_child", "rebuild")}
+        write_section(SECTION, body, {"results": results, "args": keep, "seconds": wall, "machine": machine})
+    return 0
