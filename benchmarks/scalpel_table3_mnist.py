@@ -377,7 +377,8 @@ def merge(paths: list[str]) -> tuple[list[dict], dict, float, dict]:
             if same is None:
                 results.append(r)
                 continue
-            same["scalpel"] = sorted(same["scalpel"] + r["scalpel"], key=lambda m: m["seed"])
+            by_seed = {m["seed"]: m for m in same["scalpel"] + r["scalpel"]}   # a seed run again: the later file
+            same["scalpel"] = [by_seed[k] for k in sorted(by_seed)]
             same["x86"] = _x86_runs(same) + _x86_runs(r)
             for k in ("traditional", "node"):
                 if k in r:

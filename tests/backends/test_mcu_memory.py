@@ -171,4 +171,5 @@ def test_mlperf_tiny_quick(tmp_path):
         assert row["fits"] and row["cycles_board"] > row["cycles"] > row["macs"] > 0
         assert row["arena"] <= 1.10 * row["arena_lower_bound"]
         assert row["max_rel_err"] <= 0.15 and row.get("qemu_same", True) is True
+        assert not row["warnings"], row["warnings"]     # integer end to end: no float step
     assert "| kernel kind |" in r.stdout and "emulated estimates" in r.stdout
