@@ -149,6 +149,25 @@ def test_node_prune_mlp_holds_accuracy_and_is_deterministic(trained_mlp, digits)
     np.testing.assert_array_equal(g2.layer("ip2").params["weight"].dense(), g1.layer("ip2").params["weight"].dense())
 
 
+
+def test_a_final_retrain_that_loses_accuracy_is_undone(trained_mlp, digits, monkeypatch):
+    """The retraining after the removal is checked like every step: a retrain that makes the
+    pruned net worse (here: one that wrecks the weights) is dropped, so the drop stays in bounds."""
+    real_train = npr.train
+
+    def wreck(graph, *a, max_iter=None, **k):     # only the final retrain (7 iterations) wrecks
+        if max_iter != 7:
+            return real_train(graph, *a, max_iter=max_iter, **k)
+        for layer in graph.layers:
+            for p in layer.params.values():
+                p.data[...] = 0
+    kw = dict(max_drop=1.0, mask_iter=40, max_trials=2, seed=3)
+    _, clean = npr.node_prune(trained_mlp.clone(), SOLVER, digits, retrain_iter=0, **kw)
+    monkeypatch.setattr(npr, "train", wreck)
+    g, rep = npr.node_prune(trained_mlp.clone(), SOLVER, digits, retrain_iter=7, **kw)
+    assert rep.accuracy_after == clean.accuracy_after >= rep.accuracy_before - 0.01
+    assert np.abs(g.layer("ip1").params["weight"].dense()).sum() > 0
+
 def test_search_raises_lambda_geometrically_and_backs_off(trained_mlp, digits):
     _, rep = npr.node_prune(trained_mlp.clone(), SOLVER, digits, max_drop=1.0, mask_iter=40, retrain_iter=0,
                             max_trials=6, seed=3)
