@@ -114,13 +114,30 @@ def kernels(layers: list[dict]) -> str:
     return ", ".join(f"{'+'.join(l['layers'])} {l['kernel']}" for l in layers)
 
 
+def step_layers(art) -> list[dict]:
+    """The conv/dense steps of an emulated M4 artifact's last run: layers, kernel, cycles."""
+    steps = art.report["steps"]
+    return [{"layers": steps[s["step"]]["layers"], "kernel": steps[s["step"]]["kernel"], "cycles": s["cycles"]}
+            for s in art.profile()["steps"] if steps[s["step"]]["op"].split("+")[0] in ("conv2d", "dense")]
+
+
+def interleaved_times(arts: dict, runs: int, rounds: int) -> dict:
+    """{label: (min s, median s)} of each (artifact, feed) in `arts`, timed interleaved: `rounds`
+    rounds of runs / rounds calls each, so a busy spell of the machine hits all of them alike."""
+    times = {k: [] for k in arts}
+    for _ in range(rounds):
+        for label, (art, feed) in arts.items():
+            r = art.bench(max(1, runs // rounds), feed)
+            times[label].append((r["min_s"], r["median_s"]))
+    return {k: (min(t[0] for t in v), float(np.median([t[1] for t in v]))) for k, v in times.items()}
+
+
 def built_speed(graphs: dict, x: np.ndarray, log, x86_runs: int = 200, rounds: int = 5) -> dict:
     """Build each graph for arm-m4 (q15, emulated once on `x`) and x86 (f32, one thread). Returns
     per graph: M4 cycles (whole model), flash bytes, the kernel of every conv/dense step with its
     cycles, the build's warnings, and x86 seconds: `x86_min_s` (the speedups: the minimum over
     all calls — on a shared machine other jobs only ever add time) and `x86_s` (median). The x86
-    artifacts are timed interleaved, `rounds` rounds of x86_runs / rounds calls each, so a busy
-    spell of the machine hits all of them alike."""
+    artifacts are timed interleaved (`interleaved_times`)."""
     import warnings
     from cococ.backends.build import build
     out, x86s = {}, {}
@@ -131,21 +148,12 @@ def built_speed(graphs: dict, x: np.ndarray, log, x86_runs: int = 200, rounds: i
             m4 = build(g, "arm-m4", quantize="q15", target_options={"flash": "2M"})
             m4.run(feed)
             x86s[label] = (build(g, "x86", threads=1), feed)
-        prof = m4.profile()
-        steps = m4.report["steps"]
-        layers = [{"layers": steps[s["step"]]["layers"], "kernel": steps[s["step"]]["kernel"], "cycles": s["cycles"]}
-                  for s in prof["steps"] if steps[s["step"]]["op"].split("+")[0] in ("conv2d", "dense")]
-        out[label] = {"m4_cycles": prof["cycles"], "flash": m4.report["flash"], "layers": layers,
+        out[label] = {"m4_cycles": m4.profile()["cycles"], "flash": m4.report["flash"], "layers": step_layers(m4),
                       "warnings": [str(m.message) for m in w],
                       "x86_kernels": [c["kernel"] for c in x86s[label][0].manifest.get("sparse", [])]}
-    times = {k: [] for k in x86s}
-    for _ in range(rounds):
-        for label, (art, feed) in x86s.items():
-            r = art.bench(max(1, x86_runs // rounds), feed)
-            times[label].append((r["min_s"], r["median_s"]))
+    times = interleaved_times(x86s, x86_runs, rounds)
     for label, v in out.items():
-        v["x86_min_s"] = min(t[0] for t in times[label])
-        v["x86_s"] = float(np.median([t[1] for t in times[label]]))
+        v["x86_min_s"], v["x86_s"] = times[label]
         log(f"built {label}: {v['m4_cycles']:,} M4 cycles, flash {v['flash']:,} B, x86 min {v['x86_min_s'] * 1e6:.1f} "
             f"us (median {v['x86_s'] * 1e6:.1f}); " + kernels(v["layers"]))
     return out

@@ -74,6 +74,7 @@ def m4_child(path: str) -> None:
     with cycles, flash, kernel per FC/conv step; a build that fails says why (int8 calibrates on
     random samples: cycles do not depend on the values)."""
     from cococ.backends.build import build
+    from scalpel_table3 import step_layers  # a cycle: that module runs this one's children
     graph, x = pickle.loads(Path(path).read_bytes())
     out = {}
     for q in ("q15", "int8"):
@@ -85,11 +86,7 @@ def m4_child(path: str) -> None:
             except Exception as e:  # noqa: BLE001 - a build that fails is a result here, said in the table
                 out[q] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
                 continue
-        prof, steps = art.profile(), art.report["steps"]
-        out[q] = {"cycles": prof["cycles"], "flash": art.report["flash"],
-                  "layers": [{"layers": steps[s["step"]]["layers"], "kernel": steps[s["step"]]["kernel"],
-                              "cycles": s["cycles"]} for s in prof["steps"]
-                             if steps[s["step"]]["op"].split("+")[0] in ("conv2d", "dense")],
+        out[q] = {"cycles": art.profile()["cycles"], "flash": art.report["flash"], "layers": step_layers(art),
                   "warnings": sorted({str(m.message) for m in w if "kept dense" in str(m.message)})}
     print(json.dumps(out))
 
@@ -98,17 +95,14 @@ def x86_child(path: str) -> None:
     """In a process of its own: build the pickled graphs for x86 (one thread) and time them
     interleaved; print JSON with min / median seconds, load and affinity."""
     from cococ.backends.build import build
+    from scalpel_table3 import interleaved_times  # a cycle, as in m4_child
     graphs, x, runs, rounds = pickle.loads(Path(path).read_bytes())
     machine = {"load_before": os.getloadavg()[0], "affinity_before": sorted(os.sched_getaffinity(0))}
     arts = {k: (build(g, "x86", threads=1), {g.inputs[0].name: x}) for k, g in graphs.items()}
-    times = {k: [] for k in arts}
-    for _ in range(rounds):
-        for k, (art, feed) in arts.items():
-            r = art.bench(max(1, runs // rounds), feed)
-            times[k].append((r["min_s"], r["median_s"]))
+    times = interleaved_times(arts, runs, rounds)
     machine.update(load_after=os.getloadavg()[0], affinity_after=sorted(os.sched_getaffinity(0)))
-    print(json.dumps({"times": {k: {"min_s": min(t[0] for t in v), "median_s": float(np.median([t[1] for t in v]))}
-                                for k, v in times.items()}, "machine": machine}))
+    print(json.dumps({"times": {k: {"min_s": t[0], "median_s": t[1]} for k, t in times.items()},
+                      "machine": machine}))
 
 
 def x86_times(graphs: dict, x: np.ndarray, runs: int = 200, rounds: int = 5) -> dict:
