@@ -108,7 +108,7 @@ def child() -> dict:
     return {"cores": cores, "before": before, "after": after, "thread": in_thread,
             "tvm_threads": tvm.get_global_func("runtime.NumThreads")(),
             "ort_before_ms": ort_before, "ort_after_ms": median_ms(made_before, x),
-            "made_after_vs_before": paired_ratio(made_before, made_after, x)}
+            "made_after_vs_before": [paired_ratio(made_before, made_after, x) for _ in range(3)]}
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,9 @@ def test_onnxruntime_after_cococ_is_as_fast(report):
     # After cococ ran, a session made then is timed against one made before, in pairs (before vs
     # after in time would compare different loads of a shared machine). Made while the thread was
     # pinned to one core, its 2 threads took 1.6-3.5x as long (quiet machine; ~1x at load 12).
-    assert report["made_after_vs_before"] < 1.5, report
+    # Three measurements, the best counts: pinning slows every one of them, while a busy spell of
+    # the other test worker on the second core (1.84 once in CI, affinity intact) hits one.
+    assert min(report["made_after_vs_before"]) < 1.5, report
 
 
 @pytest.mark.slow
