@@ -32,7 +32,8 @@ over the same model stored dense f32.
     python benchmarks/scalpel_table3.py --data mnist --seeds 0 1 2 [--out R.json] [--quick]
 
 `--data mnist` is Table 3 like for like (MNIST, decisions on a validation split, q15 and int8,
-node pruning beside): benchmarks/scalpel_table3_mnist.py. The default stays `digits`.
+node pruning beside): benchmarks/scalpel_table3_mnist.py. The default stays `digits`. Both
+sections' markdown is written by benchmarks/scalpel_tables_render.py.
 """
 from __future__ import annotations
 
@@ -45,16 +46,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import markdown_table, write_section  # noqa: E402
+from report import write_section  # noqa: E402
+from scalpel_tables_render import kernels, render_digits  # noqa: E402
 
 from cococ.backends.kernels.choice import load_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"lenet300": "LeNet-300-100", "lenet": "LeNet-5"}
-# Scalpel (seed 004) Table 3, ARM Cortex-M4 column, and its traditional-pruning mean
-SCALPEL = {"lenet300": {"speedup": 9.17, "size": 0.0693}, "lenet": {"speedup": 3.51, "size": 0.0672}}
-SCALPEL_TRADITIONAL_M4 = 1.90
-
 
 def model_bytes(graph) -> tuple[int, int]:
     """(stored bytes of every param, the same params dense f32)."""
@@ -108,10 +106,6 @@ def magnitude_prune(graph, solver, ds, *, max_drop, steps, retrain_iter, seed, l
         if d.op == "dropout" and "dropout_original" in d.meta:
             d.attrs["ratio"] = d.meta.pop("dropout_original")
     return graph, base, accuracy(graph, ds), per_layer, tried
-
-
-def kernels(layers: list[dict]) -> str:
-    return ", ".join(f"{'+'.join(l['layers'])} {l['kernel']}" for l in layers)
 
 
 def step_layers(art) -> list[dict]:
@@ -279,7 +273,7 @@ def main(argv=None) -> int:
         results = [run_model(n, args, table, log) for n in args.models]
         wall = time.perf_counter() - t0
         machine.update(load_after=os.getloadavg()[0], affinity_after=sorted(os.sched_getaffinity(0)))
-    body = render(results, args, wall, machine)
+    body = render_digits(results, args, wall, machine)
     print(body)
     if not args.no_write:
         for r in results:
@@ -288,162 +282,6 @@ def main(argv=None) -> int:
                                                                             if k != "render"}, "seconds": wall,
                                                "machine": machine})
     return 0
-
-
-def _cycles(built: dict) -> str:
-    return ", ".join(f"{'+'.join(l['layers'])} {l['kernel']} {l['cycles']:,}" for l in built["layers"])
-
-
-def _stops(m: dict) -> str:
-    """Per layer: the sparsity kept and the step that ended it (from the run's step records)."""
-    out = []
-    for l in m["layers"]:
-        steps = [t for t in m.get("steps", []) if t["layer"] == l["layer"]]
-        fails = [t for t in steps if not t["accepted"]]
-        end = f" ({fails[-1]['sparsity']:.0%} failed)" if steps and not steps[-1]["accepted"] else ""
-        out.append(f"{l['layer']} {l['sparsity']:.0%}{end}")
-    return ", ".join(out)
-
-
-def _vs_scalpel(results: list[dict], models: list[str]) -> str:
-    out = []
-    for n, r in zip(models, results):
-        m, ref = r["scalpel"], SCALPEL[n]
-        word = "above" if m["m4_speedup"] > ref["speedup"] else "below"
-        out.append(f"{r['model']}: {m['m4_speedup']:.2f}× at {m['size']:.2%} size, {word} Scalpel's "
-                   f"{ref['speedup']:.2f}× at {ref['size']:.2%}")
-    return "; ".join(out) + "."
-
-
-def _rest(results: list[dict]) -> str:
-    """Cycles outside the FC/conv steps, per model (dense build / Scalpel build)."""
-    out = []
-    for r in results:
-        b = r["built"]
-        rest = {k: b[k]["m4_cycles"] - sum(l["cycles"] for l in b[k]["layers"]) for k in ("dense", "scalpel")}
-        out.append(f"{r['model']} {rest['dense']:,} / {rest['scalpel']:,} cycles (dense / pruned build), "
-                   f"{rest['scalpel'] / b['scalpel']['m4_cycles']:.0%} of the pruned model's")
-    return "; ".join(out)
-
-
-def _conv1(results: list[dict]) -> str:
-    """LeNet-5 conv1's dense vs pruned cycles, from the built artifacts."""
-    for r in results:
-        b = r["built"]
-        dense = {'+'.join(l["layers"]): l["cycles"] for l in b["dense"]["layers"]}
-        for k in ("scalpel", "traditional"):
-            for l in b[k]["layers"]:
-                name = '+'.join(l["layers"])
-                if name == "conv1" and l["kernel"] != "dense":
-                    sp = next(x["sparsity"] for x in r[k]["layers"] if x["layer"] == "conv1")
-                    return (f"LeNet-5 conv1 (25 columns, 576 positions) at {sp:.0%} {l['kernel']} runs in "
-                            f"{l['cycles']:,} instead of {dense[name]:,} cycles ({dense[name] / l['cycles']:.1f}×)")
-    return "no pruned conv1 in this run"
-
-
-def render(results: list[dict], args, wall: float, machine: dict) -> str:
-    """The docs section (markdown) of one run's results."""
-    rows = []
-    for n, r in zip(args.models, results):
-        s, b, bu = r["scalpel"], r["traditional"], r["built"]
-        for label, m, method in (("scalpel", s, "cococ `--prune auto` (simd_group, w=2)"),
-                                 ("traditional", b, "cococ magnitude pruning (csr)")):
-            rows.append([r["model"], method, f"{m['accuracy_before']:.2%} → {m['accuracy_after']:.2%}",
-                         f"{m['m4_speedup']:.2f}×", f"{m['speedup']:.2f}×", f"{m['x86_speedup']:.2f}×",
-                         f"{m['size']:.2%} ({m['bytes']:,} B)", f"{m['flash']:,} / {r['dense_flash']:,}",
-                         ", ".join(f"{l['layer']} {l['sparsity']:.0%}" for l in m["layers"]),
-                         kernels(bu[label]["layers"])])
-        rows.append([r["model"], "Scalpel (paper, MNIST, M4)", "", f"{SCALPEL[n]['speedup']:.2f}×", "", "",
-                     f"{SCALPEL[n]['size']:.2%}", "", "", ""])
-    rows.append(["mean", "Scalpel traditional pruning (paper, M4)", "", f"{SCALPEL_TRADITIONAL_M4:.2f}×",
-                 "", "", "", "", "", ""])
-    warn = [w for r in results for w in r["scalpel"]["warnings"]]
-    built_warn = sorted({f"{r['model']} ({k}): {w}" for r in results for k, v in r["built"].items()
-                         for w in v["warnings"] if "kept dense" in w or "dense conv kernel" in w})
-    cyc = "; ".join(f"{r['model']} dense {r['built']['dense']['m4_cycles']:,}, scalpel "
-                    f"{r['built']['scalpel']['m4_cycles']:,}, magnitude {r['built']['traditional']['m4_cycles']:,}"
-                    for r in results)
-    x86 = "; ".join(f"{r['model']} " + ", ".join(
-        f"{k.replace('traditional', 'magnitude')} {r['built'][k]['x86_min_s'] * 1e6:.1f} / "
-        f"{r['built'][k]['x86_s'] * 1e6:.1f}" for k in ("dense", "scalpel", "traditional")) for r in results)
-    body = (
-        "## Scalpel Table 3 on our scale: `--prune auto` vs traditional pruning on arm-m4\n\n"
-        "`benchmarks/scalpel_table3.py`. Trained examples (`examples/lenet300`, `examples/lenet`) on `digits` "
-        "(360 test images: one image = 0.28 points), max accuracy drop "
-        f"{args.max_drop} points, {args.retrain_iter} retraining iterations (shipped solver, batch 64) after "
-        "every pruning step, for both methods. A step that falls under the floor gets a second chance "
-        f"before it ends the layer (`runtime/compress/scalpel.StepPolicy`): it is retrained again from where it stands "
-        f"with {2 * args.retrain_iter} iterations; if it still fails, the sparsity half-way between the "
-        "last accepted step and it is tried (with the same retry) and, if that holds, the failed step again; "
-        "at most two such back-offs per layer, then the first failure ends the layer. Every accepted state "
-        "is the one measured, so the accuracy after is within the floor by construction. The baseline is "
-        "Deep Compression-style per-layer magnitude "
-        "pruning driven by the same slowest-layer-first loop, sparsity steps, retraining helper "
-        "(`runtime/compress/training.retrain`, element masks) and accuracy floor, stored `csr`.\n\n"
-        "**M4 speedup (built)** = emulated cycles of the whole unpruned q15 model / those of the pruned one, "
-        "each built by `cococ.build(..., \"arm-m4\", quantize=\"q15\")` and run once on a test image "
-        "(cycle table of backends/mcu/cycles.py, docs/mcu.md). The executor runs a layer's csr / simd_group kernel "
-        "(FC: sparse matrix-vector; conv: im2col of four output positions into an arena scratch + sparse "
-        "matrix-matrix, epilogue fused) where emulating both kernels of that layer shows it faster, else "
-        "the dense kernel with a warning. **x86 speedup** = minimum "
-        "wall time (200 calls in 5 interleaved rounds, 1 thread; medians below) of the same graphs built for x86 (f32; FC and conv layers with the "
-        "f32 sparse TIR kernels — conv: im2col kernel + sparse matrix-matrix — where timing both forms of "
-        "the layer at build time shows the sparse one faster); these graphs "
-        "are pruned for the M4 (simd_group width 2), not for x86. **Est. M4 speedup** = the model the "
-        "pruning loop steers by: per FC/conv layer, MACs × the dense q15 kernel's measured cycles/MAC × the "
-        "measured sparse/dense ratio at the layer's sparsity (`docs/benchmarks/sparse-breakeven-m4.json`, "
-        "100×100 matrix-vector of the executor's FC steps; conv layers use it too), summed over FC/conv "
-        "layers only. "
-        "Size = Σ `Param.nbytes` of all params (kept values f32 + i16/i32 indices, biases dense) over the "
-        "dense f32 model; flash = the linked q15 image (code + weights), pruned / dense. "
-        "Scalpel's numbers are MNIST on a real Cortex-M4 — a different data set and scale, compared side by "
-        "side, not like for like.\n\n"
-        + markdown_table(["model", "method", "accuracy before → after", "M4 speedup (built, emulated)",
-                          "est. M4 speedup", "x86 speedup (built)", "relative size (all params)",
-                          "M4 flash B (pruned / dense)", "per-layer sparsity", "M4 kernel per layer"], rows)
-        + "\n\n"
-        + f"Emulated M4 cycles (estimates from the Cortex-M4 cycle table, not a board), whole model: {cyc}. x86 µs, minimum / median: {x86}.\n\n"
-        + (f"Kept dense by the pruning loop's break-even rule: {'; '.join(warn)}.\n\n" if warn else "")
-        + (f"Build warnings (layers with a compressed weight that run a dense kernel): "
-           f"{'; '.join(built_warn)}.\n\n" if built_warn else "")
-        + "Emulated M4 cycles per conv/FC step (kernel, cycles): "
-        + "; ".join(f"{r['model']} {k}: {_cycles(r['built'][k])}" for r in results
-                    for k in ("dense", "scalpel", "traditional")) + ".\n\n"
-        + "**Where each layer's pruning stopped** (`--prune auto`; the first failure with no back-off left, "
-        "after its retry): " + "; ".join(f"{r['model']}: {_stops(r['scalpel'])}" for r in results) + ". "
-        "Magnitude baseline: " + "; ".join(f"{r['model']}: {_stops(r['traditional'])}" for r in results) + ".\n\n"
-        + "**Against Scalpel** (MNIST on a real M4; ours: `digits`, emulated cycle estimates — side by side, "
-        "not like for like). " + _vs_scalpel(results, args.models) + " What bounds ours: (1) where each layer's pruning "
-        "stops: an accepted state must stay within one test image of the unpruned model after "
-        f"{args.retrain_iter}–{2 * args.retrain_iter} retraining iterations (seconds; Scalpel does not give "
-        "its retraining length), so where a layer stops is partly luck, and the steps are coarse near the top "
-        "(…, 95%, 97%; none beyond 97%). (2) Our dense q15 baseline is strong (2.56 cycles/MAC for FC with "
-        "the requantisation, two rows per pass), while a stored SIMD pair still costs about 10 cycles (JA' "
-        "load, A' load, gathered input word, SMLAD, loop), so the executor's matrix-vector break-even is 58% "
-        "(section above; Scalpel: 48%) and a 97%-pruned FC layer runs about 11× faster, not 33×. (3) The "
-        "steps that are not FC/conv (input quantisation, pooling, softmax, …) take the same cycles before and "
-        "after pruning: " + _rest(results) + ". (4) A pruned conv's im2col is the same work as the dense "
-        "conv's, so it bounds the sparse conv's gain at high sparsity: " + _conv1(results) + ". "
-        "Where ours is above Scalpel's (LeNet-5), the data set may be why: `digits` (8×8 images, scaled into "
-        "LeNet-5's 28×28 input) is easier than MNIST and may tolerate more pruning within the same "
-        "accuracy drop: on MNIST (the next section, decisions on a validation split) the same loop stops far "
-        "earlier.\n\n"
-        + "Retrainings, retries included (scalpel / baseline): "
-        + ", ".join(f"{r['model']} {r['scalpel']['retrain_steps']} / {r['traditional']['retrain_steps']}" for r in results)
-        + f". Whole run {wall / 60:.1f} min, {args.threads} torch thread(s), on a shared machine"
-        + (f" (load average {machine['load_before']:.1f} before, {machine['load_after']:.1f} after; CPU "
-           f"affinity {machine['affinity_before']} before, {machine['affinity_after']} after)" if machine else "")
-        + ".\n\n"
-        "**Read with care**: on 360 test images a 0.5-point tolerance is one image (floor = before − 1.8 "
-        "images), and one 100-iteration retraining moves accuracy by about ±2 images (measured on LeNet-5's "
-        "ip1, 4 seeds per sparsity, docs/pruning.md); the retry and back-off make a layer's end depend less on "
-        "one draw, but every retraining is judged on the same test images (digits has no validation split "
-        "here), so the \"after\" accuracies are optimistic by selection, and where each layer stops (hence "
-        "speedup and size) varies with the seed and retraining length, for both methods. Single run, one seed. "
-        "x86 times are microseconds on a shared 2-core machine (other jobs, including builds, ran beside it): "
-        "indicative.\n"
-    )
-    return body
 
 
 if __name__ == "__main__":

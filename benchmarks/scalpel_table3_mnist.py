@@ -37,14 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from report import markdown_table, write_section
+from report import write_section
+from scalpel_tables_render import METHODS, render_mnist, x86_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "scalpel-table3-mnist"
-# Scalpel Table 4 (MNIST): % of nodes removed per hidden layer -> nodes left (ours: layer names)
-SCALPEL_NODES = {"lenet300": {"ip1": (300, 0.31), "ip2": (100, 0.32)},
-                 "lenet": {"conv1": (20, 0.50), "conv2": (50, 0.68), "ip1": (500, 0.65)}}
-METHODS = ("auto", "magnitude", "node")
 QUICK = {"retrain_iter": 2, "steps": (0.5, 0.9), "max_trials": 1}   # --quick: a smoke run, not a result
 
 
@@ -194,173 +191,6 @@ def run_model(name: str, args, log, save) -> dict:
     return out
 
 
-def _pct(v) -> str:
-    return f"{v:.2%}"
-
-
-def _m4(r: dict, dense: dict, q: str) -> str:
-    b = r["m4"].get(q, {})
-    if "cycles" not in b or "cycles" not in dense.get(q, {}):
-        err = b.get("error", dense.get(q, {}).get("error", "?"))
-        return err if err.startswith("not built") else "build failed (below)"
-    return f"{dense[q]['cycles'] / b['cycles']:.2f}×"
-
-
-def _spread(vals: list[float], fmt) -> str:
-    vals = [v for v in vals if v == v]
-    if not vals:
-        return "–"
-    if len(vals) == 1:
-        return fmt(vals[0])
-    return f"{fmt(float(np.mean(vals)))} ({fmt(min(vals))}–{fmt(max(vals))})"
-
-
-def _ratio(r: dict, dense: dict, q: str) -> float:
-    b = r["m4"].get(q, {})
-    return dense[q]["cycles"] / b["cycles"] if "cycles" in b and "cycles" in dense.get(q, {}) else float("nan")
-
-
-GOALS = {"lenet300": (10.0, 0.0693), "lenet": (4.0, 0.0672)}   # issue 15: speedup at most this size
-
-
-def _goal(r: dict) -> str:
-    want, size = GOALS[r["key"]]
-    sp = float(np.nanmean([_ratio(m, r["built_dense"], "q15") for m in r["scalpel"]]))
-    sz = float(np.mean([m["size"] for m in r["scalpel"]]))
-    say = lambda ok: "met" if ok else "missed"  # noqa: E731
-    return (f"{r['model']} ≥ {want:g}× at ≤ {size:.2%}: {sp:.2f}× ({say(sp >= want)}) at {sz:.2%} "
-            f"({say(sz <= size)})")
-
-
-def _x86_runs(res: dict) -> list[dict]:
-    """The x86 child runs of a model (a dict in files of the first runs, a list since)."""
-    x = res.get("x86", [])
-    return [x] if isinstance(x, dict) else x
-
-
-def _x86(res: dict, label: str) -> str:
-    """dense / `label` minimum time, both from the same child run (interleaved)."""
-    for run in _x86_runs(res):
-        t = run.get("times", {})
-        if label in t and "dense" in t:
-            return f"{t['dense']['min_s'] / t[label]['min_s']:.2f}×"
-    return "not timed"
-
-
-def render(results: list[dict], args, wall: float, machine: dict) -> str:
-    from scalpel_table3 import SCALPEL, SCALPEL_TRADITIONAL_M4
-    rows, nodes, notes = [], [], []
-    for r in results:
-        dense, key = r["built_dense"], r["key"]
-        before = r["test_before"]
-
-        def line(method, m, sparsity):
-            return [r["model"], method, str(m["seed"]),
-                    f"{_pct(before)} → {_pct(m['test_after'])} ({(before - m['test_after']) * 100:.2f})",
-                    f"{_pct(r['val_before'])} → {_pct(m['val_after'])}", _m4(m, dense, "q15"), _m4(m, dense, "int8"),
-                    f"{m['est_speedup']:.2f}×" if "est_speedup" in m else "–", sparsity,
-                    f"{m['size']:.2%}", ]
-
-        for m in r["scalpel"]:
-            rows.append(line("`--prune auto` (simd_group w=2)", m, ", ".join(
-                f"{k} {v:.0%}" for k, v in m["layers"].items())) + [_x86(r, "scalpel") if m is r["scalpel"][0] else ""])
-        if len(r["scalpel"]) > 1:
-            s = r["scalpel"]
-            rows.append([r["model"], "`--prune auto`, mean (min–max)", f"{len(s)} seeds",
-                         _spread([(before - m["test_after"]) * 100 for m in s], lambda v: f"{v:.2f}") + " pt drop", "",
-                         _spread([_ratio(m, dense, "q15") for m in s], lambda v: f"{v:.2f}×"),
-                         _spread([_ratio(m, dense, "int8") for m in s], lambda v: f"{v:.2f}×"),
-                         _spread([m["est_speedup"] for m in s], lambda v: f"{v:.2f}×"), "",
-                         _spread([m["size"] for m in s], lambda v: f"{v:.2%}"), ""])
-        if len(r["scalpel"]) < len(args.seeds) and "auto" in (getattr(args, "methods", None) or METHODS):
-            notes.append(f"{r['model']} `--prune auto` seeds {args.seeds[len(r['scalpel']):]} did not finish")
-        if "traditional" in r:
-            m = r["traditional"]
-            rows.append(line("magnitude pruning (csr)", m, ", ".join(f"{k} {v:.0%}" for k, v in m["layers"].items()))
-                        + [_x86(r, "traditional")])
-        elif "magnitude" in (getattr(args, "methods", None) or METHODS):
-            notes.append(f"{r['model']} magnitude pruning did not finish")
-        if "node" in r:
-            m = r["node"]
-            left = ", ".join(f"{k} {a} → {b}" for k, (a, b) in m["channels"].items())
-            rows.append(line("node pruning (dense)", m, left) + [_x86(r, "node")])
-            ref = SCALPEL_NODES[key]
-            nodes.append([r["model"], left or "none removed",
-                          ", ".join(f"{k} {n} → {round(n * (1 - p))} (−{p:.0%})" for k, (n, p) in ref.items()),
-                          f"{m['macs'][0]:,} → {m['macs'][1]:,}", f"{m['test_after']:.2%}", f"{m['seconds']:.0f} s"])
-        elif "node" in (getattr(args, "methods", None) or METHODS) and not getattr(args, "no_node", False):
-            notes.append(f"{r['model']} node pruning did not finish")
-        rows.append([r["model"], "Scalpel (paper, MNIST, real M4)", "", "no loss", "", f"{SCALPEL[key]['speedup']:.2f}×",
-                     "", "", "", f"{SCALPEL[key]['size']:.2%}", ""])
-    rows.append(["mean", "Scalpel traditional pruning (paper, M4)", "", "", "", f"{SCALPEL_TRADITIONAL_M4:.2f}×",
-                 "", "", "", "", ""])
-    goals = "; ".join(_goal(r) for r in results if r["scalpel"])
-    failed = [f"{r['model']} {m.get('graph', 'auto' + str(m.get('seed')))} {q}: {v['error']}" for r in results
-              for m in r["scalpel"] + [r[k] for k in ("traditional", "node") if k in r]
-              for q, v in m["m4"].items() if "cycles" not in v and not v["error"].startswith("not built")]
-    cyc = "; ".join(
-        f"{r['model']} " + ", ".join(f"{q} dense {r['built_dense'][q].get('cycles', 'failed'):,}" if "cycles" in
-                                     r['built_dense'][q] else f"{q} dense failed" for q in ("q15", "int8"))
-        + "; " + "; ".join(f"{lab} {q} " + ", ".join(f"{'+'.join(l['layers'])} {l['kernel']} {l['cycles']:,}"
-                                                    for l in m["m4"][q].get("layers", []))
-                           for lab, m in [("auto s" + str(s["seed"]), s) for s in r["scalpel"][:1]]
-                           + [(k, r[k]) for k in ("traditional", "node") if k in r] for q in ("q15", "int8"))
-        for r in results)
-    kept = sorted({f"{r['model']}: {w}" for r in results for m in r["scalpel"] + [r[k] for k in ("traditional", "node")
-                                                                                  if k in r]
-                   for q in ("q15", "int8") for w in m["m4"].get(q, {}).get("warnings", [])})
-    x86m = "; ".join(f"{r['model']}: " + ("; ".join(
-        ", ".join(f"{k} {v['min_s'] * 1e6:.1f} / {v['median_s'] * 1e6:.1f} µs" for k, v in run["times"].items())
-        + f" (child load {run['machine']['load_before']:.1f} → {run['machine']['load_after']:.1f}, affinity "
-        f"{run['machine']['affinity_before']} → {run['machine']['affinity_after']})" if "times" in run
-        else run.get("error", "failed") for run in _x86_runs(r)) or "not timed") for r in results)
-    body = (
-        "## Scalpel Table 3 on MNIST, like for like (`benchmarks/scalpel_table3.py --data mnist`)\n\n"
-        f"Shipped MNIST weights (`examples/*/*_mnist.safetensors`) and their Caffe solvers; {results[0]['split'] if results else ''}. "
-        "Every accept/undo decision of every method reads the 5,000-image **validation split** (drawn from the "
-        "training file with seed 0, `runtime/data.py`); the test set is read only before and after. Max drop "
-        f"{args.max_drop} points (the loop's floor, on validation); {results[0]['retrain_iter'] if results else args.retrain_iter} "
-        "retraining iterations per step (batch 64"
-        + (f", base_lr {args.retrain_lr} instead of the solver's" if getattr(args, "retrain_lr", None) else "")
-        + "), the step policy of the digits section above. `--prune auto` = "
-        "`prune_for_target(..., \"arm-m4\")` (SIMD-group pruning, width 2), seeds "
-        f"{', '.join(map(str, args.seeds))} (the seed of the retraining batches); magnitude pruning and node pruning: seed "
-        f"{args.seeds[0]}. **M4 speedup** = emulated whole-model cycles (estimates from the Cortex-M4 cycle table, not a "
-        "board) dense / pruned, each graph built with `--quantize q15` and `--quantize int8` (int8 calibrated on random "
-        "inputs: cycles do not depend on values); **est.** = the q15 cost model the loop steers by (FC/conv only). "
-        "M4 cycles are deterministic estimates: the process a build runs in does not change them. **x86** = TVM f32, one thread, minimum of 200 calls in 5 interleaved "
-        "rounds, built and timed in a child process of its own (the first seed's graphs). Size = Σ `Param.nbytes` (values + indices, biases dense) over the dense f32 "
-        "model. Drop = test points lost (negative: gained).\n\n"
-        + markdown_table(["model", "method", "seed", "test accuracy (drop, points)", "validation accuracy",
-                          "M4 speedup q15 (built)", "M4 speedup int8 (built)", "est. M4 speedup",
-                          "per-layer sparsity / nodes", "relative size", "x86 speedup"], rows)
-        + (f"\n\n**Goals** (issue 15: beat Scalpel's M4 speedup at no more than its size; `--prune auto`, "
-           f"q15, mean over the seeds run): {goals}. What bounds each number: docs/pruning.md." if goals else "")
-        + "\n\n**Node pruning vs Scalpel's Table 4** (nodes left per hidden layer; Scalpel runs node pruning on the GPU, "
-        "we build its result for the M4 above):\n\n"
-        + markdown_table(["model", "ours (nodes before → after)", "Scalpel Table 4", "MACs", "test accuracy after",
-                          "time"], nodes)
-        + f"\n\nEmulated M4 cycles: {cyc}.\n\n"
-        + (f"Compressed layers the M4 build ran dense: {'; '.join(kept)}.\n\n" if kept else "")
-        + f"x86 minimum / median: {x86m}.\n\n"
-        + (f"**Not finished**: {'; '.join(notes)}.\n\n" if notes else "")
-        + (f"**M4 builds that failed** in the run's own process (a kernel source file edited meanwhile) and were not redone (that run kept no graph): {'; '.join(failed)}.\n\n"
-           if failed else "")
-        + ("M4 builds redone after the run, each in a fresh process (`--render --rebuild`: in the run's own "
-           "process they failed, a kernel source file having been edited meanwhile): " + ", ".join(
-               f"{r['model']} {m['graph']}" for r in results for m in r["scalpel"] + [r[k] for k in ("traditional", "node")
-                                                                                   if k in r] if m.get("rebuilt"))
-           + ".\n\n" if any(m.get("rebuilt") for r in results for m in r["scalpel"] + [r[k] for k in
-                                                                                      ("traditional", "node") if k in r])
-           else "")
-        + f"Whole run {wall / 60:.1f} min (the longest of the runs merged here, which ran side by side as separate "
-        "processes (per model, or per method with `--methods`), on the shared 2-core machine; load average "
-        f"{machine.get('load_before', float('nan')):.1f} before, {machine.get('load_after', float('nan')):.1f} after; "
-        f"CPU affinity {machine.get('affinity_before')}), 1 torch thread per run.\n"
-    )
-    return body
-
-
 def merge(paths: list[str]) -> tuple[list[dict], dict, float, dict]:
     """The per-model JSON files of one or more runs: (results, args, wall seconds, machine)."""
     results, wall, machine, args = [], 0.0, {}, {}
@@ -373,7 +203,7 @@ def merge(paths: list[str]) -> tuple[list[dict], dict, float, dict]:
                 continue
             by_seed = {m["seed"]: m for m in same["scalpel"] + r["scalpel"]}   # a seed run again: the later file
             same["scalpel"] = [by_seed[k] for k in sorted(by_seed)]
-            same["x86"] = _x86_runs(same) + _x86_runs(r)
+            same["x86"] = x86_runs(same) + x86_runs(r)
             for k in ("traditional", "node"):
                 if k in r:
                     same[k] = r[k]
@@ -428,7 +258,7 @@ def main(args) -> int:
         machine.update(load_after=os.getloadavg()[0], affinity_after=sorted(os.sched_getaffinity(0)))
         wall = time.perf_counter() - t0
         save(None)
-    body = render(results, args, wall, machine)
+    body = render_mnist(results, args, wall, machine)
     print(body)
     if not no_write:
         keep = {k: v for k, v in vars(args).items() if k not in ("render", "sources", "no_write", "x86_child", "m4_child", "rebuild")}

@@ -37,7 +37,6 @@ import importlib
 import importlib.util
 import io
 import itertools
-import os
 import subprocess
 import sys
 import types
@@ -55,6 +54,7 @@ from tvm.s_tir.meta_schedule.runner import PyRunner
 from tvm.s_tir.meta_schedule.runner.local_runner import (LocalRunnerFuture, default_alloc_argument,
                                                          default_run_evaluator)
 
+from cococ.backends.tvm.artifact import usable_cores
 from cococ.ir.core import CococError
 
 _MODULES: dict[str, tvm.runtime.Module] = {}  # built candidates, by fake artifact path
@@ -63,10 +63,11 @@ EVALUATOR = dict(number=5, repeat=1, min_repeat_ms=20)
 
 
 def tuning_target(target: tvm.target.Target) -> tvm.target.Target:
-    """MetaSchedule needs the CPU core count in an llvm target."""
+    """MetaSchedule needs the CPU core count in an llvm target: the cores this process may run on,
+    as the runtime pool is sized (`usable_cores`), not the machine's (a restricted affinity)."""
     if target.kind.name == "llvm" and "num-cores" not in target.attrs:
         d = dict(target.export())
-        d["num-cores"] = os.cpu_count() or 1
+        d["num-cores"] = usable_cores()
         return tvm.target.Target(d)
     return target
 

@@ -88,3 +88,18 @@ def test_broken_serialization_is_a_user_error(monkeypatch):
     with pytest.raises(CococError, match="apache-tvm-ffi==0.1.14.post1"):
         tune.check_serialization()
     tune.check_serialization.cache_clear()
+
+
+def test_tuning_target_counts_the_usable_cores():
+    """MetaSchedule is told the cores this process may run on, as the runtime pool is sized, not
+    os.cpu_count(): under an affinity of one core the llvm target gets num-cores=1 (a child
+    process, so this one's affinity stays; a few seconds, mostly importing TVM)."""
+    import subprocess
+    import sys
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "import tvm\n"
+            "from cococ.backends.tvm.tune import tuning_target\n"
+            "print(int(tuning_target(tvm.target.Target('llvm')).attrs['num-cores']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "1"

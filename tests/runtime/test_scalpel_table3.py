@@ -63,3 +63,19 @@ def test_render_needs_the_files_to_merge():
     r = subprocess.run([sys.executable, str(SCRIPT), "--data", "mnist", "--render", "--no-write"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--data mnist --render needs --from FILE" in r.stderr
+
+
+@pytest.mark.parametrize("flags, section", [
+    ([], "scalpel-table3"),
+    (["--data", "mnist", "--from", str(ROOT / "docs" / "benchmarks" / "scalpel-table3-mnist.json")],
+     "scalpel-table3-mnist")])
+def test_docs_sections_are_what_the_renderers_make_of_the_saved_json(flags, section):
+    """benchmarks/scalpel_tables_render.py renders both Table 3 sections: from the JSON each run
+    saved beside docs/performance.md it gives back the published section word for word (a few
+    seconds: no training, no build)."""
+    r = subprocess.run([sys.executable, str(SCRIPT), "--render", "--no-write", *flags], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    docs = (ROOT / "docs" / "performance.md").read_text()
+    published = docs.split(f"<!-- section: {section} -->\n")[1].split("\n\n_Machine:")[0]
+    assert r.stdout.strip() == published
