@@ -1,12 +1,18 @@
 """x86 latency of cococ vs onnxruntime: one ONNX file, each engine timed in its own process (issue 17).
 
-    .venv/bin/python benchmarks/x86_vs_onnxruntime.py          # ResNet-50, MobileNet v2, SqueezeNet
+    .venv/bin/python benchmarks/x86_vs_onnxruntime.py          # all six nets below
     .venv/bin/python benchmarks/x86_vs_onnxruntime.py --quick  # SqueezeNet, 2 short rounds; docs untouched
-        [--nets resnet50,mobilenet_v2,squeezenet] [--threads 2] [--rounds 5] [--runs 15] [--warmup 5]
+        [--nets resnet50,mobilenet_v2,squeezenet,densenet121,shufflenet_v2,efficientnet_b0]
+        [--threads 2] [--rounds 5] [--runs 15] [--warmup 5]
         [--tune N] [--tuning-dir DIR] [--json PATH] [--no-write] [--work DIR] [--render]
 
-Each corpus net (Caffe prototxt, random He weights, seed 0, batch 1, the logits: softmax of random
-weights saturates) is written once to an ONNX file, and both engines start from that file:
+The nets: three from the corpus (ResNet-50, MobileNet v2, SqueezeNet 1.1: Caffe prototxt, random
+He weights, seed 0) and three of other shapes from torchvision (DenseNet-121: concatenations
+growing to 1024 channels; ShuffleNet v2 x1.0: channel split and shuffle, a 5-D transpose;
+EfficientNet-B0: SiLU and squeeze-excite, depthwise 3x3 and 5x5; seed-0 weights, random BatchNorm
+statistics, 224x224, exported by torch.onnx.export once into the cache folder, see
+prepare_torchvision). All batch 1, output the logits (softmax of random weights saturates).
+Each net is written once to an ONNX file, and both engines start from that file:
 onnxruntime loads it (CPU provider, --threads intra-op threads, all graph optimizations); cococ
 imports it (`cococ.load`) and builds it for x86 (`threads=--threads`), in a build process of its
 own, into an artifact folder. Then --rounds rounds; in each, every engine runs in a fresh
@@ -27,7 +33,9 @@ faster; alone, it was 2.6-3.6x slower). cococ no longer changes the affinity
 run) and memory from touching the other's timing whatever either runtime does.
 
 Writes docs/performance.md's x86 section and docs/benchmarks/x86-vs-onnxruntime.json (not with
---quick or --no-write). Work files go to --work (build/bench-x86/, git-ignored); --tune keeps its
+--quick or --no-write). The torchvision exports are cached in $COCOC_CACHE_DIR/onnx-export (else
+~/.cache/cococ/onnx-export), one file per net and torch/torchvision version: a rerun times the
+same files. Work files go to --work (build/bench-x86/, git-ignored); --tune keeps its
 MetaSchedule database in --tuning-dir (default build/tuning-x86/NET), so a rerun reuses it.
 """
 from __future__ import annotations
@@ -47,11 +55,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from report import markdown_table, write_section  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "prototxt"
+# net: ("corpus", prototxt under CORPUS) or ("torchvision", constructor in torchvision.models)
 NETS = {
-    "resnet50": "deep-residual-networks/prototxt/ResNet-50-deploy.prototxt",
-    "mobilenet_v2": "MobileNet-Caffe/mobilenet_v2_deploy.prototxt",
-    "squeezenet": "SqueezeNet/SqueezeNet_v1.1/deploy.prototxt",
+    "resnet50": ("corpus", "deep-residual-networks/prototxt/ResNet-50-deploy.prototxt"),
+    "mobilenet_v2": ("corpus", "MobileNet-Caffe/mobilenet_v2_deploy.prototxt"),
+    "squeezenet": ("corpus", "SqueezeNet/SqueezeNet_v1.1/deploy.prototxt"),
+    "densenet121": ("torchvision", "densenet121"),
+    "shufflenet_v2": ("torchvision", "shufflenet_v2_x1_0"),
+    "efficientnet_b0": ("torchvision", "efficientnet_b0"),
 }
+TORCH_SIZE = 224  # the torchvision nets' input, batch 1
 WORK = ROOT / "build" / "bench-x86"
 ENGINES = {"ort": "onnxruntime", "cococ": "cococ", "cococ-tuned": "cococ tuned"}
 
@@ -62,10 +75,14 @@ def machine_state() -> dict:
 
 # -- the worker processes (`--worker KIND`): each prints one JSON line ------------------------------
 def prepare(net: str, d: Path) -> dict:
-    """Corpus prototxt -> d/model.onnx (random weights, batch 1, logits) and d/input.npy."""
+    """d/model.onnx (random weights, batch 1, logits) and d/input.npy (normal, seed 0)."""
+    d.mkdir(parents=True, exist_ok=True)
+    kind, source = NETS[net]
+    if kind == "torchvision":
+        return prepare_torchvision(source, d)
     import cococ
     from cococ.ir.verify import infer_shapes
-    g = cococ.load(CORPUS / NETS[net], init="random", seed=0)
+    g = cococ.load(CORPUS / source, init="random", seed=0)
     for layer in g.layers:  # Caffe deploy files often say batch 10; the benchmark is batch 1
         if layer.op == "input":
             layer.attrs["shape"][0] = 1
@@ -74,10 +91,28 @@ def prepare(net: str, d: Path) -> dict:
     infer_shapes(g)
     if g.layers[-1].op == "softmax":
         g.outputs, g.layers = [g.layers[-1].inputs[0]], g.layers[:-1]
-    d.mkdir(parents=True, exist_ok=True)
     (d / "model.onnx").write_bytes(cococ.to_onnx(g).SerializeToString())
     np.save(d / "input.npy", np.random.default_rng(0).standard_normal(g.inputs[0].type.shape).astype(np.float32))
     return {}
+
+
+def prepare_torchvision(name: str, d: Path) -> dict:
+    """torchvision's `name` with random weights (seed 0, random BatchNorm statistics), exported by
+    torch.onnx.export (TorchScript exporter, opset 17) once into the cache folder
+    ($COCOC_CACHE_DIR or ~/.cache/cococ, onnx-export/), then copied to d/model.onnx: both engines
+    load that one file. Its output is the logits."""
+    import shutil
+
+    import torch
+    from cococ.runtime.datasets import cache_dir
+    from torchvision_nets import cached_onnx
+    torch.set_num_threads(1)  # the export traces once; the machine's cores are for the timing
+    t0 = time.perf_counter()
+    path = cached_onnx(name, TORCH_SIZE, cache_dir() / "onnx-export")
+    shutil.copyfile(path, d / "model.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 3, TORCH_SIZE, TORCH_SIZE)).astype(np.float32)
+    np.save(d / "input.npy", x)
+    return {"onnx": str(path), "prepare_s": time.perf_counter() - t0}
 
 
 def build(d: Path, engine: str, threads: int, tune: int, tuning_dir: str) -> dict:
@@ -177,6 +212,17 @@ def bench_net(net: str, args, engines: list[str], log) -> dict:
     return res
 
 
+def sources(nets: list[str]) -> str:
+    """Where the rendered nets come from, in words (the prose names only the nets in the table)."""
+    corpus = [n for n in nets if NETS.get(n, ("corpus",))[0] == "corpus"]
+    torch_nets = [n for n in nets if n not in corpus]
+    out = [f"{', '.join(corpus)} from the corpus' Caffe prototxt, He init, seed 0"] if corpus else []
+    if torch_nets:
+        out.append(f"{', '.join(torch_nets)} from torchvision (seed 0, random BatchNorm statistics), "
+                   f"{TORCH_SIZE}x{TORCH_SIZE}, exported by `torch.onnx.export` (opset 17)")
+    return "; ".join(out)
+
+
 def render(data: dict) -> str:
     a, m = data["args"], data["machine"]
     engines = [e for e in ENGINES if e in data["engines"]]
@@ -205,8 +251,8 @@ def render(data: dict) -> str:
         "([targets.md](targets.md#x86-and-cuda-backendstvm)), and this benchmark times each engine "
         "in its own process.\n\n"
         f"`.venv/bin/python benchmarks/x86_vs_onnxruntime.py` (this run: {data['seconds'] / 60:.0f} min): "
-        "each corpus net with "
-        "random weights, batch 1, written once to an ONNX file that both engines load (cococ imports it "
+        f"each net with random weights ({sources(list(data['nets']))}), "
+        "batch 1, written once to an ONNX file that both engines load (cococ imports it "
         f"and builds for x86); {a['threads']} threads each; {a['rounds']} rounds, each running every "
         f"engine in a fresh process ({a['warmup']} warm-up runs, then {a['runs']} timed runs of "
         "`session.run` / `artifact.run`), the order alternating between rounds. Median and minimum "

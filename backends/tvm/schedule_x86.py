@@ -21,9 +21,12 @@ Depthwise conv (one input channel per output channel, MobileNet's 3x3 layers) ke
 a register tile of up to 8 output rows x one vector along the output width (the width's largest
 divisor that fits the lanes), the taps unrolled, a broadcast weight per tap, the epilogue on the
 finished tile, parallel over channels. Other grouped convs vectorize along the output row.
+A 1x1 conv that lower.py hands over as one row of positions ([N, C, 1, H*W], `flat_positions`)
+takes the row-vector tile too, its parallel tasks being runs of up to 7 vectors of that row.
 Everything else gets a generic schedule: inline the injective stages, vectorize the innermost
 spatial loop by a divisor of the lanes, parallelize the fused outer spatial loops; strided
-window reductions (pools) are scalar, unrolled windows over parallel rows instead.
+window reductions (pools) are scalar, unrolled windows over parallel rows instead, and
+reductions over whole planes (global pools) keep a vector of partial results per channel.
 """
 from __future__ import annotations
 
@@ -193,6 +196,9 @@ def _conv_packed_rows(sch, blk, epilogue: str | None, v: int) -> None:
         _phase_split(sch)
     n, cb, y, x, ci, rc, ry, rx = sch.get_loops(blk)
     xo, xi = sch.split(x, [None, v])
+    if _extent(sch, y) == 1:  # one row of positions (lower.py's flat_positions): tasks of <= 7 vectors
+        chunk, xo = sch.split(xo, [None, _divisor(_extent(sch, xo), 7)])
+        y = sch.fuse(y, chunk)
     first, second = (y, cb) if _rows_outer(sch, blk) else (cb, y)
     sch.reorder(n, first, second, xo, rc, ry, rx, ci, xi)
     sch.parallel(sch.fuse(n, first, second))
@@ -337,6 +343,9 @@ def _generic(sch, blk, lanes: int) -> None:
     if red and nsp == 4 and len(loops) == 6 and _x_stride(sch, blk) > 1:
         _strided_window(sch, blk, spatial, red)
         return
+    if len(red) == 2 and nsp == 4 and _extent(sch, spatial[2]) == _extent(sch, spatial[3]) == 1:
+        _plane_reduction(sch, blk, spatial, red, lanes)
+        return
     w = _extent(sch, spatial[-1])
     v = _divisor(w, lanes, prefer=(lanes, lanes // 2, lanes // 4))
     if v < 4 and w > 1:  # short rows: vectorize over whole rows of the last two axes instead
@@ -369,3 +378,27 @@ def _strided_window(sch, blk, spatial, red) -> None:
     sch.parallel(sch.fuse(*spatial[:3]))
     for r in red:
         sch.unroll(r)
+
+
+def _plane_reduction(sch, blk, spatial, red, lanes: int) -> None:
+    """A reduction over whole H x W planes (global avg/max pool): one serial chain of scalar adds
+    per channel is bound by the add's latency (a 14x14 plane: 196 dependent adds). The plane,
+    contiguous in NCHW, is reduced into `v` partial results instead (v lanes, vector loads; rfactor),
+    and those are reduced at the end: parallel over channels."""
+    k = sch.fuse(*red)
+    v = _divisor(_extent(sch, k), lanes, prefer=(lanes, lanes // 2))
+    par = sch.fuse(*spatial)
+    sch.parallel(par)
+    if v < 2 or v == _extent(sch, k):  # planes of <= 16 elements (or prime sizes): scalar sums
+        return
+    _, ki = sch.split(k, [None, v])
+    try:
+        rf = sch.rfactor(ki, factor_axis=4)
+    except s_tir.ScheduleError:  # a reducer rfactor does not know: the split loops stay scalar
+        return
+    sch.compute_at(rf, par)
+    lane, step = sch.get_loops(rf)[-2:]
+    sch.reorder(step, lane)
+    sch.vectorize(lane)
+    init = sch.decompose_reduction(rf, step)
+    sch.vectorize(sch.get_loops(init)[-1])

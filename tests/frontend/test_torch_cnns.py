@@ -12,12 +12,10 @@ cores shared at a load average of 10); DenseNet-121 is the longest (70-90 s each
 """
 from __future__ import annotations
 
-import io
 import sys
-import warnings
+from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -25,31 +23,10 @@ import torch
 import cococ
 from cococ.frontend.onnx.loader import load_onnx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the benchmarks/ scripts
+from benchmarks.torchvision_nets import export, models, random_model  # noqa: E402
 
-def _torchvision_models():
-    """torchvision.models, also where torchvision's compiled ops do not load.
-
-    PyPI's torchvision wheel is built against the CUDA torch; beside the pinned CPU torch its
-    `_C` library cannot load, and `import torchvision` then fails declaring fakes for the two
-    ops it registers unconditionally (nms, qnms). Declaring their schemas first lets the pure
-    Python part, which the model definitions are, import; detection ops stay unusable."""
-    try:
-        import torchvision.models as models
-        return models
-    except RuntimeError as e:
-        if "torchvision::nms" not in str(e):
-            raise
-    for name in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
-        del sys.modules[name]
-    lib = torch.library.Library("torchvision", "DEF")
-    for op in ("nms", "qnms"):
-        lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _torchvision_models.lib = lib  # the definitions live as long as the library object
-    import torchvision.models as models
-    return models
-
-
-tv = _torchvision_models()
+tv = models()
 
 # name: (constructor, input size)
 MODELS = {
@@ -78,32 +55,13 @@ def _cases():
 
 def _model(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
     make, size = MODELS[name]
-    torch.manual_seed(0)
-    model = make()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return model.eval(), torch.randn(1, 3, size, size)
-
-
-def _export(model: torch.nn.Module, x: torch.Tensor, exporter: str) -> onnx.ModelProto:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' deprecation and tracing notices
-        if exporter == "dynamo":
-            return torch.onnx.export(model, (x,), dynamo=True, opset_version=18, verbose=False).model_proto
-        buf = io.BytesIO()
-        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
-        return onnx.load_from_string(buf.getvalue())
+    return random_model(make), torch.randn(1, 3, size, size)
 
 
 @pytest.mark.parametrize("name, exporter", list(_cases()))
 def test_torch_cnn_imports_builds_and_matches_onnxruntime(name, exporter):
     model, x = _model(name)
-    proto = _export(model, x, exporter)
+    proto = export(model, x, exporter)
     feeds = {proto.graph.input[0].name: x.numpy()}
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)
