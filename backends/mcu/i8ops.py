@@ -1,16 +1,11 @@
-"""Fixed-point kernels of the layers around the convs: depthwise conv, add, pools, clamps, edges.
+"""Fixed-point kernels of the layers around the convs: add, pools, clamps, edges (depthwise: i8depthwise.py).
 
 With these, an int8 (or q15) build of a MobileNet/ResNet/DS-CNN-style network stays integer from
 the input's quantize step to the output's dequantize step: `lower.py` asks `fixed.integer_reason`
 which layers have one (qlower.py builds them), and every layer that still runs in float is a
 warning naming it and why.
 
-- depthwise conv (`depthwise`): per channel, the input plane is widened into an int16 scratch
-  plane with the padding already in place (zeroed once per call, so the MAC loop never tests
-  bounds: padding is handled outside the inner loop; int8 rows four elements per word), then
-  two outputs of a row at a time, SMLAD on pairs of taps (a word of the plane against a word of
-  two int16 weights; an odd kernel width pairs its last tap with a zero weight), bias, the
-  per-channel requantisation of the conv kernels (qkernels.requant) and the clamp.
+- depthwise conv: backends/mcu/i8depthwise.py.
 - residual add / eltwise sum, hardsigmoid, clip, concat's rescale (`affine`): y = clamp((sum_i x_i A_i
   + C + 2^(S-1)) >> S), one integer multiplier A_i per input (s_i / s_y * 2^S: both inputs
   requantised) in int32 where that cannot overflow (int8 sums), else int64.
@@ -34,162 +29,9 @@ import tvm
 from tvm import te
 from tvm.script import tirx as T
 
-from cococ.backends.kernels.im2col import Geometry
 from cococ.backends.mcu.codegen import Kernel
 from cococ.backends.mcu.fixed import LIMITS
 from cococ.backends.mcu.qkernels import requant, requant_params
-
-READ_Q15X2 = """/* Unaligned word access for the depthwise conv's int16 plane (the M4's LDR/STR take any address;
-   CMSIS arm_nn_read_q15x2 / arm_nn_read_q7x4 / arm_nn_write_q15x2), and the halfword packs (PKHBT, PKHTB). */
-__attribute__((always_inline)) static inline int32_t cococ_read_q15x2(const int16_t* p) {
-  int32_t v;
-  __builtin_memcpy(&v, p, 4);
-  return v;
-}
-__attribute__((always_inline)) static inline int32_t cococ_read_q7x4(const int8_t* p) {
-  int32_t v;
-  __builtin_memcpy(&v, p, 4);
-  return v;
-}
-__attribute__((always_inline)) static inline int32_t cococ_write_q15x2(int16_t* p, int32_t v) {
-  __builtin_memcpy(p, &v, 4);
-  return 0;
-}
-__attribute__((always_inline)) static inline int32_t cococ_sxtb16_odd(int32_t v) {  /* bytes 1, 3: SXTB16 ROR #8 */
-  int32_t r;
-  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-  return r;
-}
-__attribute__((always_inline)) static inline int32_t cococ_pack_lo(int32_t a, int32_t b) {  /* (a.lo, b.lo) */
-  int32_t r;
-  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-}
-__attribute__((always_inline)) static inline int32_t cococ_pack_hi(int32_t a, int32_t b) {  /* (b.hi, a.hi) */
-  int32_t r;
-  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-}
-"""
-
-
-def plane_geometry(x_shape, attrs) -> tuple[int, int]:
-    """(row length, elements) of a depthwise conv's padded int16 plane: rows of even length (so a
-    pair of outputs reads aligned words), plus a tail a pair's last word may read into."""
-    _, _, h, wd = x_shape
-    t, l, b, r = attrs["pad"]
-    pw = (wd + l + r + 1) // 2 * 2
-    return pw, (h + t + b) * pw + 4
-
-
-def depthwise(name, x_shape, y_shape, attrs, lo: int, hi: int, fast: bool, dtype: str) -> Kernel:
-    """Depthwise conv on `dtype` (int8 or int16) tensors: per channel the padded int16 plane,
-    then two outputs of a row at a time (stride 1 or 2), both against the same weight words
-    (w[2k], w[2k+1]) of a kernel row, which stay in registers: output j SMLADs the words of the
-    plane at its window, output j + 1 at stride 2 the same words one further, at stride 1 its
-    own (unaligned) words, except that an odd last tap is the top half of output j's last word
-    (SMLATB). An odd last output (and other strides) one at a time. Requantised, clamped."""
-    n, c, h, wd = x_shape
-    oh, ow = y_shape[2], y_shape[3]
-    g = Geometry.of(x_shape, y_shape, attrs)
-    t, l = attrs["pad"][:2]
-    kwp = (g.kw + 1) // 2                      # weight words of a kernel row (zero after an odd width)
-    paired = g.sw in (1, 2) and ow >= 2
-    own = kwp - g.kw % 2                       # stride 1: words output j + 1 loads itself
-    na = (kwp + own if g.sw == 1 else kwp + 1) if paired else 1   # plane words a pair loads per row
-    pw, size = plane_geometry(x_shape, attrs)
-    store = partial(requant, lo=lo, hi=hi, dtype=dtype, fast=fast)
-    zero = T.int16(0)
-    xs, ys = tuple(x_shape), tuple(y_shape)
-
-    @T.macro
-    def load(r, plane, e, at):
-        """r[e] = the plane word at element `at` (two int16, any halfword address)."""
-        r[e] = T.call_pure_extern("int32", "cococ_read_q15x2", T.address_of(plane[at]))
-
-    @T.macro
-    def widen4(r, plane, at, v):
-        """plane[at .. at + 4] = the four int8 of the word v, as int16: SXTB16 gives (x0, x2),
-        SXTB16 of v ROR 8 (x1, x3); PKHBT / PKHTB make (x0, x1), (x2, x3)."""
-        r[0] = T.call_pure_extern("int32", "__sxtb16", v)
-        r[1] = T.call_pure_extern("int32", "cococ_sxtb16_odd", v)
-        T.evaluate(T.call_extern("int32", "cococ_write_q15x2", T.address_of(plane[at]),
-                                 T.call_pure_extern("int32", "cococ_pack_lo", r[0], r[1])))
-        T.evaluate(T.call_extern("int32", "cococ_write_q15x2", T.address_of(plane[at + 2]),
-                                 T.call_pure_extern("int32", "cococ_pack_hi", r[1], r[0])))
-
-    @T.prim_func(s_tir=True)
-    def f(x: T.Buffer(xs, dtype), w: T.Buffer((c * g.kh * kwp * 2,), "int16"),
-          bq: T.Buffer((c,), "int32"), m: T.Buffer((c,), "int32"), sh: T.Buffer((c,), "int32"),
-          plane: T.Buffer((size,), "int16"), y: T.Buffer(ys, dtype)):
-        T.func_attr({"tirx.noalias": True})
-        WW = T.decl_buffer((c * g.kh * kwp,), "int32", data=w.data)
-        acc = T.sblock_alloc_buffer((2,), "int32")
-        r = T.sblock_alloc_buffer((max(2, g.kh * na),), "int32")
-        for p in range(size):
-            plane[p] = zero
-        for nn, ch in T.grid(n, c):
-            for iy in range(h):
-                if dtype == "int8":  # four at a time: one word, SXTB16 twice, two packs, two words
-                    for q in T.unroll(wd // 4) if wd <= 64 else range(wd // 4):
-                        widen4(r, plane, (iy + t) * pw + q * 4 + l,
-                               T.call_pure_extern("int32", "cococ_read_q7x4", T.address_of(x[nn, ch, iy, q * 4])))
-                for ix in range(wd // 4 * 4 if dtype == "int8" else 0, wd):
-                    plane[(iy + t) * pw + ix + l] = T.Cast("int16", x[nn, ch, iy, ix])
-            for i in range(oh):
-                if paired:
-                    for j2 in range(ow // 2):
-                        acc[0] = bq[ch]
-                        acc[1] = bq[ch]
-                        for ky in T.unroll(g.kh):  # all loads first: back to back, the M4 pipelines them
-                            for k in T.unroll(na - own if g.sw == 1 else na):  # output j's words (+ one at stride 2)
-                                load(r, plane, ky * na + k, (i * g.sh + ky * g.dh) * pw + j2 * (2 * g.sw) + k * 2)
-                            if g.sw == 1:
-                                for k in T.unroll(own):  # output j + 1's own words
-                                    load(r, plane, ky * na + kwp + k, (i * g.sh + ky * g.dh) * pw + j2 * 2 + k * 2 + 1)
-                        for ky in T.unroll(g.kh):
-                            for k in T.unroll(kwp):
-                                acc[0] = T.call_pure_extern("int32", "__smlad", r[ky * na + k],
-                                                            WW[(ch * g.kh + ky) * kwp + k], acc[0])
-                            if g.sw == 2:
-                                for k in T.unroll(kwp):
-                                    acc[1] = T.call_pure_extern("int32", "__smlad", r[ky * na + k + 1],
-                                                                WW[(ch * g.kh + ky) * kwp + k], acc[1])
-                            else:
-                                for k in T.unroll(own):
-                                    acc[1] = T.call_pure_extern("int32", "__smlad", r[ky * na + kwp + k],
-                                                                WW[(ch * g.kh + ky) * kwp + k], acc[1])
-                                if g.kw % 2 == 1:
-                                    acc[1] = T.call_pure_extern("int32", "__smlatb", r[ky * na + kwp - 1],
-                                                                WW[(ch * g.kh + ky) * kwp + kwp - 1], acc[1])
-                        store(y, (nn, ch, i, j2 * 2), acc[0], m, sh, ch)
-                        store(y, (nn, ch, i, j2 * 2 + 1), acc[1], m, sh, ch)
-                for j in range(ow // 2 * 2 if paired else 0, ow):
-                    acc[0] = bq[ch]
-                    for ky in T.unroll(g.kh):
-                        for k in T.unroll(kwp):
-                            acc[0] = T.call_pure_extern("int32", "__smlad", T.call_pure_extern(
-                                "int32", "cococ_read_q15x2",
-                                T.address_of(plane[(i * g.sh + ky * g.dh) * pw + j * g.sw + k * 2])),
-                                WW[(ch * g.kh + ky) * kwp + k], acc[0])
-                    store(y, (nn, ch, i, j), acc[0], m, sh, ch)
-    args = [("x", dtype, False), ("w", "int16", False), ("bq", "int32", False), ("m", "int32", False),
-            ("sh", "int32", False), ("plane", "int16", True), ("y", dtype, True)]
-    return Kernel(name, f, args, origin="tvm-tir", includes=("<arm_acle.h>",),
-                  meta={"doc": f"{dtype} depthwise conv2d {list(x_shape)}->{list(y_shape)} k{g.kh}x{g.kw} "
-                        f"s{g.sh}x{g.sw} (padded int16 plane; SMLAD on tap pairs"
-                        f"{', two outputs at a time' if paired else ''}), clamp [{lo}, {hi}]",
-                        "prelude": READ_Q15X2})
-
-
-def depthwise_weights(wq: np.ndarray) -> np.ndarray:
-    """[c, 1, kh, kw] integer weights -> [c, kh, 2 * ceil(kw / 2)] int16: per kernel row the words
-    (w[2k], w[2k+1]) `depthwise` reads, a zero after an odd width."""
-    c, _, kh, kw = wq.shape
-    out = np.zeros((c, kh, (kw + 1) // 2 * 2), np.int16)
-    out[:, :, :kw] = wq[:, 0]
-    return out.reshape(-1)
-
 
 def affine_params(ratios: list[float], const: float, qmax: int) -> tuple[list[int], int, int, bool]:
     """Integer multipliers A_i ~ ratios[i] * 2^S, C ~ const * 2^S and S for `affine`, and whether
@@ -338,5 +180,4 @@ def quantize(name, size: int, scale: float, dtype: str) -> Kernel:
                   meta={"doc": f"f32 -> {dtype}, scale {scale:.6g} (VCVTR + SSAT, no libm)", "prelude": ROUND_F32})
 
 
-__all__ = ["depthwise", "depthwise_weights", "affine", "affine_params", "hardswish", "avg_pool", "quantize",
-           "READ_Q15X2", "softmax", "softmax_table"]
+__all__ = ["affine", "affine_params", "hardswish", "avg_pool", "quantize", "softmax", "softmax_table"]

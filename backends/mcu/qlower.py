@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cococ.backends.mcu import i8depthwise as D
 from cococ.backends.mcu import i8ops as I
 from cococ.backends.mcu import kernels as K
 from cococ.backends.mcu.lower import Step, Tensor, describe, frozen_attrs, m4_shapes
@@ -30,12 +31,12 @@ def lower_integer(lw, layer: Layer, ins: list[Tensor], out: Tensor, params: dict
     op, a, x = layer.opdef, layer.attrs, ins[0]
     if op is Conv2d:
         w2, bq, mm, sh, fast = integer_layer(layer, params, x.scale, out.scale, LIMITS[dtype][1])
-        wq = I.depthwise_weights(w2.reshape(params["weight"].shape))
+        wq = D.depthwise_weights(w2.reshape(params["weight"].shape))
         wts = [lw.weight(layer, "weight_dw", wq), lw.weight(layer, "bias_q", bq), lw.weight(layer, "mult", mm),
                lw.weight(layer, "shift", sh)]
-        plane = Tensor(f"{out.name}_plane", "int16", (I.plane_geometry(x.shape, a)[1],))
+        plane = Tensor(f"{out.name}_plane", "int16", (D.plane_geometry(x.shape, a)[1],))
         key = ("depthwise", dtype, x.shape, out.shape, frozen_attrs(a), lo, hi, fast)
-        k = lw.kernel(key, lambda n: I.depthwise(n, x.shape, out.shape, a, lo, hi, fast, dtype))
+        k = lw.kernel(key, lambda n: D.depthwise(n, x.shape, out.shape, a, lo, hi, fast, dtype))
         return k, [x] + wts + [plane, out]
     if op in (AvgPool, GlobalAvgPool):
         kernel = a["kernel"] if op is AvgPool else x.shape[2:]

@@ -286,3 +286,18 @@ def test_int8_kernel_shapes_are_bit_exact(x, o, kernel, stride, pad, relu):
     M = _kernel_shapes()
     r = M.run_shape(M.Shape("test", "shape", x, o, kernel, stride, pad, relu))
     assert r["cycles"] > 0 and r["macs"] > 0
+
+
+@needs_gcc
+@pytest.mark.parametrize("x,stride,relu", [
+    ((1, 3, 3, 3), (1, 1), False),    # output width 3: a pair and a single (TVM's CSE had reused the pair's first)
+    ((1, 2, 5, 13), (1, 1), True),    # three asm quads and a single
+    ((1, 2, 9, 11), (2, 2), False),   # stride 2: an asm quad, a pair
+    ((1, 2, 4, 17), (2, 2), True),    # stride 2: two quads, a single
+])
+def test_int8_depthwise_shapes_are_bit_exact(x, stride, relu):
+    """The 3x3 depthwise kernel's quads (COCOC_DW3X3X4_S1/_S2) and its pair and single tails, on the
+    emulated M4, equal numpy bit for bit with random int8 data and full-range weights; ~3 s each."""
+    M = _kernel_shapes()
+    r = M.run_shape(M.Shape("test", "dw", x, x[1], (3, 3), stride, (1, 1, 1, 1), relu, depthwise=True))
+    assert r["cycles"] > 0 and r["macs"] > 0
