@@ -8,11 +8,16 @@ reused by every network of the promising subspace whose composite vector names i
 blocks, so stale blocks are never reused. Arrays are keyed `layer/param` by the full model's
 layer names, which is what `finetune_graph(..., store=...)` reads.
 
-`pretrain(full, plan, data, solver, store, steps=N)` trains one group of non-overlapping
-blocks per run (one teacher forward serves the whole group), the teacher frozen, minimising
-Σ_pairs 1/|O|·‖O − O'‖² between each student's output and the teacher's value at the block's
-exit. Blocks already in the store are skipped (an interrupted pre-training resumes), and so
-are blocks that prune nothing (`needs_training` False: they are the teacher's own modules).
+`pretrain(full, plan, data, solver, store, steps=N)` trains the blocks, the teacher frozen,
+minimising Σ_pairs 1/|O|·‖O − O'‖² between each student's output and the teacher's value at the
+block's exit. By default (`shared_teacher=True`) every group is trained in one run: the
+teacher's block outputs are computed once per batch of the stream and feed the students of
+every group (`shared_pretrain_graph`); each student's loss and update involve its own weights
+only, so the blocks equal those of one run per group (`shared_teacher=False`, Wootz §6.2: one
+teacher forward per group and batch) bit for bit (tests/runtime/test_blocks.py), at one teacher
+forward per batch instead of one per group. Blocks already in the store are skipped (an
+interrupted pre-training resumes), and so are blocks that prune nothing (`needs_training`
+False: they are the teacher's own modules).
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from safetensors.numpy import save_file
 from cococ.frontend.solver import Solver
 from cococ.ir.core import CococError, Graph
 from cococ.passes.teacher_student import block_key, pretrain_graph, student_params
-from cococ.passes.tuning_blocks import group_blocks
+from cococ.passes.tuning_blocks import BlockPlan, group_blocks
 from cococ.runtime.data import Dataset, load_data
 from cococ.runtime.torch.module import to_torch
 from cococ.runtime.train import train
@@ -183,10 +188,28 @@ def block_mse(module, pairs: list[dict], x: np.ndarray, batch: int = 128) -> dic
     return {k: v / len(x) for k, v in sums.items()}
 
 
-def pretrain_group(full: Graph, blocks, data, solver, *, steps: int, progress: bool = False) -> tuple[Graph, dict]:
-    """Pre-train one group of non-overlapping blocks; returns the trained pretrain graph and a
+def shared_pretrain_graph(full: Graph, groups) -> Graph:
+    """One pretrain graph for several groups of blocks: one teacher, the students of every group
+    (each group's built by pretrain_graph, its teacher values taken from the one teacher)."""
+    g = pretrain_graph(full, list(groups[0]))
+    teacher = {v.name: v for l in g.layers if "block" not in l.meta for v in l.outputs}
+    for blocks in groups[1:]:
+        h = pretrain_graph(full, list(blocks))
+        for l in h.layers:
+            if "block" in l.meta:
+                l.inputs = [teacher.get(v.name, v) for v in l.inputs]
+                g.layers.append(l)
+        g.outputs.extend(h.outputs[len(full.outputs):])
+        g.meta["teacher_student"] = g.meta["teacher_student"] + h.meta["teacher_student"]
+    return g
+
+
+def pretrain_group(full: Graph, blocks, data, solver, *, steps: int, progress: bool = False,
+                   groups=None) -> tuple[Graph, dict]:
+    """Pre-train one group of non-overlapping blocks (or with `groups`, a list of such groups,
+    all of them in one run: shared_pretrain_graph); returns the trained pretrain graph and a
     report {block: {"mse_before", "mse_after"}} on the test images."""
-    g = pretrain_graph(full, list(blocks))
+    g = shared_pretrain_graph(full, groups) if groups else pretrain_graph(full, list(blocks))
     pairs = g.meta["teacher_student"]
     ds = data if isinstance(data, Dataset) else load_data(data, full.inputs[0].type.shape)
     module = to_torch(g, outputs=[p["student"] for p in pairs])
@@ -210,15 +233,21 @@ def pretrain_group(full: Graph, blocks, data, solver, *, steps: int, progress: b
 
 
 def pretrain(full: Graph, plan, data, solver_or_settings, store: BlockStore, *, steps: int,
-             progress: bool = True, numbering: tuple[int, int, int] | None = None) -> list[dict]:
-    """Pre-train every tuning block of `plan` (a BlockPlan) not yet in `store`, one run per group.
+             progress: bool = True, numbering: tuple[int, int, int] | None = None,
+             shared_teacher: bool = True, group_ids: list[int] | None = None) -> list[dict]:
+    """Pre-train every tuning block of `plan` (a BlockPlan) not yet in `store`: its groups in one
+    run (`shared_teacher`, the default) or one run per group.
 
     `data`: a Dataset or a spec for runtime.data.load_data ("digits"); `solver_or_settings`: a
     Solver, or a dict overriding DEFAULT_SETTINGS (base_lr, momentum, weight_decay, batch_size, ...).
     `numbering`: (group id, position, count) when `plan` is one group of a larger plan that the
     caller runs a group at a time (runtime/explore), so that progress says "group 2 (3/3)", not
-    "group 0 (1/1)" each time, and the store records the group's real id.
-    Returns one row per block: key, group, status ("trained", "stored", "teacher"), MSEs, seconds.
+    "group 0 (1/1)" each time, and the store records the group's real id. `group_ids`: the real
+    ids of `plan.groups` when the plan holds several groups of a larger one.
+    `shared_teacher`: all groups in one run, one teacher forward per batch (see the module's
+    docstring); False: one run per group.
+    Returns one row per block: key, group, status ("trained", "stored", "teacher"), MSEs, seconds
+    (of the run that trained it: with `shared_teacher`, the one run of every group).
     """
     if store.teacher_hash != teacher_hash(full):
         raise CococError(f"pretrain: the store is for teacher {store.teacher_hash}, this model is "
@@ -227,6 +256,7 @@ def pretrain(full: Graph, plan, data, solver_or_settings, store: BlockStore, *, 
     rows: list[dict] = []
     todo_groups = []
     for gi, group in enumerate(plan.groups or group_blocks(plan.blocks)):
+        gi = group_ids[gi] if group_ids else numbering[0] if numbering else gi
         todo = []
         for bi in group:
             b = plan.blocks[bi]
@@ -239,15 +269,21 @@ def pretrain(full: Graph, plan, data, solver_or_settings, store: BlockStore, *, 
                 todo.append(b)
         if todo:
             todo_groups.append((gi, todo))
-    for n, (gi, todo) in enumerate(todo_groups):
-        gi, position, count = numbering or (gi, n + 1, len(todo_groups))
+    runs = [todo_groups] if shared_teacher and todo_groups else [[tg] for tg in todo_groups]
+    for n, run in enumerate(runs):
         if progress:
-            print(f"pre-training group {gi} ({position}/{count}): "
-                  f"{', '.join(block_key(full, b) for b in todo)}", flush=True)
+            if len(run) == 1:
+                gi, position, count = numbering or (run[0][0], n + 1, len(runs))
+                print(f"pre-training group {gi} ({position}/{count}): "
+                      f"{', '.join(block_key(full, b) for b in run[0][1])}", flush=True)
+            else:
+                print(f"pre-training groups {', '.join(str(gi) for gi, _ in run)} together (one teacher forward "
+                      f"per batch): {sum(len(t) for _, t in run)} blocks", flush=True)
         t0 = time.perf_counter()
-        g, report = pretrain_group(full, todo, ds, solver_or_settings, steps=steps, progress=progress)
+        g, report = pretrain_group(full, run[0][1], ds, solver_or_settings, steps=steps, progress=progress,
+                                   groups=[t for _, t in run] if len(run) > 1 else None)
         secs = time.perf_counter() - t0
-        for b in todo:
+        for gi, b in [(gi, b) for gi, todo in run for b in todo]:
             key = block_key(full, b)
             r = report[key]
             store.put(key, student_params(g, key),
@@ -255,3 +291,24 @@ def pretrain(full: Graph, plan, data, solver_or_settings, store: BlockStore, *, 
                        "start": b.start, "rates": list(b.rates), "modules": full.modules[b.start:b.stop]})
             rows.append({"key": key, "group": gi, "status": "trained", **r, "seconds": secs})
     return rows
+
+
+def group_plan(groups) -> BlockPlan:
+    """A BlockPlan of the given groups (lists of blocks), in that order."""
+    flat = [b for g in groups for b in g]
+    bounds = np.cumsum([0] + [len(g) for g in groups]).tolist()
+    return BlockPlan(flat, [], None, [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def pretrain_detached(full: Graph, groups, data, solver_or_settings, *, steps: int, shared_teacher: bool = True,
+                      group_ids: list[int] | None = None) -> tuple[dict[str, tuple[dict, dict]], float]:
+    """Pre-train `groups` (lists of blocks) into a temporary store and hand the blocks back,
+    ({key: (arrays, meta)}, seconds): for a worker process or a Ray task whose driver stores them."""
+    plan = group_plan(groups)
+    with tempfile.TemporaryDirectory(prefix="cococ-blocks-") as d:
+        store = BlockStore(d, teacher_hash(full))
+        t0 = time.perf_counter()
+        pretrain(full, plan, data, solver_or_settings, store, steps=steps, progress=False,
+                 shared_teacher=shared_teacher, group_ids=group_ids)
+        dt = time.perf_counter() - t0
+        return {k: (store.get(k), store.meta(k)) for k in (block_key(full, b) for b in plan.blocks)}, dt

@@ -48,6 +48,7 @@ class TrainResult:
     test_log: list[dict] = field(default_factory=list)    # one row per test
     seconds: float = 0.0
     snapshots: list[str] = field(default_factory=list)
+    stopped_at: int | None = None    # the iteration `stop` ended training at (None: ran to max_iter)
 
     @property
     def accuracy(self) -> float:
@@ -185,13 +186,15 @@ def train(graph: Graph, solver, data: Dataset | str, *, max_iter: int | None = N
           snapshot_prefix=None, log_prefix=None, plot: bool = False, progress: bool = True,
           frozen=(), module: GraphModule | None = None,
           loss: Callable[[GraphModule, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-          threads: int | None = None) -> TrainResult:
+          threads: int | None = None, stop: Callable[[int, float], bool] | None = None) -> TrainResult:
     """Train `graph` with `solver` (frontend.solver.Solver) on `data`; copy the result back into it.
 
     `max_iter`/`seed`/`snapshot_prefix` override the solver's. `resume`: a snapshot to continue.
     `log_prefix`: write `<prefix>.csv`, `<prefix>.json` (and `<prefix>.png` with `plot`).
     `loss(module, x, y) -> (loss, logits)` replaces softmax cross-entropy. `module`: train
-    this module (masks, freezing already set) instead of a fresh one.
+    this module (masks, freezing already set) instead of a fresh one. `stop(it, accuracy)`, called
+    after each test before `max_iter`, ends training there when it returns True (the search's early
+    stop: runtime/explore/earlystop.py); that test is then the last row of `test_log`.
     """
     t0 = time.perf_counter()
     seed = _seed(solver, seed)
@@ -230,6 +233,9 @@ def train(graph: Graph, solver, data: Dataset | str, *, max_iter: int | None = N
         if test_interval and it % test_interval == 0 and (it > 0 or _flag(solver, "test_initialization", True)):
             acc = run_test(it)["accuracy"]
             module.train()
+            if stop is not None and stop(it, acc):
+                result.stopped_at = it
+                break
         lr = lr_at(solver, it)
         opt.zero_grad()
         total = 0.0
@@ -256,10 +262,10 @@ def train(graph: Graph, solver, data: Dataset | str, *, max_iter: int | None = N
             result.snapshots.append(str(save_snapshot(prefix, it + 1, module, opt, seed)))
         if hasattr(bar, "set_postfix") and (it % 10 == 0 or it + 1 == max_iter):
             bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{acc:.4f}", lr=f"{lr:.3g}", refresh=False)
-    if loss is None:
+    if loss is None and result.stopped_at is None:
         run_test(max_iter)
     if prefix and getattr(solver, "snapshot_after_train", True) and snap_every and max_iter % snap_every \
-            and max_iter > start:
+            and max_iter > start and result.stopped_at is None:
         result.snapshots.append(str(save_snapshot(prefix, max_iter, module, opt, seed)))
     module.eval()
     copy_back(module, graph)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -53,6 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     deprecated_alias(parser, "--solver", "--pretrain-solver", metavar="FILE")
     parser.add_argument("--lr", type=float, help="pre-training learning rate (overrides the default/solver's)")
     parser.add_argument("--batch-size", type=positive_int, metavar="N", help="pre-training batch size (default 32)")
+    parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                        help="torch threads of pre-training in this process (default 1: the nets are small; with "
+                             "torch's default, every core, 50 steps of the example ResNet's 18 blocks took 190 s "
+                             "instead of 31 s on the shared 2-core machine at load 8-9)")
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="pre-training processes, one torch thread each; the groups are split between them "
+                             "(default 1)")
+    parser.add_argument("--per-group", action="store_true",
+                        help="one pre-training run per group, the teacher's forward repeated for each (Wootz as "
+                             "published; for comparison). Default: the groups of a process in one run, one "
+                             "teacher forward per batch; the blocks are the same")
     deprecated_alias(parser, "--batch", "--batch-size", type=positive_int, metavar="N")
 
 
@@ -140,7 +152,15 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size:
             settings["batch_size"] = args.batch_size
     store = BlockStore(args.store or Path(args.file).with_suffix(".blocks"), teacher_hash(graph))
-    rows = pretrain(graph, plan, args.data, settings, store, steps=args.pretrain_steps, progress=sys.stderr.isatty())
+    import torch  # local: see above
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    if args.workers > 1:
+        rows = pretrain_parallel(graph, plan, args.data, settings, store, args)
+    else:
+        rows = pretrain(graph, plan, args.data, settings, store, steps=args.pretrain_steps,
+                        progress=sys.stderr.isatty(), shared_teacher=not args.per_group)
+    seconds = time.perf_counter() - t0
     t = Table(title=f"pre-training into {store.directory} (teacher {store.teacher_hash})", title_justify="left")
     for col in ("block", "group", "status", "MSE before", "MSE after"):
         t.add_column(col, justify="left" if col in ("block", "status") else "right", no_wrap=True)
@@ -150,5 +170,33 @@ def run(args: argparse.Namespace) -> int:
     Console(highlight=False, width=None if sys.stdout.isatty() else 100).print(t)
     print(f"{sum(r['status'] == 'trained' for r in rows)} blocks trained, "
           f"{sum(r['status'] == 'stored' for r in rows)} already stored; {store.directory} holds "
-          f"{len(store.keys())} blocks")
+          f"{len(store.keys())} blocks; pre-training took {seconds:.1f} s "
+          f"({'one run per group' if args.per_group else 'one teacher forward per batch'}, "
+          f"{args.workers} process{'es' if args.workers > 1 else ''})")
     return 0
+
+
+def pretrain_parallel(graph, plan, data, settings, store, args) -> list[dict]:
+    """--workers N: the groups split over N processes (runtime/explore/blockstore.py), recorded in
+    a run database beside the store; rows as `pretrain` gives them."""
+    from cococ.passes.teacher_student import block_key  # local: torch, only for --pretrain
+    from cococ.runtime.data import load_data
+    from cococ.runtime.explore.blockstore import pretrain_groups
+    from cococ.runtime.explore.records import RunDB
+    before = set(store.keys())
+    db = RunDB(store.directory / "pretrain.sqlite")
+    try:
+        pretrain_groups(graph, plan, load_data(data, graph.inputs[0].type.shape), settings, store, db,
+                        steps=args.pretrain_steps, progress=sys.stderr.isatty(), workers=args.workers,
+                        shared_teacher=not args.per_group)
+    finally:
+        db.close()
+    rows = []
+    for gi, group in enumerate(plan.groups):
+        for bi in group:
+            key = block_key(graph, plan.blocks[bi])
+            status = "teacher" if not plan.blocks[bi].needs_training else "stored" if key in before else "trained"
+            meta = store.meta(key) or {}
+            rows.append({"key": key, "group": gi, "status": status,
+                         **{k: float(meta[k]) for k in ("mse_before", "mse_after") if k in meta}})
+    return rows

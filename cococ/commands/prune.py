@@ -7,6 +7,9 @@
 Pre-trains the tuning blocks of the promising subspace, then evaluates candidates in the order
 the objective implies, each assembled from pre-trained blocks, fine-tuned and tested, and stops
 as soon as the answer is certain. `--baseline` runs the same search with default networks.
+Both searches stop a candidate's fine-tuning early when it can no longer win (its accuracy at a
+test plus the best recovery seen after that iteration, plus --early-stop-margin, stays below the
+threshold: runtime/explore/earlystop.py); `--no-early-stop` trains every candidate to the end.
 Everything finished goes into RUNDIR/run.sqlite as it finishes: `--resume` continues a killed
 run. Writes the chosen network as RUNDIR/pruned.prototxt + pruned.safetensors (Caffe deploy net
 and its weights: `cococ build RUNDIR/pruned.prototxt --weights RUNDIR/pruned.safetensors`),
@@ -48,8 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where candidates are fine-tuned: local processes or a Ray cluster (default local)")
     parser.add_argument("--address", default="auto", help="Ray cluster address (auto or HOST:PORT)")
     parser.add_argument("--workers", type=int, default=0,
-                        help="candidates evaluated at once (default: this machine's cores; with --executor ray, "
-                             "the cluster's CPUs)")
+                        help="candidates evaluated at once, one torch thread each (default: this machine's "
+                             "cores; with --executor ray, the cluster's CPUs)")
+    parser.add_argument("--pretrain-workers", type=int, default=1, metavar="N",
+                        help="pre-training processes, the groups split between them, one torch thread each "
+                             "(default 1: a process takes 5-10 s of CPU to start, more than it saves on small "
+                             "nets; see docs/prune.md)")
+    parser.add_argument("--no-early-stop", action="store_true",
+                        help="train every candidate for all --steps (default: stop one that can no longer meet "
+                             "the accuracy threshold, by the best recovery seen; the same rule in both searches)")
+    parser.add_argument("--early-stop-margin", type=float, default=0.02, metavar="M",
+                        help="accuracy a stopped candidate must miss the threshold by, beyond the best recovery "
+                             "seen (default 0.02)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of this process (pre-training, metrics); default 1: the nets are "
                              "small, and on a busy machine more threads are slower")
@@ -94,9 +107,11 @@ def run(args: argparse.Namespace) -> int:
     from cococ.runtime.explore.evaluate import trained_network
     from cococ.runtime.explore.report import print_table, table_row, write_report
     for flag, n in (("--sample", args.sample), ("--steps", args.steps), ("--pretrain-steps", args.pretrain_steps),
-                    ("--threads", args.threads)):
+                    ("--threads", args.threads), ("--pretrain-workers", args.pretrain_workers)):
         if n is not None and n < 1:
             raise CococError(f"{flag} {n}: must be at least 1")
+    if not args.early_stop_margin >= 0:
+        raise CococError(f"--early-stop-margin {args.early_stop_margin}: must be at least 0")
     # Pre-training runs in this process. Measured on the shared 2-core machine (load ~8): 20
     # pre-training steps of one ResNet-example group took 13 s with 1 torch thread, 76 s with 2.
     import torch  # local: see load_inputs
@@ -121,10 +136,14 @@ def run(args: argparse.Namespace) -> int:
                   pretrain_steps=args.pretrain_steps or steps, pretrain_solver=pre, baseline=args.baseline,
                   comp=not args.no_comp, executor=args.executor, workers=workers,
                   address=args.address if args.executor == "ray" else None, resume=args.resume,
-                  method=args.blocks, progress=not args.no_progress)
+                  method=args.blocks, progress=not args.no_progress, early_stop=not args.no_early_stop,
+                  stop_margin=args.early_stop_margin, pretrain_workers=args.pretrain_workers)
     res.full_accuracy = full_accuracy(full, args.data)
     paths = write_report(res, out)
     print_table([table_row(res)], title=f"cococ prune: {objective}")
+    for s in (res.comp, res.base):
+        if s is not None:
+            print("early stop " + ("off" if args.no_early_stop else "on") + ": " + s.early_stop_summary())
     chosen = res.chosen
     if chosen.answer is None:
         print(f"no configuration meets '{objective}'; report: {paths['md']}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cococ.backends.build import build
 from cococ.frontend.objective import Objective
 from cococ.frontend.weights import load_weights
@@ -90,15 +92,31 @@ class _Arrays:
         return got
 
 
-def evaluate_candidate(task: Task, idx: int, config: Config, composite, static: dict, worker: str = "0") -> dict:
-    """Assemble, fine-tune for `task.steps` and test one candidate: a record for the database."""
+def evaluate_candidate(task: Task, idx: int, config: Config, composite, static: dict, worker: str = "0",
+                       rule=None) -> dict:
+    """Assemble, fine-tune for `task.steps` and test one candidate: a record for the database.
+
+    `rule` (earlystop.StopRule, or anything with its `hopeless(it, acc)` / `reason(it, acc)` /
+    `target`) stops the fine-tuning at a test where the candidate can no longer win; the record
+    then says so (`stop`, `iterations`). `started_at`/`ended_at` (wall clock) and `threads` are
+    for checking the executors (two workers overlap in time, one torch thread each).
+    """
     t0 = time.perf_counter()
+    started = time.time()
     if task.mode == "comp":
         store = BlockStore(task.store_dir, task.teacher)
         g = finetune_graph(task.full, config, composite, task.blocks, _Arrays(store))
     else:
         g = pruned_network(task.full, config)
-    res = train(g, task.solver, task.dataset(), max_iter=task.steps, seed=task.seed, progress=False, threads=1)
+    stopped: list = []
+
+    def stop(it, acc):
+        if rule is not None and rule.hopeless(it, acc):
+            stopped.append((it, acc, rule.reason(it, acc), rule.target))
+        return bool(stopped)
+
+    res = train(g, task.solver, task.dataset(), max_iter=task.steps, seed=task.seed, progress=False, threads=1,
+                stop=stop)
     acc = float(res.accuracy)
     if task.weights_dir:
         save_weights(g, Path(task.weights_dir) / f"{task.mode}_{idx}.safetensors", {"config": list(config)})
@@ -108,7 +126,10 @@ def evaluate_candidate(task: Task, idx: int, config: Config, composite, static: 
             "metrics": metrics, "accuracy": acc,
             "curve": [[int(r["iter"]), float(r["accuracy"])] for r in res.test_log],
             "seconds": time.perf_counter() - t0, "worker": worker,
-            "blocks_used": g.meta.get("blocks_used", [])}
+            "blocks_used": g.meta.get("blocks_used", []),
+            "iterations": stopped[0][0] if stopped else task.steps,
+            "stop": stopped[0][2] if stopped else "full", "stop_target": stopped[0][3] if stopped else None,
+            "started_at": started, "ended_at": time.time(), "threads": torch.get_num_threads()}
 
 
 def trained_network(task_full: Graph, weights_dir, mode: str, rec: dict) -> Graph:

@@ -5,7 +5,10 @@
 parent is the only writer of the run database; a worker reports each result as it finishes.
 When a satisfying candidate at position k is found, candidates after k cannot beat it: workers
 skip them, and a worker busy with one after k is stopped (its later ones are after k too).
-Workers end with the driver, however it ends (`die_with_parent`).
+Workers end with the driver, however it ends (`die_with_parent`). Each worker process runs one
+torch thread. With `stopper` (earlystop.EarlyStop) a candidate's fine-tuning stops when it can no
+longer win: in-process the rule is recomputed before each candidate; worker processes get the
+rule's new state in their inbox after every result, and read it at each test.
 `run_ray` (ray_exec.py): one Ray task per candidate on a cluster (`address` "auto" or
 HOST:PORT), the k-th on node k mod n, same stopping rule (later tasks cancelled), a task whose
 worker or node dies retried by Ray.
@@ -40,10 +43,16 @@ class Collector:
     """Stores results as they arrive and keeps the stopping bound (position of the first answer).
     Both executors (run_local here, run_ray in ray_exec.py) feed their results through one."""
 
-    def __init__(self, db, objective, early, mode, on_result, bar):
+    def __init__(self, db, objective, early, mode, on_result, bar, stopper=None):
         self.db, self.objective, self.early, self.mode = db, objective, early, mode
-        self.on_result, self.bar = on_result, bar
+        self.on_result, self.bar, self.stopper = on_result, bar, stopper
         self.bound = None
+
+    def rule(self):
+        """The early-stop rule's state after every evaluation of this mode so far (None: off)."""
+        if self.stopper is None or not self.stopper.enabled:
+            return None
+        return self.stopper.rule(list(self.db.done(self.mode).values()))
 
     def add(self, pos: int, rec: dict) -> None:
         self.db.add_evaluation(self.mode, rec)
@@ -63,9 +72,10 @@ def _worker_name(i: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:w{i}"
 
 
-def run_local(task, jobs, todo, *, workers, db, objective, early, on_result=None, progress=True, **_):
+def run_local(task, jobs, todo, *, workers, db, objective, early, on_result=None, progress=True, stopper=None,
+              **_):
     bar = progress_bar(len(todo), progress, f"explore[{task.mode}]")
-    col = Collector(db, objective, early, task.mode, on_result, bar)
+    col = Collector(db, objective, early, task.mode, on_result, bar, stopper)
     p = max(1, min(int(workers), len(todo)))
     try:
         if p == 1:
@@ -73,7 +83,7 @@ def run_local(task, jobs, todo, *, workers, db, objective, early, on_result=None
                 if not col.useful(pos):
                     break
                 _, idx, cfg, comp, static = jobs[pos]
-                col.add(pos, evaluate_candidate(task, idx, cfg, comp, static, _worker_name(0)))
+                col.add(pos, evaluate_candidate(task, idx, cfg, comp, static, _worker_name(0), col.rule()))
             return
         _run_processes(task, jobs, todo, p, col)
     finally:
@@ -82,6 +92,7 @@ def run_local(task, jobs, todo, *, workers, db, objective, early, on_result=None
 
 
 PR_SET_PDEATHSIG = 1     # linux/prctl.h
+START_WAIT = 120         # seconds a worker waits for the others to have started
 
 
 def die_with_parent(parent: int) -> None:
@@ -102,15 +113,45 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
-def _proc_main(wid, parent, task, jobs, positions, bound, results):
+class Inbox:
+    """A worker's view of the early-stop rule: the latest state the driver sent (StopRule's API)."""
+
+    def __init__(self, rule, queue):
+        self.current, self.queue = rule, queue
+
+    def latest(self):
+        while True:
+            try:
+                self.current = self.queue.get_nowait()
+            except queue_mod.Empty:
+                return self.current
+
+    @property
+    def target(self):
+        return self.current.target
+
+    def hopeless(self, it, acc) -> bool:
+        rule = self.latest()
+        return rule is not None and rule.hopeless(it, acc)
+
+    def reason(self, it, acc) -> str:
+        return self.current.reason(it, acc)
+
+
+def _proc_main(wid, parent, task, jobs, positions, bound, results, rule, inbox, ready):
     die_with_parent(parent)
     torch.set_num_threads(1)
+    rules = Inbox(rule, inbox)
+    try:        # start together: a worker slower to start (imports on a busy machine) would
+        ready.wait(START_WAIT)    # otherwise find the other's share done, with nothing overlapping
+    except threading.BrokenBarrierError:
+        pass    # a worker died before its start: the others go on (the driver reports it)
     for pos in positions:
         if bound.value >= 0 and pos >= bound.value:
             break
         _, idx, cfg, comp, static = jobs[pos]
         results.put(("start", wid, pos, None))
-        rec = evaluate_candidate(task, idx, cfg, comp, static, _worker_name(wid))
+        rec = evaluate_candidate(task, idx, cfg, comp, static, _worker_name(wid), rules)
         results.put(("done", wid, pos, rec))
     results.put(("exit", wid, None, None))
 
@@ -120,9 +161,13 @@ def _run_processes(task, jobs, todo, p, col):
     bound = ctx.Value("i", -1)
     results = ctx.Queue()
     procs = []
+    inboxes = [ctx.Queue() for _ in range(p)]
+    ready = ctx.Barrier(p)
+    rule = col.rule()
     for w in range(p):
         mine = todo[w::p]               # Wootz: worker w takes the w + p·j-th candidate
-        pr = ctx.Process(target=_proc_main, args=(w, os.getpid(), task, jobs, mine, bound, results), daemon=True)
+        pr = ctx.Process(target=_proc_main, args=(w, os.getpid(), task, jobs, mine, bound, results, rule,
+                                                  inboxes[w], ready), daemon=True)
         pr.start()
         procs.append(pr)
     running: dict[int, int] = {}
@@ -145,6 +190,10 @@ def _run_processes(task, jobs, todo, p, col):
             elif kind == "done":
                 running[wid] = None
                 col.add(pos, rec)
+                if rule is not None:
+                    rule = col.rule()
+                    for w in alive:
+                        inboxes[w].put(rule)
                 if col.bound is not None:
                     bound.value = col.bound
                     for w, r in running.items():   # busy with a candidate that cannot win: stop it
@@ -158,3 +207,5 @@ def _run_processes(task, jobs, todo, p, col):
             if pr.is_alive():
                 pr.terminate()
             pr.join(timeout=5)
+        for q in inboxes:          # rules sent to a worker that has ended must not hold the driver
+            q.cancel_join_thread()

@@ -13,16 +13,12 @@ be on a file system every node sees (NFS); a node that cannot see it fails with 
 from __future__ import annotations
 
 import socket
-import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from cococ.ir.core import CococError
-from cococ.passes.teacher_student import block_key
-from cococ.passes.tuning_blocks import BlockPlan
-from cococ.runtime.blocks import BlockStore, pretrain
+from cococ.runtime.blocks import pretrain_detached
 from cococ.runtime.explore.evaluate import evaluate_candidate
 from cococ.runtime.explore.executors import Collector, progress_bar
 from cococ.runtime.explore.ray_cluster import keep_loopback
@@ -111,25 +107,19 @@ def _check_visible(path) -> None:
                          "the run folder on a shared file system")
 
 
-def _evaluate(task, idx, cfg, comp, static):
-    """One candidate on a Ray worker (evaluate.evaluate_candidate), one thread as locally."""
+def _evaluate(task, idx, cfg, comp, static, rule=None):
+    """One candidate on a Ray worker (evaluate.evaluate_candidate), one thread as locally; `rule`:
+    the early-stop rule's state when the task was submitted."""
     torch.set_num_threads(1)
     _check_visible(Path(task.weights_dir).parent if task.weights_dir else task.store_dir)
-    return evaluate_candidate(task, idx, cfg, comp, static, _node())
+    return evaluate_candidate(task, idx, cfg, comp, static, _node(), rule)
 
 
-def _pretrain(full, blocks, data, solver, steps, teacher):
+def _pretrain(full, blocks, data, solver, steps):
     """One pre-training group on a Ray worker: the same `pretrain` call as locally, into a
     node-local store; the blocks (arrays and metadata) go back to the driver, which stores them."""
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory(prefix="cococ-blocks-") as d:
-        store = BlockStore(d, teacher)
-        t0 = time.perf_counter()
-        pretrain(full, BlockPlan(list(blocks), [], None, [list(range(len(blocks)))]), data, solver, store,
-                 steps=steps, progress=False)
-        dt = time.perf_counter() - t0
-        keys = [block_key(full, b) for b in blocks]
-        return {k: (store.get(k), store.meta(k)) for k in keys}, dt
+    return pretrain_detached(full, [list(blocks)], data, solver, steps=steps)
 
 
 def pretrain_ray(full, todo, data, solver, store, db, *, steps: int, address=None, progress=True) -> float:
@@ -138,7 +128,7 @@ def pretrain_ray(full, todo, data, solver, store, db, *, steps: int, address=Non
     ray = connect(address)
     on_node = _placer(ray, ray.remote(max_retries=RETRIES, num_cpus=1)(_pretrain))
     full_ref, data_ref = ray.put(full), ray.put(data)
-    pending = {on_node(k).remote(full_ref, blocks, data_ref, solver, steps, store.teacher_hash): gi
+    pending = {on_node(k).remote(full_ref, blocks, data_ref, solver, steps): gi
                for k, (gi, blocks) in enumerate(todo)}
     bar = progress_bar(len(pending), progress, "pretrain")
     spent = 0.0
@@ -163,7 +153,8 @@ def pretrain_ray(full, todo, data, solver, store, db, *, steps: int, address=Non
     return spent
 
 
-def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on_result=None, progress=True):
+def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on_result=None, progress=True,
+            stopper=None):
     """Evaluate the candidates at positions `todo` in exploration order, at most p at a time,
     position k on node k mod n (`_placer`); when a satisfying candidate at position k is found,
     tasks after k are cancelled."""
@@ -171,7 +162,7 @@ def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on
     on_node = _placer(ray, ray.remote(max_retries=RETRIES, num_cpus=1)(_evaluate))
     p = max(1, int(workers) or cluster_cpus(ray))
     bar = progress_bar(len(todo), progress, f"explore[{task.mode}]")
-    col = Collector(db, objective, early, task.mode, on_result, bar)
+    col = Collector(db, objective, early, task.mode, on_result, bar, stopper)
     task_ref = ray.put(task)
     pending: dict = {}
     queue = list(todo)
@@ -182,7 +173,7 @@ def run_ray(task, jobs, todo, *, workers, db, objective, early, address=None, on
                 if not col.useful(pos):
                     continue
                 _, idx, cfg, comp, static = jobs[pos]
-                pending[on_node(pos).remote(task_ref, idx, cfg, comp, static)] = pos
+                pending[on_node(pos).remote(task_ref, idx, cfg, comp, static, col.rule())] = pos
             if not pending:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1)

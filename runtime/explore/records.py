@@ -24,12 +24,19 @@ CREATE TABLE IF NOT EXISTS evaluations (
     seconds REAL NOT NULL,
     worker TEXT NOT NULL,
     finished_at REAL NOT NULL,
+    iterations INTEGER,            -- fine-tuning iterations run (fewer than the budget: stopped)
+    stop TEXT,                     -- 'full' (the whole budget) or why it stopped (earlystop.py)
+    stop_target REAL,              -- the accuracy target a stopped candidate could not reach
     UNIQUE(mode, idx));
 CREATE TABLE IF NOT EXISTS blocks (
     key TEXT PRIMARY KEY, grp INTEGER, seconds REAL, finished_at REAL);
 CREATE TABLE IF NOT EXISTS static_metrics (idx INTEGER PRIMARY KEY, metrics TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS phases (name TEXT PRIMARY KEY, seconds REAL NOT NULL);
 """
+COLS = "mode, idx, config, params, macs, metrics, accuracy, curve, seconds, worker, finished_at, " \
+       "iterations, stop, stop_target"
+# columns added after the first release: a run folder made before them gets them on open
+ADDED = {"iterations": "INTEGER", "stop": "TEXT", "stop_target": "REAL"}
 
 
 class RunDB:
@@ -40,6 +47,10 @@ class RunDB:
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=FULL")
         self.con.executescript(SCHEMA)
+        have = {row[1] for row in self.con.execute("PRAGMA table_info(evaluations)")}
+        for col, kind in ADDED.items():
+            if col not in have:
+                self.con.execute(f"ALTER TABLE evaluations ADD COLUMN {col} {kind}")
 
     def close(self) -> None:
         self.con.close()
@@ -56,19 +67,20 @@ class RunDB:
     def add_evaluation(self, mode: str, rec: dict) -> bool:
         """Insert one finished evaluation; False if (mode, idx) was already there (a duplicate)."""
         cur = self.con.execute(
-            "INSERT OR IGNORE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR IGNORE INTO evaluations ({COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (mode, rec["idx"], json.dumps(list(rec["config"])), rec.get("params"), rec.get("macs"),
              json.dumps(rec["metrics"]), rec.get("accuracy"), json.dumps(rec.get("curve", [])),
-             float(rec["seconds"]), str(rec.get("worker", "")), time.time()))
+             float(rec["seconds"]), str(rec.get("worker", "")), time.time(), rec.get("iterations"),
+             rec.get("stop", "full"), rec.get("stop_target")))
         return cur.rowcount == 1
 
     def evaluations(self, mode: str | None = None) -> list[dict]:
-        q = "SELECT mode, idx, config, params, macs, metrics, accuracy, curve, seconds, worker, finished_at " \
-            "FROM evaluations" + (" WHERE mode=?" if mode else "") + " ORDER BY finished_at, idx"
+        q = f"SELECT {COLS} FROM evaluations" + (" WHERE mode=?" if mode else "") + " ORDER BY finished_at, idx"
         rows = self.con.execute(q, (mode,) if mode else ()).fetchall()
         return [{"mode": m, "idx": i, "config": tuple(json.loads(c)), "params": p, "macs": mc,
                  "metrics": json.loads(me), "accuracy": a, "curve": json.loads(cu), "seconds": s,
-                 "worker": w, "finished_at": f} for m, i, c, p, mc, me, a, cu, s, w, f in rows]
+                 "worker": w, "finished_at": f, "iterations": it, "stop": st or "full", "stop_target": tg}
+                for m, i, c, p, mc, me, a, cu, s, w, f, it, st, tg in rows]
 
     def done(self, mode: str) -> dict[int, dict]:
         return {r["idx"]: r for r in self.evaluations(mode)}

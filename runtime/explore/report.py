@@ -18,6 +18,12 @@ COLUMNS = ["threshold acc", "#configs base", "#configs comp", "time base (s)", "
            "model size base", "model size comp", "speedup", "overhead"]
 
 
+# the early stop's effect per search (SearchResult), beside Table 3's columns
+EARLY_STOP = {"stopped early": lambda s: len(s.stopped), "iterations run": lambda s: s.iterations,
+              "iterations budget": lambda s: s.steps * len(s.evaluated),
+              "seconds saved (estimate)": lambda s: s.saved_seconds}
+
+
 def _threshold(objective) -> float | None:
     for c in objective.constraints:
         if str(c.metric) == "Accuracy":
@@ -42,7 +48,10 @@ def table_row(run) -> dict:
             "speedup": (tb / tc) if tb and tc else None,
             "overhead": (c.pretrain_seconds / tc) if c and tc else None,
             "answer base": list(b.answer["config"]) if b and b.answer else None,
-            "answer comp": list(c.answer["config"]) if c and c.answer else None}
+            "answer comp": list(c.answer["config"]) if c and c.answer else None,
+            **{f"{k} {m}": (f(s) if s else None) for m, s in (("base", b), ("comp", c))
+               for k, f in EARLY_STOP.items()}}
+
 
 
 def _fmt(k: str, v) -> str:
@@ -209,8 +218,9 @@ def write_report(run, out_dir) -> dict[str, Path]:
     row = table_row(run)
     data = {"objective": str(run.objective), "full_size": run.full_size, "full_accuracy": run.full_accuracy,
             "configs": len(run.configs), "tuning_blocks": run.blocks, "table3": row, "pruned": written_answer(run),
-            "evaluations": {m: [{k: e[k] for k in ("idx", "config", "params", "macs", "accuracy", "curve",
-                                                  "seconds", "worker")} for e in s.evaluated]
+            "evaluations": {m: [{k: e.get(k) for k in ("idx", "config", "params", "macs", "accuracy", "curve",
+                                                      "seconds", "worker", "iterations", "stop")}
+                                for e in s.evaluated]
                             for m, s in (("base", run.base), ("comp", run.comp)) if s is not None}}
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html",
              "png": out / "accuracy_vs_size.png", "curves": out / "finetune_curves.png"}
@@ -226,6 +236,7 @@ def write_report(run, out_dir) -> dict[str, Path]:
     pruned = f"pruned.* hold {w['label']}: rates {w['config']}." if w else "No answer: no pruned.* written."
     md = ["# cococ prune report\n\n", intro + "\n\n", markdown([row]),
           f"\nAnswer (comp): {row['answer comp']}; answer (base): {row['answer base']}. {pruned}\n\n", note + "\n"]
+    md += [f"\nEarly stop, {s.early_stop_summary()}.\n" for s in (run.comp, run.base) if s is not None]
     md += [f"\n![{alt}]({src})\n" for alt, src in images.items()]
     paths["md"].write_text("".join(md))
     paths["html"].write_text(html(row, f"{intro} {pruned} {note}", images))

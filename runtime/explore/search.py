@@ -11,6 +11,8 @@ cached in the run database; candidates failing a constraint on them are never tr
 in ascending X that meets t: once it is found, candidates later in the order cannot beat it.
 mode "comp" assembles each candidate from pre-trained tuning blocks (finetune_graph); mode "base"
 runs the same search with default networks (pruned_network: ℓ1-pruned, inherited weights).
+Both modes take the same early-stop rule (earlystop.py): fine-tuning of a candidate that can no
+longer win stops at a test; the result counts the iterations this saved.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from cococ.frontend.objective import Objective
+from cococ.runtime.explore.earlystop import EarlyStop, saved_iterations, seconds_per_iteration
 from cococ.runtime.explore.evaluate import Config, Task
 from cococ.runtime.explore.executors import run_local
 from cococ.runtime.explore.ray_exec import run_ray
@@ -49,6 +52,29 @@ class SearchResult:
     eval_seconds: float             # summed training time of evaluated candidates (1-node equivalent)
     wall_seconds: float
     pretrain_seconds: float = 0.0
+    steps: int = 0                  # the fine-tuning budget per candidate
+
+    @property
+    def stopped(self) -> list[dict]:
+        """The evaluations the early-stop rule ended before their budget."""
+        return [r for r in self.evaluated if r.get("stop", "full") != "full"]
+
+    @property
+    def iterations(self) -> int:
+        """Fine-tuning iterations run by the evaluated candidates."""
+        return sum(r["iterations"] if r.get("iterations") is not None else self.steps for r in self.evaluated)
+
+    @property
+    def saved_seconds(self) -> float:
+        """An estimate of the training time the early stop saved: the iterations not run, at the
+        mean seconds per iteration of the candidates that trained to the end."""
+        per = seconds_per_iteration(self.evaluated, self.steps)
+        return saved_iterations(self.evaluated, self.steps) * per if per else 0.0
+
+    def early_stop_summary(self) -> str:
+        n, full = len(self.evaluated), self.steps * len(self.evaluated)
+        return (f"{self.mode}: {len(self.stopped)} of {n} candidates stopped early; {self.iterations} of "
+                f"{full} fine-tuning iterations run; ~{self.saved_seconds:.1f} s saved (estimate)")
 
     @property
     def configs_evaluated(self) -> int:
@@ -83,12 +109,13 @@ def decide(objective: Objective, order: list[int], done: dict[int, dict], early:
 def search(task: Task, configs: Sequence[Config], objective: Objective, statics: dict[int, dict], db,
            composite: Sequence | None = None, *, executor: str = "local", workers: int = 1,
            address: str | None = None, on_result: Callable[[dict], None] | None = None,
-           progress: bool = True, exhaustive: bool = False) -> SearchResult:
+           progress: bool = True, exhaustive: bool = False, stopper: EarlyStop | None = None) -> SearchResult:
     """Evaluate candidates of `task.mode` in objective order until the answer is certain.
 
     Finished evaluations already in `db` (a resumed run) are taken as they are. `on_result` is
     called after each new record is stored (tests use it to abort a run). `exhaustive`
-    evaluates every candidate (benchmarks replay any threshold from the records).
+    evaluates every candidate (benchmarks replay any threshold from the records). `stopper`: the
+    early-stop rule (None: every candidate trains for `task.steps`).
     """
     t0 = time.perf_counter()
     order, early = order_candidates(objective, statics)
@@ -102,7 +129,7 @@ def search(task: Task, configs: Sequence[Config], objective: Objective, statics:
         jobs = [(p, order[p], tuple(configs[order[p]]), comp[order[p]], statics[order[p]]) for p in range(len(order))]
         run = run_ray if executor == "ray" else run_local
         run(task, jobs, todo, workers=workers, db=db, objective=objective, early=early, address=address,
-            on_result=on_result, progress=progress)
+            on_result=on_result, progress=progress, stopper=stopper)
         done = db.done(task.mode)
         answer, pos = decide(objective, order, done, early)
     evaluated = [r for r in db.evaluations(task.mode)]
@@ -111,4 +138,4 @@ def search(task: Task, configs: Sequence[Config], objective: Objective, statics:
         evaluated = [r for r in evaluated if r["idx"] in keep] + \
                     [r for r in evaluated if r["idx"] not in keep]
     return SearchResult(task.mode, answer, evaluated, order, early and answer is not None,
-                        sum(r["seconds"] for r in evaluated), time.perf_counter() - t0)
+                        sum(r["seconds"] for r in evaluated), time.perf_counter() - t0, steps=task.steps)

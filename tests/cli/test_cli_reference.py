@@ -123,15 +123,18 @@ def test_convert_to_stdout_prints_only_the_ir(cli):
 
 
 def test_pretraining_groups_are_numbered_over_the_run(monkeypatch):
-    """The search pre-trains one group per `pretrain` call: each call gets its place in the run
-    ("group 2 (3/3)"), not "group 0 (1/1)" three times."""
+    """One group per `pretrain` call (`shared_teacher=False`): each call gets its place in the run
+    ("group 2 (3/3)"), not "group 0 (1/1)" three times; by default the groups share one call."""
     from cococ.runtime.explore import blockstore
     calls = []
-    monkeypatch.setattr(blockstore, "pretrain", lambda *a, **k: calls.append(k["numbering"]))
+    monkeypatch.setattr(blockstore, "pretrain", lambda *a, **k: calls.append((k["numbering"], k["group_ids"])))
     monkeypatch.setattr(blockstore, "block_key", lambda full, b: b.key)
-    blocks = [SimpleNamespace(key=f"m{i}@0.5", needs_training=True) for i in range(3)]
+    blocks = [SimpleNamespace(key=f"m{i}@0.5", needs_training=True, rates=(0.5,)) for i in range(3)]
     plan = SimpleNamespace(blocks=blocks, groups=[[0], [1], [2]])
     db = SimpleNamespace(blocks=lambda: {"m0@0.5": {}}, add_block=lambda *a: None,
                          add_phase_seconds=lambda *a: None)
-    blockstore.pretrain_groups(None, plan, "digits", None, None, db, steps=1, progress=False)
-    assert calls == [(1, 1, 2), (2, 2, 2)]   # group 0 was recorded already
+    blockstore.pretrain_groups(None, plan, "digits", None, set(), db, steps=1, progress=False, shared_teacher=False)
+    assert calls == [((1, 1, 2), [1]), ((2, 2, 2), [2])]   # group 0 was recorded already
+    calls.clear()
+    blockstore.pretrain_groups(None, plan, "digits", None, set(), db, steps=1, progress=False)
+    assert calls == [(None, [1, 2])]

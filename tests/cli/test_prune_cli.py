@@ -126,3 +126,25 @@ def test_ray_not_installed_is_a_clean_error(net, tmp_path, capsys, monkeypatch):
     assert main(argv(net, tmp_path / "run", "--executor", "ray")) == 1
     err = capsys.readouterr().err
     assert "--executor ray needs the 'ray' package" in err and "Traceback" not in err
+
+
+def test_early_stop_is_shown_and_can_be_turned_off(net, tmp_path, capsys):
+    """The search stops hopeless candidates by default and says so; --no-early-stop trains all;
+    the stop records reach report.json."""
+    solver = net / "solver_tests.prototxt"
+    solver.write_text(SOLVER.replace("max_iter: 8", "max_iter: 8\ntest_interval: 2"))
+    for flag, on in ((), True), (("--no-early-stop",), False):
+        out = tmp_path / ("on" if on else "off")
+        a = argv(net, out, "--baseline", "--early-stop-margin", "0", *flag)
+        a[a.index(str(net / "solver.prototxt"))] = str(solver)
+        assert main(a) == 2                            # 0.99 is out of reach in 8 iterations
+        text = capsys.readouterr().out
+        assert f"early stop {'on' if on else 'off'}: comp:" in text and "fine-tuning iterations run" in text
+        rep = json.loads((out / "report.json").read_text())
+        stops = [e["stop"] for m in ("base", "comp") for e in rep["evaluations"][m]]
+        assert all(s == "full" for s in stops) != on, stops      # on: some stopped; off: none
+        assert rep["table3"]["stopped early base"] is not None
+    with pytest.raises(SystemExit):
+        main(argv(net, tmp_path / "bad", "--early-stop-margin", "x"))
+    assert main(argv(net, tmp_path / "neg", "--early-stop-margin", "-0.1")) == 1
+    assert "--early-stop-margin -0.1: must be at least 0" in capsys.readouterr().err

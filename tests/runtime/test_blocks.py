@@ -110,3 +110,36 @@ def test_cli_blocks_prints_plan_and_pretrains(tmp_path, capsys):
     assert main(argv) == 0
     assert "0 blocks trained" in capsys.readouterr().out
     assert main(["blocks", str(RESNET), "--init", "random", "--sample", "4", "--rates", "x"]) == 1
+
+
+def test_shared_teacher_and_parallel_groups_give_the_same_blocks(teacher, data, tmp_path):
+    """One teacher forward per batch for all groups (the default), and the groups split over two
+    processes, pre-train the very blocks one run per group does: bit for bit (fixed seeds, one
+    thread; each student's loss and update involve its own weights only)."""
+    from cococ.runtime.explore.blockstore import pretrain_groups, split_groups
+    from cococ.runtime.explore.records import RunDB
+    blocks = [TuningBlock(0, (0.5,)), TuningBlock(0, (0.7, 0.3)), TuningBlock(2, (0.5,)), TuningBlock(4, (0.3,))]
+    plan = BlockPlan(blocks, [], None, group_blocks(blocks))
+    assert len(plan.groups) == 2                                   # res2a@0.5 and res2a+res2b overlap
+    stores = {}
+    for name, shared in (("per-group", False), ("shared", True)):
+        stores[name] = BlockStore(tmp_path / name, teacher_hash(teacher))
+        rows = pretrain(teacher, plan, data, {"base_lr": 0.02}, stores[name], steps=4, progress=False,
+                        shared_teacher=shared)
+        assert sorted(r["group"] for r in rows) == sorted(gi for gi, g in enumerate(plan.groups) for _ in g)
+    stores["2 processes"] = BlockStore(tmp_path / "par", teacher_hash(teacher))
+    assert [len(s) for s in split_groups([(0, blocks[:1]), (1, blocks[1:])], 2)] == [1, 1]
+    db = RunDB(tmp_path / "run.sqlite")
+    spent = pretrain_groups(teacher, plan, data, {"base_lr": 0.02}, stores["2 processes"], db, steps=4,
+                            progress=False, workers=2)
+    assert spent > 0 and len(db.blocks()) == 4 and {b["group"] for b in db.blocks().values()} == {0, 1}
+    want = stores["per-group"]
+    assert want.keys() == stores["shared"].keys() == stores["2 processes"].keys() and len(want.keys()) == 4
+    for key in want.keys():
+        for other in ("shared", "2 processes"):
+            got = stores[other].get(key)
+            for name, arr in want.get(key).items():
+                np.testing.assert_array_equal(got[name], arr, err_msg=f"{other}: {key} {name}")
+    # the blocks moved away from the teacher's pruned weights: the comparison is not vacuous
+    before = finetune_graph(teacher, [0.5, 0, 0, 0, 0, 0]).layer("res2a_branch2a").params["weight"].dense()
+    assert not np.array_equal(want.get("res2a@0.5")["res2a_branch2a/weight"], before)

@@ -165,3 +165,18 @@ def test_parallel_workers_same_answer(trained, tmp_path):
     names = [e["worker"].split(":") for e in two.base.evaluated]          # host:pid:w<i>
     assert {w for _, _, w in names} == {"w0", "w1"}, names                # both workers evaluated
     assert len({pid for _, pid, _ in names}) == 2 and str(os.getpid()) not in {pid for _, pid, _ in names}
+
+
+def test_two_workers_run_candidates_at_once_one_thread_each(trained, tmp_path):
+    """--workers 2: two processes fine-tune two candidates at the same time, one torch thread each."""
+    full, _ = trained
+    recs = []
+    run(tmp_path / "w2", full, "min ModelSize constraint Accuracy >= 1", comp=False, baseline=True, workers=2,
+        steps=8, on_result=recs.append)
+    assert len(recs) == len(CONFIGS) and {r["threads"] for r in recs} == {1}
+    by = {}
+    for r in recs:
+        by.setdefault(r["worker"], []).append((r["started_at"], r["ended_at"]))
+    assert len(by) == 2
+    a, b = by.values()
+    assert any(s0 < e1 and s1 < e0 for s0, e0 in a for s1, e1 in b), by    # some two overlapped in time
