@@ -6,8 +6,10 @@
   That is exact math (rounding aside: float64 then back to the weight's dtype), so the
   reference interpreter gives the same outputs within float32 rounding. It is done only when
   the conv's output has that one reader and is not a graph output (else the unscaled value is
-  still observable), and only for dense float weights with data and no quantization attrs
-  (a quantized or compressed weight would need re-quantizing or re-compressing).
+  still observable), and only for float weights with no quantization attrs (a quantized one
+  would need re-quantizing). A compressed weight (csr, simd_group: `--prune auto` runs before
+  this pass, its retraining wants the batchnorm) folds too: its stored values are scaled per
+  row, the structure kept, so an int8 build runs no batchnorm in float after a pruned conv.
 Readers of the folded layer's output read the conv's output; a graph output keeps its name
 (the conv produces it instead).
 """
@@ -85,18 +87,33 @@ def channel_affine(layer: Layer) -> tuple[np.ndarray, np.ndarray] | None:
 def _foldable(conv: Layer) -> bool:
     w = conv.params.get("weight")
     b = conv.params.get("bias")
-    return all(q is None or (q.format == "dense" and q.data is not None and not q.attrs
-                             and np.issubdtype(q.data.dtype, np.floating)) for q in (w, b)) and w is not None
+    return w is not None and _float(w, compressed=True) and (b is None or _float(b))
+
+
+def _float(q: Param, compressed: bool = False) -> bool:
+    """A float param without quantization attrs: dense with data, or (weights) csr / simd_group."""
+    if q.format == "dense":
+        return q.data is not None and not q.attrs and np.issubdtype(q.data.dtype, np.floating)
+    return (compressed and q.format in ("csr", "simd_group") and set(q.attrs) <= {"width"}
+            and np.issubdtype(q.arrays["values"].dtype, np.floating))
 
 
 def fold_affine(conv: Layer, s: np.ndarray, t: np.ndarray) -> None:
     """conv's weight and bias become those of s * conv(x) + t (s, t per output channel)."""
-    w = conv.params["weight"].data
-    shape = (-1,) + (1,) * (w.ndim - 1)
-    new_w = (w.astype(np.float64) * s.reshape(shape)).astype(w.dtype)
+    p = conv.params["weight"]
+    dtype = p.type.np_dtype
+    if p.format == "dense":
+        w = p.data
+        new_w = Param.from_array((w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype))
+    else:   # csr / simd_group: the values of row r (output channel r) are indptr[r]..indptr[r+1] (x width)
+        width = int(p.attrs.get("width", 1))
+        per_row = np.diff(p.arrays["indptr"].astype(np.int64)) * width
+        vals = p.arrays["values"]
+        scaled = (vals.astype(np.float64) * np.repeat(s, per_row)).astype(vals.dtype)
+        new_w = Param(p.type, None, format=p.format, arrays={**p.arrays, "values": scaled}, attrs=dict(p.attrs))
     old_b = conv.params.get("bias")
-    b = np.zeros(w.shape[0]) if old_b is None else old_b.data.astype(np.float64)
+    b = np.zeros(p.shape[0]) if old_b is None else old_b.data.astype(np.float64)
     new_b = b * s + t
-    conv.params["weight"] = Param.from_array(new_w)
+    conv.params["weight"] = new_w
     if old_b is not None or np.any(new_b != 0):
-        conv.params["bias"] = Param.from_array(new_b.astype(w.dtype if old_b is None else old_b.data.dtype))
+        conv.params["bias"] = Param.from_array(new_b.astype(dtype if old_b is None else old_b.data.dtype))
