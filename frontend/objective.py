@@ -2,11 +2,14 @@
 
     min ModelSize constraint Accuracy > 0.8
     min Cycles[arm-m4] constraint Accuracy >= 0.95 and ModelSize < 200K
+    min Cycles[arm-m4, int8] constraint Accuracy >= 0.9
     max Accuracy constraint MACs <= 2M
 
 Metrics: ModelSize (parameters), MACs, Accuracy (test accuracy, 0..1), and the measured
 ones neither paper has: Cycles[TARGET] (estimated cycles on an emulated target, arm-m4) and
-Latency[TARGET] (wall seconds, x86). Numbers take K/M/G suffixes (powers of 1000).
+Latency[TARGET] (wall seconds, x86). Cycles[TARGET, int8|q15] builds each candidate quantized,
+as `cococ build --quantize` would deploy it: a float build of a network that only fits the part
+in int8 would fail every candidate. Numbers take K/M/G suffixes (powers of 1000).
 """
 from __future__ import annotations
 
@@ -22,11 +25,12 @@ from cococ.ir.target import get_target
 GRAMMAR = r"""
 start: DIRECTION metric ("constraint" constraint ("and" constraint)*)?
 constraint: metric CMP number
-metric: METRIC ("[" TARGET "]")?
+metric: METRIC ("[" TARGET ("," QUANT)? "]")?
 number: SIGNED_NUMBER SUFFIX?
 DIRECTION: "min" | "max"
 METRIC: "ModelSize" | "MACs" | "Accuracy" | "Cycles" | "Latency"
 TARGET: /[A-Za-z0-9_\-]+/
+QUANT: "int8" | "q15"
 CMP: "<=" | ">=" | "<" | ">"
 SUFFIX: "K" | "M" | "G"
 %import common.SIGNED_NUMBER
@@ -51,9 +55,12 @@ DEFINITIONS = {
 class Metric:
     name: str
     target: str | None = None
+    quantize: str | None = None     # Cycles[arm-m4, int8]: candidates built with --quantize int8
 
     def __str__(self) -> str:
-        return f"{self.name}[{self.target}]" if self.target else self.name
+        if self.target is None:
+            return self.name
+        return f"{self.name}[{self.target}, {self.quantize}]" if self.quantize else f"{self.name}[{self.target}]"
 
     @property
     def measured(self) -> bool:
@@ -66,7 +73,8 @@ class Metric:
         text = DEFINITIONS[self.name]
         if self.target is None:
             return text
-        return f"{text} {json.dumps(get_target(self.target).facts(), sort_keys=True)}"
+        text = f"{text} {json.dumps(get_target(self.target).facts(), sort_keys=True)}"
+        return f"{text}, quantized {self.quantize} (random-input calibration)" if self.quantize else text
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,7 @@ class _Build(Transformer):
     def metric(self, items):
         name = str(items[0])
         target = str(items[1]) if len(items) > 1 else None
+        quantize = str(items[2]) if len(items) > 2 else None
         if name in MEASURED and target is None:
             raise CococError(f"metric {name} needs a target, e.g. {name}[{'arm-m4' if name == 'Cycles' else 'x86'}]")
         if name not in MEASURED and target is not None:
@@ -125,7 +134,10 @@ class _Build(Transformer):
             if name == "Latency" and mcu:
                 raise CococError(f"Latency[{target}]: {target} is emulated, its time is counted in cycles; "
                                  f"use Cycles[{target}]")
-        return Metric(name, target)
+            if quantize is not None and name != "Cycles":
+                raise CococError(f"{name}[{target}, {quantize}]: only the microcontroller runs quantized "
+                                 f"(Cycles[arm-m4, {quantize}]); {target} runs float")
+        return Metric(name, target, quantize)
 
     def number(self, items):
         v = float(items[0])
@@ -138,7 +150,7 @@ def parse_objective(text: str) -> Objective:
     except UnexpectedInput as e:
         raise CococError(f"objective '{text}': syntax error at column {e.column}: expected e.g. "
                          "'min ModelSize constraint Accuracy >= 0.95' (metrics: ModelSize, MACs, Accuracy, "
-                         "Cycles[arm-m4], Latency[x86])") from None
+                         "Cycles[arm-m4], Cycles[arm-m4, int8], Latency[x86])") from None
     except Exception as e:  # lark wraps errors raised in the transformer
         inner = getattr(e, "orig_exc", e)
         if isinstance(inner, CococError):

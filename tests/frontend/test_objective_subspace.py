@@ -73,3 +73,17 @@ def test_sampling_includes_uniform_configs_and_spreads_sizes():
     assert sample_subspace(64, 8, [0.3, 0.5, 0.7], seed=1) == s   # deterministic
     with pytest.raises(CococError):
         sample_subspace(100, 2, [0.3, 0.5])
+
+
+def test_quantized_cycles_metric():
+    o = parse_objective("min Cycles[arm-m4, int8] constraint Accuracy >= 0.9")
+    assert (o.metric.name, o.metric.target, o.metric.quantize) == ("Cycles", "arm-m4", "int8")
+    assert str(o.metric) == "Cycles[arm-m4, int8]" and "quantized int8" in o.metric.definition
+    assert str(parse_objective("min Cycles[arm-m4,q15]").metric) == "Cycles[arm-m4, q15]"
+    assert parse_objective("min Cycles[arm-m4]").metric.quantize is None
+
+
+@pytest.mark.parametrize("text", ["min Latency[x86, int8]", "min Cycles[arm-m4, int4]", "min MACs[arm-m4, int8]"])
+def test_bad_quantized_metrics_are_clean_errors(text):
+    with pytest.raises(CococError):
+        parse_objective(text)
