@@ -80,6 +80,23 @@ def paired_ratio(first, second, x: np.ndarray) -> float:
     return float(np.median(ratios))
 
 
+def threads_cpus() -> dict[str, str]:
+    """Every thread of this process (onnxruntime's and TVM's pools included) -> its allowed CPUs."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                out[task.name] = line.split(":", 1)[1].strip()
+    return out
+
+
+def run_child() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "TVM_BIND_THREADS"}  # TVM's default: bind
+    r = subprocess.run([sys.executable, __file__], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def child() -> dict:
     """Build and run an x86 artifact between two onnxruntime timings; report affinities."""
     import tvm
@@ -105,7 +122,9 @@ def child() -> dict:
     after = sorted(os.sched_getaffinity(0))
     # made after cococ ran, its worker thread inherits this thread's affinity then
     made_after = ort_session(graph, 2)
+    made_after.run(None, {made_after.get_inputs()[0].name: x})   # its pool threads exist now
     return {"cores": cores, "before": before, "after": after, "thread": in_thread,
+            "threads_cpus": threads_cpus(),
             "tvm_threads": tvm.get_global_func("runtime.NumThreads")(),
             "ort_before_ms": ort_before, "ort_after_ms": median_ms(made_before, x),
             "made_after_vs_before": [paired_ratio(made_before, made_after, x) for _ in range(3)]}
@@ -113,15 +132,15 @@ def child() -> dict:
 
 @pytest.fixture(scope="module")
 def report():
-    env = {k: v for k, v in os.environ.items() if k != "TVM_BIND_THREADS"}  # TVM's default: bind
-    r = subprocess.run([sys.executable, __file__], capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_child()
 
 
 def test_build_and_run_keep_the_affinity(report):
     assert report["after"] == report["before"]
     assert report["thread"]["after"] == report["thread"]["before"] == report["before"]
+    # the mechanism itself: no thread of the process, onnxruntime's made after cococ ran included,
+    # is confined to fewer cores than the process has
+    assert len(set(report["threads_cpus"].values())) == 1, report["threads_cpus"]
 
 
 def test_tvm_uses_every_core(report):
@@ -137,7 +156,13 @@ def test_onnxruntime_after_cococ_is_as_fast(report):
     # pinned to one core, its 2 threads took 1.6-3.5x as long (quiet machine; ~1x at load 12).
     # Three measurements, the best counts: pinning slows every one of them, while a busy spell of
     # the other test worker on the second core (1.84 once in CI, affinity intact) hits one.
-    assert min(report["made_after_vs_before"]) < 1.5, report
+    # A busy spell can outlast one child (1.86-1.95 in all three, the whole suite beside it at
+    # 2 workers; 0.5-1.0 alone): up to two more children, 10 s apart, before judging.
+    best = [min(report["made_after_vs_before"])]
+    while best[-1] >= 1.5 and len(best) < 3:
+        time.sleep(10)
+        best.append(min(run_child()["made_after_vs_before"]))
+    assert min(best) < 1.5, (best, report)
 
 
 @pytest.mark.slow
