@@ -52,7 +52,7 @@ from report import markdown_table, write_section  # noqa: E402
 from cococ.backends.build import build  # noqa: E402
 from cococ.backends.mcu.emit import generated_input  # noqa: E402
 from cococ.backends.mcu.emulator import Emulator  # noqa: E402
-from cococ.commands.build import default_pipeline  # noqa: E402
+from cococ.passes.pipeline import default_pipeline  # noqa: E402
 from cococ.frontend.load import load  # noqa: E402
 from cococ.ir.core import CococError  # noqa: E402
 from cococ.ir.target import get_target  # noqa: E402

@@ -170,7 +170,7 @@ def build_row(pkl: Path, data: str, n_images: int) -> dict:
     import warnings
     import numpy as np
     from cococ.backends.build import build
-    from cococ.commands.build import default_pipeline
+    from cococ.passes.pipeline import default_pipeline
     from cococ.ir.target import get_target
     from cococ.passes import run as run_passes
     from cococ.passes.pipeline import parse_pipeline

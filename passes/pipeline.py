@@ -213,3 +213,11 @@ def parse_pipeline_text(text: str) -> list[tuple[str, dict[str, Any]]]:
 def parse_pipeline(text: str) -> list[Any]:
     """Pipeline text -> pass instances, with options converted to their field types."""
     return [make_pass(name, opts) for name, opts in parse_pipeline_text(text)]
+
+
+def default_pipeline(target) -> str:
+    """The passes a build runs when `-p` is not given: on arm-m4 `canonicalize` (batchnorm, scale
+    and bias fold into the conv/dense before them, dropout goes), so that they neither run as
+    float steps of a --quantize build nor cost a kernel call (x86/cuda: no default passes).
+    `cococ build` and the search's measured metrics (Cycles[arm-m4]) both start from it."""
+    return "canonicalize" if target.is_mcu else ""

@@ -19,7 +19,7 @@ from cococ.ir.core import CococError
 from cococ.ir.printer import print_graph
 from cococ.ir.target import get_target, parse_target_options
 from cococ.passes import get_pass, run as run_passes
-from cococ.passes.pipeline import parse_pipeline
+from cococ.passes.pipeline import default_pipeline, parse_pipeline
 from cococ.runtime.data import DATA_HELP
 
 
@@ -100,13 +100,6 @@ def run(args: argparse.Namespace) -> int:
         if args.quant_data:
             _print_accuracy(graph, art, args.quant_data)
     return 0
-
-
-def default_pipeline(target) -> str:
-    """The passes a build runs when `-p` is not given: on arm-m4 `canonicalize` (batchnorm, scale
-    and bias fold into the conv/dense before them, dropout goes), so that they neither run as
-    float steps of a --quantize build nor cost a kernel call (x86/cuda: no default passes)."""
-    return "canonicalize" if target.is_mcu else ""
 
 
 def _quantize_dtype(args, passes, target) -> str | None:

@@ -58,8 +58,8 @@ def _read(src) -> tuple[onnx.ModelProto, str | None]:
         raise
     except Exception as e:  # DecodeError, external-data errors, RecursionError, ...
         raise CococError(f"not a readable ONNX model ({type(e).__name__}: {_short(e)})", path=where) from None
-    model = _list_initializers(model, where)
     try:
+        model = _list_initializers(model, where)   # a name that is not UTF-8 fails here (fuzzed file)
         onnx.checker.check_model(model)
     except Exception as e:
         raise CococError(f"invalid ONNX model: {_short(e)}", path=where) from None

@@ -19,7 +19,10 @@ from cococ.backends.build import build
 from cococ.frontend.objective import Metric, Objective
 from cococ.frontend.weights import load_weights
 from cococ.ir.core import Graph
+from cococ.ir.target import get_target
 from cococ.ir.verify import infer_shapes
+from cococ.passes import run as run_passes
+from cococ.passes.pipeline import default_pipeline
 from cococ.passes.teacher_student import finetune_graph, pruned_network
 from cococ.runtime.blocks import BlockStore
 from cococ.runtime.data import Dataset, load_data
@@ -40,8 +43,10 @@ def graph_cost(g: Graph) -> tuple[int, int]:
 
 def measure(g: Graph, metric: Metric) -> float:
     """A measured metric: Cycles[arm-m4] (emulator estimate; Cycles[arm-m4, int8]: built as
-    `--quantize int8` deploys it) or Latency[x86] (median seconds)."""
-    art = build(g, metric.target, quantize=metric.quantize)
+    `cococ build --quantize int8` deploys it, after the same default passes) or Latency[x86]
+    (median seconds)."""
+    passes = default_pipeline(get_target(metric.target))   # as `cococ build` would: BatchNorm folded
+    art = build(run_passes(g.clone(), passes, reproducer=None) if passes else g, metric.target, quantize=metric.quantize)
     if metric.name == "Cycles":
         return float(art.bench()["cycles"])
     return float(art.bench(n=10)["median_s"])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 COLUMNS = ["threshold acc", "#configs base", "#configs comp", "time base (s)", "time comp (s)",
            "model size base", "model size comp", "speedup", "overhead"]
@@ -88,7 +89,7 @@ LEGEND = ("base: the search with default networks; comp: with pre-trained blocks
 def print_table(rows: list[dict], title: str = "cococ prune", out=None) -> None:
     """Table 3 for the terminal (~90 columns), with the legend of its short headers. Output that
     is not a terminal gets 100 columns: rich's default of 80 there cut the table's columns."""
-    t = Table(title=title, title_justify="left")
+    t = Table(title=Text(title), title_justify="left")   # Text: "Cycles[arm-m4]" is not rich markup
     for k in COLUMNS:
         t.add_column(SHORT[k], justify="right", no_wrap=True)
     for r in rows:

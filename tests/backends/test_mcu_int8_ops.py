@@ -19,7 +19,7 @@ import pytest
 
 from cococ.backends.build import build
 from cococ.backends.mcu.lower import lower
-from cococ.commands.build import default_pipeline
+from cococ.passes.pipeline import default_pipeline
 from cococ.ir.core import Graph, Layer, Param, Value
 from cococ.ir.interpreter import run as reference
 from cococ.ir.target import get_target

@@ -94,3 +94,10 @@ def test_terminal_table_fits_100_columns_with_a_legend():
     text = " ".join(f.getvalue().split())
     for word in ("accuracy", "configs", "speedup", "overhead", "base: the search with default networks"):
         assert word in text
+
+
+def test_terminal_table_title_keeps_the_metrics_target():
+    """rich read `[arm-m4, int8]` in the title as markup and dropped it: `min Cycles constraint ...`."""
+    f = io.StringIO()
+    print_table([table_row(fake_run())], title="cococ prune: min Cycles[arm-m4, int8] constraint Accuracy >= 0.9", out=f)
+    assert "min Cycles[arm-m4, int8] constraint" in f.getvalue()
