@@ -8,6 +8,7 @@ converter adds (the flatten before an InnerProduct) are named `<layer>/<what>`.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from cococ.frontend.prototxt.textformat import INT64, UINT32, Message
@@ -219,7 +220,10 @@ def clip(ctx: LayerCtx) -> list[Value]:
     lo, hi = p.get_float("min"), p.get_float("max")
     if lo is None or hi is None:
         raise ctx.error("Clip needs clip_param { min max }")
-    return ctx.emit(Clip.name, {"min": lo, "max": hi})
+    # min -inf / max inf (how the writer spells a missing bound) is no bound, as in the IR: an
+    # infinite bound would overflow the fixed-point backends' integer clamp
+    attrs = {k: v for k, v, none in (("min", lo, -math.inf), ("max", hi, math.inf)) if v != none}
+    return ctx.emit(Clip.name, attrs)
 
 
 @converter("Power")

@@ -11,7 +11,10 @@ What Caffe cannot say is refused with a CococError naming the layer, never writt
 asymmetric padding, avg_pool without count_include_pad, non-f32 tensors, a graph output that
 another layer also reads, ops with no Caffe layer (e.g. mask). Two spellings are not the obvious
 one: `identity` is a one-bottom Concat (Caffe has no Identity; translate.py maps it back), and a
-clip without a bound writes ±inf.
+clip without a bound writes ±inf. One IR layer is two Caffe layers: a batchnorm with scale/bias
+(ONNX's BatchNormalization) is Caffe's BatchNorm (mean, var: it has no affine part) followed by a
+`Scale` layer `<layer>/scale` with bias_term (its scale is ones when the batchnorm had only a
+bias), so that graph comes back as batchnorm + scale, computing the same.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from types import SimpleNamespace
 import numpy as np
 from safetensors.numpy import save_file
 
-from cococ.ir.core import CococError, Graph, Layer
+from cococ.ir.core import CococError, Graph, Layer, Param, Value
+from cococ.ir.ops.norm import BatchNorm, Scale
 from cococ.ir.registry import all_ops, rule_of
 from cococ.ir.verify import infer_shapes
 
@@ -121,8 +125,34 @@ def _check(graph: Graph) -> None:
                              "blobs no layer reads, so this graph cannot be written as prototxt")
 
 
+def split_affine_batchnorm(graph: Graph) -> Graph:
+    """The graph as Caffe layers: each batchnorm with scale/bias becomes batchnorm (mean, var) +
+    scale `<layer>/scale` (on a copy; the graph itself when there is none). Its output value
+    keeps its name (it is now the scale's); the batchnorm's own output is `<value>/bn`."""
+    def affine(l: Layer) -> bool:
+        return l.op == BatchNorm.name and bool(l.params.keys() & BatchNorm.optional_params)
+
+    if not any(map(affine, graph.layers)):
+        return graph
+    g = graph.clone()
+    for bn in [l for l in g.layers if affine(l)]:
+        out = bn.outputs[0]
+        mid = Value(g.unique_name(f"{out.name}/bn"), out.type)
+        ones = Param.from_array(np.ones(bn.params["mean"].shape, np.float32))
+        params = {"scale": bn.params.pop("scale", ones)}
+        if "bias" in bn.params:
+            params["bias"] = bn.params.pop("bias")
+        scale = Layer(Scale.name, g.unique_name(f"{bn.name}/scale"), [mid], [out], params=params,
+                      module=bn.module, loc=bn.loc)
+        bn.outputs = [mid]
+        mid.producer = bn
+        g.insert_after(bn, scale)
+    return g
+
+
 def to_prototxt(graph: Graph) -> str:
     """The graph as Caffe NetParameter text (deploy net; weights go in a separate file)."""
+    graph = split_affine_batchnorm(graph)
     _check(graph)
     lines = [f"# written by cococ from graph '{graph.name}'", f"name: {_scalar(graph.name)}"]
     net_inputs = [l for l in graph.layers if l.op == "input" and l.name == l.outputs[0].name and l.module is None]
@@ -149,6 +179,7 @@ def save_prototxt(graph: Graph, path, weights: bool | None = None) -> dict[str, 
     """Write `path` (.prototxt) and, when the graph holds weights (or weights=True), the side-car
     `path.with_suffix(".safetensors")` (keys `layer/param`: `cococ build path --weights ...` reads it)."""
     path = Path(path)
+    graph = split_affine_batchnorm(graph)     # the weights' keys are the written layers'
     text = to_prototxt(graph)
     path.write_text(text, encoding="utf-8")
     out = {"prototxt": path}

@@ -33,12 +33,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cococ.frontend.objective import Objective
+from cococ.frontend.objective import Constraint, Objective
+
+
+def accuracy_constraints(objective: Objective) -> list[Constraint]:
+    """The objective's constraints on Accuracy, in the order written (any direction)."""
+    return [c for c in objective.constraints if str(c.metric) == "Accuracy"]
 
 
 def accuracy_floor(objective: Objective) -> float | None:
-    """The threshold t of an `Accuracy >= t` (or `> t`) constraint, if the objective has one."""
-    ts = [c.value for c in objective.constraints if str(c.metric) == "Accuracy" and c.op in (">=", ">")]
+    """The largest t of the `Accuracy >= t` (or `> t`) constraints, if the objective has one: the
+    accuracy every answer reaches. (The prune report's "threshold acc", report._threshold, is the
+    first Accuracy constraint's value instead, an upper bound `Accuracy <= t` too.)"""
+    ts = [c.value for c in accuracy_constraints(objective) if c.op in (">=", ">")]
     return max(ts) if ts else None
 
 

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cococ.runtime.explore.earlystop import accuracy_constraints
+
 COLUMNS = ["threshold acc", "#configs base", "#configs comp", "time base (s)", "time comp (s)",
            "model size base", "model size comp", "speedup", "overhead"]
 
@@ -26,10 +28,11 @@ EARLY_STOP = {"stopped early": lambda s: len(s.stopped), "iterations run": lambd
 
 
 def _threshold(objective) -> float | None:
-    for c in objective.constraints:
-        if str(c.metric) == "Accuracy":
-            return c.value
-    return None
+    """Table 3's "threshold acc": the first Accuracy constraint's value, whatever its direction.
+    Not earlystop.accuracy_floor (the largest `>=`/`>` bound): they differ for `Accuracy <= t`
+    (t here, None there) and for two Accuracy constraints (the first here, the largest lower there)."""
+    cs = accuracy_constraints(objective)
+    return cs[0].value if cs else None
 
 
 def table_row(run) -> dict:

@@ -175,3 +175,25 @@ def test_a_run_folder_from_before_the_stop_columns_opens(tmp_path):
     new = db.done("base")[1]
     assert (new["iterations"], new["stop_target"]) == (3, 0.9) and new["stop"].startswith("hopeless")
     db.close()
+
+
+@pytest.mark.parametrize("text, floor, threshold", [
+    ("min ModelSize constraint Accuracy >= 0.9", 0.9, 0.9),
+    ("min ModelSize constraint Accuracy > 0.9 and MACs <= 2M", 0.9, 0.9),
+    ("min ModelSize", None, None),
+    ("min ModelSize constraint MACs <= 2M", None, None),
+    ("max Accuracy constraint MACs <= 2M", None, None),
+    # where the two differ: the report shows the first Accuracy constraint, whatever its direction;
+    # the early stop's target (and replay) takes the largest lower bound
+    ("min ModelSize constraint Accuracy <= 0.99", None, 0.99),
+    ("min ModelSize constraint Accuracy < 0.99", None, 0.99),
+    ("min ModelSize constraint Accuracy >= 0.8 and Accuracy >= 0.9", 0.9, 0.8),
+    ("min ModelSize constraint Accuracy <= 0.99 and Accuracy >= 0.9", 0.9, 0.99),
+])
+def test_accuracy_floor_and_report_threshold(text, floor, threshold):
+    """earlystop.accuracy_floor and the prune report's "threshold acc" (report._threshold) share
+    accuracy_constraints; they agree on one `Accuracy >=`/`>` bound and differ past it."""
+    from cococ.runtime.explore.earlystop import accuracy_floor
+    from cococ.runtime.explore.report import _threshold
+    obj = parse_objective(text)
+    assert (accuracy_floor(obj), _threshold(obj)) == (floor, threshold)
