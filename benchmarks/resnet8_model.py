@@ -69,7 +69,11 @@ def write_prototxt(path: Path, filters: int = 16) -> None:
         torch.onnx.export(ResNet8(filters).eval(), (torch.zeros(1, 3, 32, 32),), str(onnx_path), dynamo=False,
                           opset_version=17, input_names=["input"], output_names=["output"],
                           training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)  # BN kept
-        save_prototxt(cococ.load(onnx_path), proto)
+        graph = cococ.load(onnx_path)
+        for bn in (l for l in graph.layers if l.op == "batchnorm"):  # Scale layers: caffe_names adds them,
+            for k in ("scale", "bias"):                             # named and in place, as Caffe nets do
+                bn.params.pop(k, None)
+        save_prototxt(graph, proto)
         Path(path).write_text(caffe_names(proto.read_text()))
 
 

@@ -10,7 +10,8 @@ one thread: numpy dense (BLAS), cococ dense, scipy CSR, cococ CSR, cococ SIMD-gr
 8 f32 lanes along the output positions; groups of 8 along the reduction axis). Every point times
 the dense kernels again and compares with their median over all points (the machine is shared),
 each time the median of `repeat` calls, wall time and the thread's CPU time. Break-even = where
-a sparse kernel's time first crosses dense (linear interpolation).
+a sparse kernel's time first crosses dense (linear interpolation). The int8 conv kernels of arm-m4
+have their own table: benchmarks/sparse_breakeven_mm_int8.py.
 
     python benchmarks/sparse_breakeven_mm.py [--m4-only | --x86-only] [--n 100] [--repeat 20]
 """

@@ -9,10 +9,11 @@ the pruning cost model (runtime/compress/cost.py). This module holds
     all (batch, groups, dtype, quantization, group width) and the warning that says why not;
   - the measured break-even tables of benchmarks/sparse_breakeven*.py, shipped as package
     data in data/ (the benchmarks write them there and to docs/benchmarks/): sparse/dense time
-    ratio by sparsity (arm-m4: q15 100x100 matrix-vector / 100x100x100 matrix-matrix and int8
-    100x100 matrix-vector with both simd_group widths, emulated executor steps; x86: f32
-    4096x4096 matrix-vector / 128x1200x729 matrix-matrix, wall time, simd_group width 8). A table a target should have and does not is an error, never a silent
-    default;
+    ratio by sparsity (arm-m4: q15 100x100 matrix-vector / 100x100x100 matrix-matrix, int8
+    100x100 matrix-vector and int8 3x3 conv (ResNet-8's 16 -> 16 channels at 32x32, im2col
+    included) with csr and both simd_group widths, emulated executor steps; x86: f32
+    4096x4096 matrix-vector / 128x1200x729 matrix-matrix, wall time, simd_group width 8). A
+    table a target should have and does not is an error, never a silent default;
   - the estimate from those tables (`estimate`), which the backends use when they cannot
     measure the layer itself, and the per-target cost model (`kernel_model`) Scalpel prunes against.
 """
@@ -36,6 +37,11 @@ TABLES_MM = {"arm-m4": "sparse-breakeven-mm-m4.json", "x86": "sparse-breakeven-m
 # int8 FC layers on arm-m4 (benchmarks/sparse_breakeven.py): rows [sparsity%, dense, csr,
 # simd_group w2, simd_group w4, csr/dense, w2/dense, w4/dense] (ratios stored)
 TABLES_INT8 = {"arm-m4": "sparse-breakeven-int8-m4.json"}
+# int8 conv layers on arm-m4 (benchmarks/sparse_breakeven_mm_int8.py: the executor's int8 dense conv
+# vs its int8 sparse conv steps, im2col included), the int8 table's columns
+TABLES_MM_INT8 = {"arm-m4": "sparse-breakeven-mm-int8-m4.json"}
+BENCHMARK = {"sparse-breakeven-mm-int8-": "sparse_breakeven_mm_int8", "sparse-breakeven-mm-": "sparse_breakeven_mm",
+             "sparse-breakeven-": "sparse_breakeven"}   # the script that writes a table, by name prefix
 # sparse/dense columns of a table's rows: arm-m4 [sparsity%, dense, csr, simd_group, csr/dense,
 # simd/dense] (ratios stored); x86 [sparsity%, numpy, cococ dense, scipy csr, cococ csr, cococ
 # simd_group, ...] (ms; the ratio is the column over cococ dense)
@@ -124,8 +130,8 @@ def load_table(name: str) -> dict:
     """The JSON of a break-even table shipped with cococ (`name` without .json)."""
     path = TABLE_DIR / f"{name}.json"
     if not path.is_file():
-        raise CococError(f"break-even table {path} is missing from the installed package: "
-                         f"run benchmarks/{'sparse_breakeven_mm' if '-mm-' in name else 'sparse_breakeven'}.py")
+        script = next(s for prefix, s in BENCHMARK.items() if name.startswith(prefix))
+        raise CococError(f"break-even table {path} is missing from the installed package: run benchmarks/{script}.py")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -137,16 +143,37 @@ def save_table(name: str, data: dict) -> Path:
     return path
 
 
+def table_name(target: str, kind: str = "mv", quant: str | None = None) -> tuple[str | None, bool]:
+    """(file name of the table a layer of `kind` ("mv": FC, "mm": conv) reads on `target`, or
+    None; whether it is an int8 table): an int8 layer reads the int8 table of its kind where
+    the target has one (arm-m4: both), any other layer the target's own."""
+    int8 = (TABLES_INT8 if kind == "mv" else TABLES_MM_INT8) if quant == "int8" else {}
+    if target in int8:
+        return int8[target], True
+    return (TABLES_MM if kind == "mm" else TABLES).get(target), False
+
+
+def by_channels(d: dict, channels: int | None) -> dict:
+    """The part of a table measured on the shape nearest `channels` output channels (rows of
+    the weight matrix; log scale) where it holds several ("shapes": the int8 conv table, whose
+    ratios move with the channels: the sparse conv's im2col of each position is shared by
+    fewer rows); the table itself otherwise."""
+    shapes = d.get("shapes")
+    if not shapes or not channels:
+        return d
+    return min(shapes.values(), key=lambda s: (abs(np.log2(s["shape"][0] / channels)), -s["shape"][0]))
+
+
 def table(target: str, fmt: str, kind: str = "mv", quant: str | None = None,
-          width: int | None = None) -> tuple[list[float], list[float], str] | None:
+          width: int | None = None, channels: int | None = None) -> tuple[list[float], list[float], str] | None:
     """(sparsities, sparse/dense ratios, source) of the measured table for kind "mv" (FC
-    layers) or "mm" (conv layers); an int8 FC layer reads the int8 table's column of its
-    format and group width; None for a target nothing was measured on (cuda)."""
-    int8 = quant == "int8" and kind == "mv"
-    name = (TABLES_INT8 if int8 else TABLES_MM if kind == "mm" else TABLES).get(target)
+    layers) or "mm" (conv layers); an int8 layer reads the int8 table of its kind, the column
+    of its format and group width (an int8 conv the shape nearest its `channels`, `by_channels`);
+    None for a target nothing was measured on (cuda)."""
+    name, int8 = table_name(target, kind, quant)
     if name is None:
         return None
-    rows = load_table(name[:-5])["rows"]
+    rows = by_channels(load_table(name[:-5]), channels)["rows"]
     sp = [r[0] / 100 for r in rows]
     col = COLUMN_INT8[(fmt, int(width or 1) if fmt == "simd_group" else 1)] if int8 else COLUMN[fmt]
     if target == "arm-m4":
@@ -154,10 +181,11 @@ def table(target: str, fmt: str, kind: str = "mv", quant: str | None = None,
     return sp, [float(r[col]) / float(r[2]) for r in rows], name
 
 
-def int8_width(target: str) -> int | None:
-    """The int8 simd_group width whose measured break-even is lower on `target` (the table
-    chooses between SXTB16 on words of four and on halfword pairs); None without an int8 table."""
-    name = TABLES_INT8.get(target)
+def int8_width(target: str, kind: str = "mv") -> int | None:
+    """The int8 simd_group width whose measured break-even is lower on `target` for FC ("mv")
+    or conv ("mm") layers (the table chooses between SXTB16 on words of four and on halfword
+    pairs; a width that never breaks even counts as 100%); None without an int8 table."""
+    name = (TABLES_INT8 if kind == "mv" else TABLES_MM_INT8).get(target)
     if name is None:
         return None
     be = load_table(name[:-5])["breakeven"]
@@ -169,7 +197,7 @@ def estimate(layer: str, p: Param, target: str, kind: str = "mv", quant: str | N
     layers the int8 table); a target without a table keeps the sparse kernel (nothing says it
     is slower) and records that it was not compared."""
     s = kernel_sparsity(p)
-    t = table(target, p.format, kind, quant, p.attrs.get("width"))
+    t = table(target, p.format, kind, quant, p.attrs.get("width"), p.shape[0])
     if t is None:
         return Choice(layer, p.format, p.format, s, None, f"no break-even table for {target}")
     sp, ratio, src = t
@@ -196,30 +224,41 @@ class KernelModel:
     """Dense cycles per MAC and the measured sparse/dense ratio by sparsity, for one target."""
     target: str
     dense_per_mac: float            # estimated cycles (M4) or ns (x86) per dense MAC
-    sparsity: list[float]           # 0 .. 0.95
+    sparsity: list[float]           # 0 .. 0.95 (int8 conv: .. 0.97)
     ratio: list[float]              # simd_group time / dense time at each sparsity
-    breakeven: float                # sparsity from which simd_group is faster than dense
-    source: str                     # the table read, or "assumed"
+    breakeven: float | None         # sparsity from which simd_group is faster than dense;
+    source: str                     # None: never, at any measured sparsity
     unit: str = "cycles"
 
     def sparse_time(self, dense: float, sparsity: float) -> float:
         return dense * float(np.interp(sparsity, self.sparsity, self.ratio))
 
+    def pays_by(self, sparsity: float) -> bool:
+        """Whether the sparse kernel is faster than dense at or below `sparsity` at all."""
+        return self.breakeven is not None and self.breakeven <= sparsity
+
+    @property
+    def measured_to(self) -> float:
+        return self.sparsity[-1]
+
 
 def kernel_model(target: str, op: str = "dense", quant: str | None = None,
-                 width: int | None = None) -> KernelModel:
+                 width: int | None = None, channels: int | None = None) -> KernelModel:
     """The measured break-even table for `target` and the kernel `op` runs on: an FC layer the
     matrix-vector one (arm-m4: emulated executor steps, 100x100; x86: wall time, 4096²), a conv
     on arm-m4 the matrix-matrix one (its im2col product, 100x100·100x100; its dense kernel does
-    fewer cycles per MAC and its break-even is lower). An int8 FC layer on arm-m4 reads the int8
-    table's simd_group column of `width` (default `int8_width`: the one the table says pays), so
-    Scalpel prunes against the kernels an int8 build runs; an int8 conv reads the matrix-matrix
-    table as the backend's estimate does (`table`: no int8 matrix-matrix table yet). A target
-    nothing was measured on gets Scalpel's M4 numbers (48% break-even), and its `source` says so."""
+    fewer cycles per MAC and its break-even is lower). An int8 layer on arm-m4 reads the int8
+    table of its kind (FC: matrix-vector; conv: the executor's int8 conv steps, im2col included)
+    at the simd_group column of `width` (default `int8_width` of that table: the one it says
+    pays; a conv the shape nearest its output `channels`, `by_channels`), so Scalpel prunes
+    against the kernels an int8 build runs; there `breakeven` is None where the kernel never
+    beats dense within the table. A target nothing was measured on gets
+    Scalpel's M4 numbers (48% break-even), and its `source` says so."""
     if target not in TABLES:   # Scalpel fig. 9 (M4, MV), linear between its points
         return KernelModel(target, 3.0, [0.0, 0.48, 1.0], [1.84, 1.0, 0.06], 0.48, "assumed (Scalpel fig. 9)")
-    if quant == "int8" and op != "conv2d" and target in TABLES_INT8:
-        return _int8_model(target, int(width or int8_width(target)))
+    kind = "mm" if op == "conv2d" else "mv"
+    if table_name(target, kind, quant)[1]:
+        return _int8_model(target, int(width or int8_width(target, kind)), kind, channels)
     name = (TABLES_MM if op == "conv2d" and target == "arm-m4" else TABLES)[target][:-5]
     d = load_table(name)
     rows, sp, src = d["rows"], [r[0] / 100 for r in d["rows"]], str(TABLE_DIR / f"{name}.json")
@@ -232,13 +271,17 @@ def kernel_model(target: str, op: str = "dense", quant: str | None = None,
                        float(d["breakeven"]["cococ simd_group vs cococ dense"]), src, "ns")
 
 
-def _int8_model(target: str, width: int) -> KernelModel:
-    """The int8 FC model: dense int8 cycles per MAC and the simd_group column of `width`."""
+def _int8_model(target: str, width: int, kind: str = "mv", channels: int | None = None) -> KernelModel:
+    """The int8 model of FC ("mv") or conv ("mm") layers: dense int8 cycles per MAC of the
+    table's shape (rows, cols, positions; a conv's nearest its `channels`) and the simd_group
+    column of `width`."""
     if width not in INT8_WIDTHS:
         raise CococError(f"int8 simd_group kernels read groups of {' or '.join(map(str, INT8_WIDTHS))}, not {width}")
-    name = TABLES_INT8[target][:-5]
-    d = load_table(name)
+    name = (TABLES_INT8 if kind == "mv" else TABLES_MM_INT8)[target][:-5]
+    d = by_channels(load_table(name), channels if kind == "mm" else None)
     rows, col = d["rows"], COLUMN_INT8[("simd_group", width)]
     m, k, n = d.get("shape", (100, 100, 1))
+    be = d["breakeven"][f"simd_group w{width}"]
+    what = "int8" if kind == "mv" else f"int8 conv {m}x{k}x{n}"
     return KernelModel(target, rows[0][1] / (m * k * n), [r[0] / 100 for r in rows], [r[col] for r in rows],
-                       float(d["breakeven"][f"simd_group w{width}"]), f"{TABLE_DIR / name}.json (int8, width {width})")
+                       None if be is None else float(be), f"{TABLE_DIR / name}.json ({what}, width {width})")

@@ -4,8 +4,11 @@ Dense time is the layer's MACs times the measured dense kernel's cycles (M4) or 
 MAC; sparse time is that times the measured simd_group/dense ratio at the layer's sparsity.
 The tables and their reading (`kernel_model`) belong to the kernel library's dense-or-sparse
 choice (backends/kernels/choice.py), so pruning and the backends judge a layer alike: an int8
-build's FC layers are judged by the int8 table, at the group width that table chooses
-(`simd_width`); other builds by the target's own table, at its SIMD lanes.
+build's FC layers are judged by the int8 matrix-vector table and its conv layers by the int8
+conv table (sparse-breakeven-mm-int8-m4.json: the executor's int8 conv kernels, im2col
+included; a width that never beats dense there has `breakeven` None and Scalpel does not prune
+such a conv), at the group width the FC table chooses (`simd_width`); other builds by the
+target's own tables, at its SIMD lanes.
 """
 from __future__ import annotations
 

@@ -18,7 +18,9 @@ A driver, not a single rewrite: it trains. `simd_prune(graph, solver, data, targ
    as the tolerance); if it still fails it is undone and the sparsity half-way to the last
    accepted step is tried, then the failed step again (at most 2 such back-offs per layer);
    the first failure with no back-off left finishes the layer and the next slowest follows;
-4. a layer whose accepted sparsity stays under the kernel's measured break-even is reverted
+4. a layer whose kernel never breaks even at any measured sparsity (the int8 conv kernels
+   on the M4: sparse-breakeven-mm-int8-m4.json) is not pruned at all, with a warning naming
+   it (`cannot_pay`); one whose accepted sparsity stays under the kernel's measured break-even is reverted
    to its state before its turn (it would be slower compressed: the report says so, and
    `warnings` names it) — cococ never stores a weight in a format that is slower than dense;
 5. during retraining a dropout after a pruned layer runs at D_r = D_o·sqrt(C_ir/C_io)
@@ -232,7 +234,15 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
     width = int(width) or simd_width(target, dtype)
     # FC; a conv reads its own (models below); int8 FC layers the int8 table at `width`
     model = kernel_model(target, quant=dtype, width=width)
-    models = {op: kernel_model(target, op, dtype, width) for op in ("dense", "conv2d")}
+    models: dict = {}   # (op, output channels) -> model: an int8 conv reads the shape nearest its channels
+
+    def model_of(l: Layer):
+        if l.op not in ("dense", "conv2d"):
+            return model
+        key = (l.op, int(l.params["weight"].shape[0]) if l.op == "conv2d" else None)
+        if key not in models:
+            models[key] = kernel_model(target, l.op, dtype, width, key[1])
+        return models[key]
     policy = policy or StepPolicy()
     say = log or (lambda s: None)
     base = accuracy(graph, ds)
@@ -240,7 +250,7 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
     rep = Report(target, width, base, max_drop=max_drop, breakeven=model.breakeven,
                  cost_source=model.source, unit=model.unit)
     cand = weight_layers(graph, list(layers))
-    est = {l.name: layer_macs(l) * models.get(l.op, model).dense_per_mac for l in cand}
+    est = {l.name: layer_macs(l) * model_of(l).dense_per_mac for l in cand}
     order = sorted(cand, key=lambda l: -est[l.name])
     masks: dict[str, np.ndarray] = {}        # layer -> element mask of what is pruned so far
     keeps: dict[str, np.ndarray] = {}        # layer -> kept groups [rows, ngroups]
@@ -250,6 +260,13 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
         name = layer.name
         lr = LayerReport(name, layer_macs(layer), est[name], est[name])
         lr.bytes_dense = lr.bytes_stored = int(layer.params["weight"].nbytes)
+        never = cannot_pay(model_of(layer), width, target)
+        if never:   # no step of the schedule could make it faster: spend no retraining nor accuracy on it
+            lr.note = f"not pruned: {never}"
+            rep.warnings.append(f"{name}: {lr.note}")
+            say(f"scalpel: {name} {lr.note}")
+            results[name] = lr
+            continue
         saved = graph.clone()
         w0 = layer.params["weight"].dense()
         rows, cols = matrix_shape(w0.shape)
@@ -267,7 +284,7 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
             accepted, lr.threshold = float(1 - m.mean()), info["threshold"]
             masks[name], keeps[name] = m, rms > info["threshold"]
         lr.tried = accepted
-        be = models.get(layer.op, model).breakeven
+        be = model_of(layer).breakeven
         if name in masks and accepted < be:
             lr.note = (f"kept dense: {accepted:.0%} pruned is under the simd_group break-even "
                        f"{be:.0%} on {target} (slower compressed)")
@@ -286,7 +303,7 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
         r = results[name]
         r.sparsity, r.format = sp, "simd_group"
         r.bytes_stored = int(l.params["weight"].nbytes)
-        r.sparse_time = models.get(l.op, model).sparse_time(r.dense_time, sp)
+        r.sparse_time = model_of(l).sparse_time(r.dense_time, sp)
     for d in graph.layers:      # inference: dropout is identity, restore the declared ratio
         if d.op == "dropout" and "dropout_original" in d.meta:
             d.attrs["ratio"] = d.meta.pop("dropout_original")
@@ -294,6 +311,16 @@ def simd_prune(graph: Graph, solver, data, *, target: str = "arm-m4", dtype: str
     rep.accuracy_after = accuracy(graph, ds)
     graph.meta["scalpel"] = rep.to_dict()
     return graph, rep
+
+
+def cannot_pay(m, width: int, target: str) -> str:
+    """Why no sparsity can make the layer's simd_group kernel (model `m`) faster than its dense
+    one ("" when one can): the measured kernel never breaks even within its table (int8 conv on
+    the M4). A break-even above the schedule's last step is left to the revert of point 4."""
+    if m.breakeven is None:
+        return (f"the simd_group width-{width} kernel is slower than dense on {target} at every measured "
+                f"sparsity up to {m.measured_to:.0%} ({m.source})")
+    return ""
 
 
 def _adopt(graph: Graph, other: Graph) -> Graph:

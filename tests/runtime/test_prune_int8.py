@@ -51,10 +51,12 @@ def test_int8_cost_model_reads_the_int8_table_at_its_width():
     assert m.breakeven == INT8["breakeven"]["simd_group w4"] and "int8, width 4" in m.source
     assert m.dense_per_mac == INT8["rows"][0][1] / 10_000 and m.ratio == [r[7] for r in INT8["rows"]]
     assert kernel_model("arm-m4", "dense", "int8", 2).breakeven == INT8["breakeven"]["simd_group w2"]
-    # q15 (and no quantization) read the q15 table as before; an int8 conv the matrix-matrix one
+    # q15 (and no quantization) read the q15 table as before; an int8 conv its own int8 conv table
+    # (tests/runtime/test_breakeven_mm_int8.py), not q15's matrix-matrix one
     for quant in ("q15", None):
         assert kernel_model("arm-m4", "dense", quant).breakeven == Q15["breakeven"]["simd_group"]
-    assert kernel_model("arm-m4", "conv2d", "int8") == kernel_model("arm-m4", "conv2d")
+    assert "mm-int8" in kernel_model("arm-m4", "conv2d", "int8").source
+    assert kernel_model("arm-m4", "conv2d", "q15") == kernel_model("arm-m4", "conv2d")
 
 
 @pytest.mark.parametrize("dtype, width, formats, warned", [
