@@ -47,7 +47,7 @@ def build_mcu(graph: Graph, target: Target, *, out_dir=None, quantize: str | Non
         raise CococError("graph has no inputs")
     graph = graph.clone()
     infer_shapes(graph)
-    prog = lower(graph, quantize)
+    prog = lower(graph, quantize, float_out=target.io != "int8")  # int8: a float tail (i8kernels)
     io = int8_io(prog, graph) if target.io == "int8" else None  # io.py: int8 I/O, in the arena
     for w in prog.warnings:  # a compressed layer kept dense (backends/mcu/sparse.py): say so
         warnings.warn(w, stacklevel=2)

@@ -19,7 +19,8 @@ of its offline-reordered weights).
   loop iteration; the four sums are requantised together.
 - dense (matrix-vector, batch items one at a time): the input widened once per call, then four
   output channels at a time (16 MACs per 2 column loads + 4 weight loads + 8 SXTB16 + 8 SMLAD:
-  23 cycles), four words per loop iteration.
+  23 cycles), four words per loop iteration. The last dense of a build with float outputs
+  (`float_tail`) dequantises its int32 sums to float32 instead (the logits not rounded to int8).
 
 Both steps are inline asm (the COCOC_MAC2X2 / COCOC_MAC4X1 macros of PRELUDE, emitted once at
 the top of kernels.c): GCC's own schedule of the same TIR split the six loads (an LDR that does
@@ -32,9 +33,8 @@ Layout: NCHW, as every other M4 kernel. With two positions per column pair the i
 small part of a conv's cycles (the gather of two columns is amortised over all output
 channels), so channels-last would save little here; depthwise convs are where HWC pays.
 
-The requantisation's int8 saturation is one SSAT #8 (USAT #7 with a fused ReLU).
-Measured per layer shape (emulated cycles/MAC): docs/performance.md, "arm-m4 int8 kernels per
-layer shape" (benchmarks/m4_kernels.py --int8-shapes).
+The requantisation's int8 saturation is one SSAT #8 (USAT #7 with a fused ReLU). Cycles/MAC per
+layer shape: docs/performance.md, "arm-m4 int8 kernels per layer shape" (m4_kernels.py --int8-shapes).
 
 GCC's ACLE has `__sxtb16` but no rotate form, and writes `__sxtb16(__ror(w, 8))` as two
 instructions; the `cococ_sxtb16_ror8` helper (inline asm, emitted once at the top of
@@ -56,7 +56,11 @@ from tvm.script import tirx as T
 from cococ.backends.kernels import im2col
 from cococ.backends.kernels.im2col import Geometry
 from cococ.backends.mcu.codegen import Kernel
-from cococ.backends.mcu.qkernels import FixedPoint, lower_fixed, requant_store
+from cococ.backends.mcu.lower import Tensor
+from cococ.backends.mcu.qkernels import FixedPoint, integer_layer, lower_fixed, requant_store, weight_scales
+from cococ.ir.ops.activation import Relu
+from cococ.ir.ops.nn import Dense
+from cococ.ir.ops.softmax import Softmax
 
 PRELUDE = """/* SXTB16 with ROR #8: bytes 1 and 3 of w sign-extended into two q15 lanes (CMSIS __SXTB16_RORn). */
 __attribute__((always_inline)) static inline int32_t cococ_sxtb16_ror8(int32_t w) {
@@ -272,36 +276,71 @@ def conv2d_int8(name, x_shape, o: int, y_shape, attrs, relu: bool, fast: bool) -
                   meta={"doc": doc + (" +relu" if relu else ""), "prelude": PRELUDE, "col_len": 2 * kp})
 
 
-def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool) -> Kernel:
+@T.macro
+def _dense_items(x, col, COL, WW, b, m, sh, acc, r, Y, n, k, o, kw4, store, asm):
+    """Per batch item the input widened into the q15 column, then the channels four at a time."""
+    for nn in range(n):
+        for p in range(k):
+            col[p] = T.Cast("int16", x[nn, p])
+        _channels(COL, WW, b, m, sh, acc, r, Y, lambda oo, p: nn * o + oo, o, 4 if asm else 2, 1, kw4, 0, store, asm)
+
+
+@T.macro
+def _dequantised(y, at, acc, s, sh, o, relu):
+    """Float output: the int32 sum (bias in it) times s[o] = s_x * s_w[o] (`sh` unused), max(0, .) with ReLU."""
+    if relu:
+        y[at] = T.max(T.Cast("float32", acc) * s[o], T.float32(0))
+    else:
+        y[at] = T.Cast("float32", acc) * s[o]
+
+
+def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = "int8") -> Kernel:
     """int8 dense: per batch item the input widened once into the q15 column, then the channels
     four at a time (COCOC_MAC4X1: each column word loaded once for four SMLAD pairs; two at a
-    time in TIR when a row is too long for its immediate offsets)."""
+    time in TIR when a row is too long for its immediate offsets). `out="float32"`: the float
+    output of an int8 build's last layer (`float_tail`): each sum dequantised by the per-channel
+    float scale s (argument s instead of m, sh) instead of requantised to int8."""
     kw4 = (k + 3) // 4
     kp = kw4 * 4
     asm = 4 * (kw4 * 3 + 4) < 4096      # COCOC_MAC4X1's largest offset, (wo + 3 ws) words, is an imm12
-    store = _store(relu, fast)
     zero = T.int16(0)
+    if out == "float32":
+        store = partial(_dequantised, relu=relu)
 
-    @T.prim_func(s_tir=True)
-    def f(x: T.Buffer((n, k), "int8"), w: T.Buffer((o * kp,), "int8"),
-          b: T.Buffer((o,), "int32"), m: T.Buffer((o,), "int32"), sh: T.Buffer((o,), "int32"),
-          col: T.Buffer((kp,), "int16"), y: T.Buffer((n, o), "int8")):
-        T.func_attr({"tirx.noalias": True})
-        COL = T.decl_buffer((kw4 * 2,), "int32", data=col.data)
-        WW = T.decl_buffer((o * kw4,), "int32", data=w.data)
-        Y = T.decl_buffer((n * o,), "int8", data=y.data)
-        acc = T.sblock_alloc_buffer((4,), "int32")
-        r = T.sblock_alloc_buffer((9,), "int32")
-        for p in range(k, kp):
-            col[p] = zero
-        for nn in range(n):
-            for p in range(k):
-                col[p] = T.Cast("int16", x[nn, p])
-            _channels(COL, WW, b, m, sh, acc, r, Y, lambda oo, p: nn * o + oo, o, 4 if asm else 2, 1, kw4, 0, store,
-                      asm)
-    args = [("x", "int8", False), ("w", "int8", False), ("b", "int32", False), ("m", "int32", False),
-            ("sh", "int32", False), ("col", "int16", True), ("y", "int8", True)]
+        @T.prim_func(s_tir=True)
+        def f(x: T.Buffer((n, k), "int8"), w: T.Buffer((o * kp,), "int8"), b: T.Buffer((o,), "int32"),
+              s: T.Buffer((o,), "float32"), col: T.Buffer((kp,), "int16"), y: T.Buffer((n, o), "float32")):
+            T.func_attr({"tirx.noalias": True})
+            COL = T.decl_buffer((kw4 * 2,), "int32", data=col.data)
+            WW = T.decl_buffer((o * kw4,), "int32", data=w.data)
+            Y = T.decl_buffer((n * o,), "float32", data=y.data)
+            acc = T.sblock_alloc_buffer((4,), "int32")
+            r = T.sblock_alloc_buffer((9,), "int32")
+            for p in range(k, kp):
+                col[p] = zero
+            _dense_items(x, col, COL, WW, b, s, s, acc, r, Y, n, k, o, kw4, store, asm)
+        scales = [("s", "float32", False)]
+    else:
+        store = _store(relu, fast)
+
+        @T.prim_func(s_tir=True)
+        def f(x: T.Buffer((n, k), "int8"), w: T.Buffer((o * kp,), "int8"),
+              b: T.Buffer((o,), "int32"), m: T.Buffer((o,), "int32"), sh: T.Buffer((o,), "int32"),
+              col: T.Buffer((kp,), "int16"), y: T.Buffer((n, o), "int8")):
+            T.func_attr({"tirx.noalias": True})
+            COL = T.decl_buffer((kw4 * 2,), "int32", data=col.data)
+            WW = T.decl_buffer((o * kw4,), "int32", data=w.data)
+            Y = T.decl_buffer((n * o,), "int8", data=y.data)
+            acc = T.sblock_alloc_buffer((4,), "int32")
+            r = T.sblock_alloc_buffer((9,), "int32")
+            for p in range(k, kp):
+                col[p] = zero
+            _dense_items(x, col, COL, WW, b, m, sh, acc, r, Y, n, k, o, kw4, store, asm)
+        scales = [("m", "int32", False), ("sh", "int32", False)]
+    args = [("x", "int8", False), ("w", "int8", False), ("b", "int32", False), *scales,
+            ("col", "int16", True), ("y", out, True)]
     doc = f"int8 dense {k}->{o} (input widened to q15 + SXTB16/SMLAD, {4 if asm else 2} rows)"
+    doc += " -> f32 (int32 sums dequantised)" if out == "float32" else ""
     return Kernel(name, f, args, origin="tvm-tir", includes=("<arm_acle.h>",),
                   meta={"doc": doc + (" +relu" if relu else ""), "prelude": PRELUDE, "col_len": kp})
 
@@ -320,8 +359,42 @@ INT8 = FixedPoint("int8", "int8", 127, "weight_i8", reorder_weights, conv2d_int8
 
 
 def lower_int8(lw, layer, ins, out, params, act):
-    """(kernel, args) of one int8 layer (`lower_fixed` with the int8 kernels)."""
-    return lower_fixed(lw, layer, ins, out, params, act, INT8)
+    """(kernel, args) of one int8 layer (`lower_fixed` with the int8 kernels); a float32 `out`
+    (`float_tail`'s dense): its int32 sums dequantised, acc * s_x * s_w[o], not requantised."""
+    if out.dtype != "float32":
+        return lower_fixed(lw, layer, ins, out, params, act, INT8)
+    x = ins[0]
+    w2, bq, *_ = integer_layer(layer, params, x.scale, 1.0, INT8.qmax)
+    (o, kk), n, relu = w2.shape, x.shape[0], act is Relu
+    s = (x.scale * weight_scales(layer.params["weight"], o, INT8.qmax)).astype(np.float32)
+    wts = [lw.weight(layer, INT8.weight, reorder_weights(w2)), lw.weight(layer, "bias_q", bq),
+           lw.weight(layer, "scale", s)]
+    k = lw.kernel(("dense_int8_f32", n, kk, o, relu), lambda nm: dense_int8(nm, n, kk, o, relu, False, "float32"))
+    return k, [x] + wts + [Tensor(f"{out.name}_col", "int16", (k.meta["col_len"],)), out]
 
 
-__all__ = ["conv2d_int8", "dense_int8", "lower_int8", "reorder_weights", "PRELUDE"]
+def float_tail(graph, users) -> set[int]:
+    """An int8 build with float outputs (not io=int8): the layers (ids) that end it in float32: a
+    dense (dense weights) making a graph output, directly or through a ReLU, dequantises its int32
+    sums (`lower_int8`); a softmax that is its one reader and a graph output runs in float32 on them
+    (libm's expf, ~200 cycles a class). No int8 rounding of the logits and probabilities."""
+    producer = {id(v): l for l in graph.layers for v in l.outputs}
+    outputs = {id(v) for v in graph.outputs}
+    tail: set[int] = set()
+    for v in graph.outputs:
+        last = producer.get(id(v))
+        soft = last if last is not None and last.opdef is Softmax else None
+        if last is not None and last.opdef in (Softmax, Relu):   # read through: the dense's one reader
+            mid, last = last, producer.get(id(last.inputs[0]))
+            readers = [id(u) for u in users.get(id(last.output), [])] if last is not None else []
+            if last is None or id(last.output) in outputs or readers != [id(mid)]:
+                continue
+        elif users.get(id(v)):
+            continue
+        if last is None or last.opdef is not Dense or last.params["weight"].format != "dense":
+            continue
+        tail |= {id(last)} | ({id(soft)} if soft is not None else set())
+    return tail
+
+
+__all__ = ["conv2d_int8", "dense_int8", "lower_int8", "float_tail", "reorder_weights", "PRELUDE"]

@@ -98,9 +98,11 @@ class Program:
         return [a for s in self.steps for a in s.args if isinstance(a, Weight)]
 
 
-def lower(graph: Graph, quant: str | None = None) -> Program:
-    """Turn a verified, shape-inferred graph into a Program (quant: None, "q15" or "int8")."""
-    return _Lowering(graph, quant).run()
+def lower(graph: Graph, quant: str | None = None, float_out: bool = False) -> Program:
+    """Turn a verified, shape-inferred graph into a Program (quant: None, "q15" or "int8").
+    `float_out` (int8, float outputs: not io=int8): the last dense and a softmax after it end
+    the program in float32 (i8kernels.float_tail) instead of an int8 result dequantized."""
+    return _Lowering(graph, quant, float_out and quant == "int8").run()
 
 
 def _cname(s: str) -> str:
@@ -109,8 +111,9 @@ def _cname(s: str) -> str:
 
 
 class _Lowering:
-    def __init__(self, graph: Graph, quant: str | None):
-        self.g, self.quant = graph, quant
+    def __init__(self, graph: Graph, quant: str | None, float_out: bool = False):
+        self.g, self.quant, self.float_out = graph, quant, float_out
+        self.tail: set[int] = set()  # float_out: the layers that end the program in float32
         self.scales: dict[str, float] = {}
         if quant:
             q = graph.meta.get("quant") or {}
@@ -184,6 +187,9 @@ class _Lowering:
         g = self.g
         users = g.users_map()
         outputs = {id(v) for v in g.outputs}
+        if self.float_out:
+            from cococ.backends.mcu.i8kernels import float_tail  # local: i8kernels builds on this module
+            self.tail = float_tail(g, users)
         skip: set[int] = set()
         for layer in g.layers:
             if layer.op == "input" or id(layer) in skip:
@@ -223,8 +229,8 @@ class _Lowering:
     def layer(self, layer: Layer, act: type[Op] | None, final: Layer) -> None:
         op, a = layer.op, layer.attrs
         why = integer_reason(layer, self.quant) if self.quant is not None else "float build"
-        q = why is None
-        if self.quant is not None and not q:
+        q = why is None and (layer.opdef.weighted or id(layer) not in self.tail)  # a tail softmax: float
+        if self.quant is not None and why is not None:
             self.in_float.setdefault((op, why), []).append(layer.name)
         dtype = QDTYPE[self.quant] if q else "float32"
         ins = [self.as_dtype(self.cur[id(v)], dtype, v.name) for v in layer.inputs]
@@ -234,6 +240,8 @@ class _Lowering:
             scale = ins[0].scale  # order-preserving: the output keeps the input's scale
         else:
             scale = self.scale_of(yv.name) if q else None
+        if id(layer) in self.tail and q:  # the tail's dense: int8 in, float32 out (its sums dequantised)
+            dtype, scale = "float32", None
         out = Tensor(_cname(yv.name), dtype, yv.type.shape, scale=scale)
         params = {k: p.dense() for k, p in layer.params.items()}
         names = [layer.name] + ([final.name] if final is not layer else [])

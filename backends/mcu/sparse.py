@@ -16,7 +16,7 @@ A layer kept dense gets a warning naming it (Scalpel's rule: never ship a slower
 int8: the stored entries' int8 values of the dense int8 path's rounded weight, its bias and
 requantisation, sparse_kernels.fc_int8 / conv_int8 (csr, simd_group width 2 or 4); the output
 equals the dense int8 step's bit for bit. Without the emulator an int8 FC layer reads the int8
-table, an int8 conv the q15 matrix-matrix one (no int8 matrix-matrix table yet; its basis says so).
+table, an int8 conv the int8 conv table (the shape nearest its output channels).
 
 Not sparse (dense kernel, with the reason recorded; choice.dense_reason): an FC layer at
 batch > 1 (those kernels are matrix-vector), q15 simd_group of width != 2 (the SMLAD kernels
@@ -180,8 +180,8 @@ def _dense_step(lw, layer, ins, out, act):
 def _compare(lw, layer, ins, out, act, build, args, c: Choice) -> Choice:
     p = layer.params["weight"]
     kind = "mm" if layer.op == "conv2d" else "mv"
-    t = table(TARGET, p.format, kind, lw.quant, p.attrs.get("width"))
-    own = lw.quant == "q15" or (lw.quant == "int8" and kind == "mv")  # a table of the build's own kernels
+    t = table(TARGET, p.format, kind, lw.quant, p.attrs.get("width"), p.shape[0])
+    own = lw.quant in ("q15", "int8")  # a table of the build's own kernels
     if own and t is not None:  # context only
         be = crossing(t[0], t[1])
         c.breakeven = None if be is None else round(be, 4)

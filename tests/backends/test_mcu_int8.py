@@ -4,7 +4,10 @@ One conv or dense layer and the dense nets are checked bit for bit against a num
 integer arithmetic written here from docs/mcu.md's definitions (quantize, int32 accumulate,
 requantise, saturate; not cococ's own integer_layer), with odd sizes so that the tails (odd
 output channel, reduction not a multiple of 4) run; the conv net and LeNet-5 against both the
-fake-quantized and the float network, within a few times the error reached (printed)."""
+fake-quantized and the float network, within a few times the error reached (printed). An int8
+build with float outputs ends in float32 (i8kernels.float_tail: a last dense dequantises its int32
+sums), so the int8 requantisation of a last layer is checked on `--target-opt io=int8` builds, and
+the float tail against its own definition, acc * s_x * s_w."""
 from __future__ import annotations
 
 import math
@@ -27,6 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 needs_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 INT8_TOL = 0.15  # |y - ref| <= INT8_TOL * max|ref| (cococ run --check, docs/mcu.md)
 QMAX = {"q15": 32767, "int8": 127}
+
+
+def int8_out(dtype: str) -> dict:
+    """build() options whose last layer requantises to `dtype`: int8 with int8 I/O (a float-output
+    int8 build dequantises its last dense's sums instead); q15 always."""
+    return {"target_options": {"io": "int8"}} if dtype == "int8" else {}
 
 
 def _instructions(elf) -> set[str]:
@@ -61,7 +70,7 @@ def test_dense_kernels_are_bit_exact(tmp_path, dtype, per_channel):
     g = dense_net(seed=4, k=37, hidden=33)  # odd k (int8: 37 = 9 words + 1), odd channel counts
     x = _input(g, seed=2)
     g = Quantize(dtype=dtype, per_channel=per_channel).run_on(g)
-    art = build(g, "arm-m4", out_dir=tmp_path, quantize=dtype)
+    art = build(g, "arm-m4", out_dir=tmp_path, quantize=dtype, **int8_out(dtype))
     qg = art.load_graph()
     y, s_y = art.run(x)["y"], qg.meta["quant"]["scales"]["y"]
     # the dequantize kernel's float constant is printed to ~7 digits: compare the integers
@@ -158,7 +167,7 @@ def test_one_layer_is_the_requantisation_by_definition(tmp_path, dtype, op, relu
     """The emulated kernel's integers equal the numpy requantisation above, bit for bit."""
     g = Quantize(dtype=dtype, per_channel=True).run_on(one_layer(op, relu))
     x = _input(g, seed=9)
-    art = build(g, "arm-m4", out_dir=tmp_path, quantize=dtype)
+    art = build(g, "arm-m4", out_dir=tmp_path, quantize=dtype, **int8_out(dtype))
     qg = art.load_graph()
     out, scales = qg.outputs[0].name, qg.meta["quant"]["scales"]
     got = np.rint(art.run(x)[out] / scales[out]).astype(np.int64)
@@ -167,6 +176,49 @@ def test_one_layer_is_the_requantisation_by_definition(tmp_path, dtype, op, relu
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
     assert np.abs(want).max() > QMAX[dtype] // 8      # the outputs use the range (not all 0 or ±1)
+
+
+def dequantised_by_definition(layer, xq, s_x: float, relu: bool) -> np.ndarray:
+    """The float output of a last dense layer in an int8 build with float outputs: the int32
+    accumulator acc = b_q + sum x_q w_q (as `requantised_by_definition`) times s_x * s_w[o]."""
+    w = layer.params["weight"].dense().astype(np.float64)
+    s_w = np.broadcast_to(np.asarray(layer.params["weight"].attrs["scale"], np.float64).reshape(-1), (w.shape[0],))
+    wq = np.clip(np.rint(w / s_w[:, None]), -128, 127).astype(np.int64)
+    bq = np.rint(layer.params["bias"].dense().astype(np.float64) / (s_x * s_w)).astype(np.int64)
+    y = (xq @ wq.T + bq) * (s_x * s_w)
+    return np.maximum(y, 0) if relu else y
+
+
+@needs_gcc
+@pytest.mark.parametrize("relu,softmax", [(False, False), (True, False), (False, True)])
+def test_last_dense_of_a_float_output_build_is_dequantised(tmp_path, relu, softmax):
+    """int8 with float outputs: the last dense (k 37, 11 channels) writes acc * s_x * s_w[o] in float32
+    (no int8 rounding; a ReLU as max(0, .)), and a softmax after it runs in float32 on those: the
+    steps end there (no dequantize step), report.json has no warning, and io=int8 keeps the int8 end."""
+    g = one_layer("dense", relu)
+    if softmax:
+        p = Value("p")
+        g = infer_shapes(Graph("one", g.layers + [Layer("softmax", "sm", [g.outputs[0]], [p], {"axis": 1})], [p]))
+    g = Quantize(dtype="int8", per_channel=True).run_on(g)
+    x = _input(g, seed=9)
+    art = build(g, "arm-m4", out_dir=tmp_path / "f", quantize="int8")
+    qg, out = art.load_graph(), g.outputs[0].name
+    s = qg.meta["quant"]["scales"]
+    want = dequantised_by_definition(qg.layer("c"), quantised_input(x, s["x"], 127), s["x"], relu)
+    if softmax:
+        want = np.exp(want - want.max()) / np.exp(want - want.max()).sum()
+    got = art.run(x)[out]
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6 * np.abs(want).max())
+    assert np.abs(got / s[out] - np.rint(got / s[out])).max() > 0.05     # not on the int8 output's grid
+    steps = [(st["op"], st["outputs"][-1]["dtype"]) for st in art.report["steps"]]
+    assert steps[-1] == (("softmax", "float32") if softmax else ("dense+relu" if relu else "dense", "float32"))
+    assert "dequantize" not in [op for op, _ in steps] and art.report["warnings"] == []
+    # int8 weights start on an 8-byte flash word (their wait-state stalls do not depend on the layout)
+    assert "const int8_t w_c_weight_i8[440] __attribute__((aligned(8)))" in (tmp_path / "f" / "weights.c").read_text()
+    i8 = build(g, "arm-m4", out_dir=tmp_path / "i8", quantize="int8", target_options={"io": "int8"})
+    assert [st["outputs"][-1]["dtype"] for st in i8.report["steps"]][-1] == "int8"
+    x = x * 0.5   # inside the calibrated range: the int8 logits saturate where the float ones go on
+    assert np.abs(i8.run(x)[out] - art.run(x)[out]).max() <= s[out] * (1.0 if softmax else 0.51)
 
 
 FAST = "(int32_t)((((int64_t)acc_ptr[0]) * ((int64_t)m[cse_v1])) >> (int64_t)32)"   # SMULL high word
@@ -190,7 +242,7 @@ def test_both_requantisations_are_the_definition(tmp_path, dtype, fast):
         rng = np.random.default_rng(9)
         x = np.zeros_like(x)
         x[0, rng.choice(37, 4, replace=False)] = rng.choice([-1.0, 1.0], 4) * scales["x"]
-    art = build(g, "arm-m4", out_dir=tmp_path, quantize=dtype)
+    art = build(g, "arm-m4", out_dir=tmp_path, quantize=dtype, **int8_out(dtype))
     assert (FAST in (tmp_path / "kernels.c").read_text()) == fast
     qg = art.load_graph()
     s = qg.meta["quant"]["scales"]

@@ -1,5 +1,6 @@
 """`--target-opt io=int8` (backends/mcu/io.py): the model takes int8 input and returns int8
-output (TFLite Micro style), both in the arena; same int8 result as the float-io build."""
+output (TFLite Micro style), both in the arena; its int8 output within about one output step of
+the float-io build's, whose last dense and softmax end in float32 (i8kernels.float_tail)."""
 from __future__ import annotations
 
 import json
@@ -40,11 +41,11 @@ def test_report_records_scales(builds):
     (x,), (y,) = io["inputs"], io["outputs"]
     assert (x["name"], x["shape"], x["dtype"], x["zero_point"]) == ("x", [1, 3, 12, 12], "int8", 0)
     assert (y["name"], y["shape"], y["dtype"], y["zero_point"]) == ("prob", [1, 10], "int8", 0)
-    # the scales the float-io build's quantize / dequantize steps use
+    # the float-io build's input quantize step's scale; the output value's calibrated scale
     assert x["scale"] > 0 and y["scale"] > 0 and "io" not in flt.report
     ops = [s["op"] for s in i8.report["steps"]]
     assert "quantize" not in ops and "dequantize" not in ops
-    assert [s["op"] for s in flt.report["steps"]][1:-1] == ops
+    assert [s["op"] for s in flt.report["steps"]][1:] == ops   # float io: no dequantize step at the end
     names = [t["name"] for t in i8.report["arena_tensors"]]  # the I/O tensors are planned in the arena
     assert "x_q" in names and all(s["outputs"][0]["home"] == "arena" for s in i8.report["steps"])
     h = (i8.dir / "model.h").read_text()
@@ -60,13 +61,13 @@ def test_int8_io_equals_float_io(builds):
         x = rng.standard_normal((1, 3, 12, 12)).astype(np.float32)
         want = flt.run(x)["prob"]
         s_out = io["outputs"][0]["scale"]
-        want_q = np.rint(want.reshape(-1) / s_out).astype(np.int8)  # the float-io build's int8 result
         q = i8.emulator().run(quantize_input(x, io["inputs"][0]["scale"])).outputs  # raw int8 out
         assert q.dtype == np.int8
-        np.testing.assert_array_equal(q, want_q)
-        # the runner quantizes and dequantizes (TVM's C prints the float-io step's scale to 7 digits: 1 ulp)
-        np.testing.assert_allclose(i8.run(x)["prob"], want, rtol=1e-6, atol=0)
-        np.testing.assert_array_equal(i8.run(x)["prob"].reshape(-1), dequantize(want_q, s_out))
+        # the float-io build's logits and probabilities are not rounded to int8: the int8 softmax's own
+        # rounding (half a step) and that of its int8 input (its logits) apart, about a step at most
+        assert np.abs(q.astype(np.float64) - want.reshape(-1) / s_out).max() <= 1.5
+        assert np.abs(q.astype(np.float64) - want.reshape(-1) / s_out).max() > 1e-3   # not on the int8 grid
+        np.testing.assert_array_equal(i8.run(x)["prob"].reshape(-1), dequantize(q, s_out))  # the runner dequantizes
         xq = quantize_input(x, io["inputs"][0]["scale"])
         np.testing.assert_array_equal(i8.run(xq)["prob"], i8.run(x)["prob"])  # an int8 input is taken as it is
     loaded = load_artifact(i8.dir)  # `cococ run DIR` loads it from the folder
