@@ -118,7 +118,9 @@ def host_simd(cpuinfo: str | None = None) -> tuple[str, int]:
 
 
 def _x86(options: dict[str, Any]) -> Target:
-    _check_options("x86", options, {"mcpu", "threads", "sparse"})
+    _check_options("x86", options, {"mcpu", "threads", "sparse", "winograd"})
+    if str(options.get("winograd", "table")) not in ("off", "table", "measure", "f2", "f4"):
+        raise CococError(f"bad winograd {options['winograd']!r} for target x86: table (the default), off, measure, f2 or f4")
     isa, f32 = host_simd()
     tvm_t: dict[str, Any] = {"kind": "llvm", "mcpu": options.get("mcpu", "native")}
     if "threads" in options:

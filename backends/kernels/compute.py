@@ -29,11 +29,15 @@ class LowerCtx:
     implicit_pad: pad by bounds test (arm-m4) instead of a padded copy; sparse: how compressed
     FC/conv weights choose their kernel (x86, backends/tvm/sparse.py): "" dense, "measure" (both
     forms timed), "table" (break-even estimate) or "always" (sparse wherever a kernel exists);
-    the lowering then appends each compressed layer's kernel choice to `choices` (for the manifest)."""
+    the lowering then appends each compressed layer's kernel choice to `choices` (for the manifest);
+    winograd: which 3x3 stride-1 convs take Winograd (x86, backends/tvm/winograd_x86.py; "" none),
+    each one that does appended to `winograd_layers` (for the manifest)."""
     oc_block: int = 1
     sparse: str = ""
+    winograd: str = ""
     implicit_pad: bool = False
     choices: list = field(default_factory=list, compare=False)
+    winograd_layers: list = field(default_factory=list, compare=False)
     te: ClassVar = te
     tirx: ClassVar = tirx
     topi: ClassVar = topi

@@ -70,7 +70,8 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
     x86 = t.name == "x86"
     if x86:  # measured and tuned kernels run with the pool they will run with
         set_threads(threads)
-    ctx = LowerCtx(oc_block=lanes if x86 else 1, sparse=t.options.get("sparse", "measure") if x86 else "")
+    ctx = LowerCtx(oc_block=lanes if x86 else 1, sparse=t.options.get("sparse", "measure") if x86 else "",
+                   winograd=t.options.get("winograd", "table") if x86 else "")
     mod = lower_graph(graph, ctx)
     sparse = [c.as_dict() for c in ctx.choices]
     for c in sparse:  # a compressed layer kept dense: say so (backends/tvm/sparse.py)
@@ -85,7 +86,8 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
         t1 = time.perf_counter()
         hand = None
         if x86:  # cococ's own schedule is measured and recorded too: the best of both wins
-            hand = lambda wl: make_schedule(wl, lanes)  # noqa: E731
+            hand = lambda wl: (None if wl["main"].attrs.get("tirx.is_scheduled", False)  # noqa: E731
+                               else make_schedule(wl, lanes))  # (Winograd kernels come scheduled)
         database, tuned_now = tune_module(mod, target_obj, tdir, tune, hand_schedule=hand,
                                           verbose=bool(options.get("verbose")))
         timings["tune_s"] = time.perf_counter() - t1
@@ -121,7 +123,8 @@ def build_tvm(graph: Graph, target: str | Target = "x86", *, tune: int = 0, out_
         "tvm_target": str(target_obj), "library": LIBRARY, "lanes": lanes,
         "kernels": sum(isinstance(f, tvm.tirx.PrimFunc) for f in mod.functions.values()),
         "tuned_kernels": tuned, "tuned_now": tuned_now,
-        "sparse": sparse, "build_times": {k: round(v, 3) for k, v in timings.items()},
+        "sparse": sparse, "winograd": ctx.winograd_layers,
+        "build_times": {k: round(v, 3) for k, v in timings.items()},
     }
     art = TVMArtifact(t.name, manifest, work, graph).record_hashes()
     return art.remove_when_collected()  # build(out_dir=) saves a copy

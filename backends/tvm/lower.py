@@ -104,6 +104,12 @@ def _emit_group(bb: relax.BlockBuilder, group: list[Layer], env: dict[int, relax
         c = sparse.choice(group[0], group, ctx)  # measured: both forms of this group timed (sparse.py)
         if c is not None and c.kernel != "dense":
             return sparse.emit(bb, group, env, ctx, LOWERINGS, _name(group[0]))
+    if ctx.winograd not in ("", "off"):
+        from cococ.backends.tvm import winograd_x86  # local, as sparse: it builds on this module
+        m = winograd_x86.choose(group, ctx)  # 0: the direct conv (winograd_x86.py: table or measured)
+        if m:
+            ctx.winograd_layers.append({"layer": group[0].name, "kernel": f"F({m},3)"})
+            return winograd_x86.emit(bb, group, env, ctx, m, _name(group[0]))
     emit_dense_group(bb, group, env, ctx)
 
 

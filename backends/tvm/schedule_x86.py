@@ -15,24 +15,23 @@ The conv kernel is the classic register-blocked direct convolution (as in TVM's 
     blocks when the input is bigger than the weights (`_rows_outer`).
 Short reductions (most 1x1 convs, stems) take the row-vector tile instead (`width_vector`): a
 vector of output columns x the block's channels unrolled, so the epilogue stores NCHW rows as
-vectors instead of transposing the tile with scalar stores. A conv's padded copy ("pad") is kept
-and run as plain parallel rows; at stride 2 it is stored as even/odd column phases.
-Depthwise conv (one input channel per output channel, MobileNet's 3x3 layers) keeps NCHW too:
-a register tile of up to 8 output rows x one vector along the output width (the width's largest
-divisor that fits the lanes), the taps unrolled, a broadcast weight per tap, the epilogue on the
-finished tile, parallel over channels. Other grouped convs vectorize along the output row.
+vectors instead of transposing the tile with scalar stores. Widths with no divisor that fills
+the lanes (SqueezeNet's 113) take it on their whole vectors and a scalar tail (`row_tail`).
+A conv's padded copy ("pad") is kept and run as plain parallel rows; at stride 2 it is stored
+as even/odd column phases.
 A 1x1 conv that lower.py hands over as one row of positions ([N, C, 1, H*W], `flat_positions`)
 takes the row-vector tile too, its parallel tasks being runs of up to 7 vectors of that row.
-Everything else gets a generic schedule: inline the injective stages, vectorize the innermost
-spatial loop by a divisor of the lanes, parallelize the fused outer spatial loops; strided
-window reductions (pools) are scalar, unrolled windows over parallel rows instead, and
-reductions over whole planes (global pools) keep a vector of partial results per channel.
+Depthwise and other grouped convs whose weights are not packed, pools and everything else are
+scheduled by schedule_x86_window.py (window computations over NCHW planes: why there).
 """
 from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import s_tir, sym, tirx
+from tvm import s_tir, tirx
+
+from cococ.backends.tvm.schedule_x86_window import (_consumer, _conv_depthwise, _conv_direct, _divisor,
+                                                    _extent, _generic, _x_stride)
 
 ANCHORS = ("conv_packed", "dense_packed", "conv_direct", "dense_direct")
 MAX_ACC_VECTORS = 16
@@ -94,10 +93,6 @@ def make_schedule(func, lanes: int) -> s_tir.Schedule:
 
 # ---- helpers ----------------------------------------------------------------------------------
 
-def _extent(sch, loop) -> int:
-    return int(sch.get(loop).extent)
-
-
 def _is_reduction(sch, name: str) -> bool:
     return any(iv.iter_type == 2 for iv in sch.get(sch.get_sblock(name)).iter_vars)
 
@@ -105,20 +100,6 @@ def _is_reduction(sch, name: str) -> bool:
 def _is_depthwise(sch, name: str) -> bool:
     """A direct conv whose channel reduction has extent 1 (depthwise; the schedule above)."""
     return _extent(sch, sch.get_loops(sch.get_sblock(name))[4]) == 1
-
-
-def _consumer(sch, name: str) -> str | None:
-    """The one block reading the anchor's result (the fused epilogue), if there is exactly one."""
-    cs = sch.get_consumers(sch.get_sblock(name))
-    return sch.get(cs[0]).name_hint if len(cs) == 1 else None
-
-
-def _divisor(n: int, limit: int, prefer=()) -> int:
-    """Largest divisor of n that is <= limit, trying `prefer` first."""
-    for p in prefer:
-        if p <= limit and n % p == 0:
-            return p
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
 # ---- conv / dense -----------------------------------------------------------------------------
@@ -143,6 +124,10 @@ def _conv_packed(sch, name: str, epilogue: str | None, lanes: int) -> None:
                      _x_stride(sch, blk), lanes)
     if v:
         return _conv_packed_rows(sch, blk, epilogue, v)
+    k = _extent(sch, rc) * _extent(sch, ry) * _extent(sch, rx)
+    tail = row_tail(_extent(sch, x), k, _x_stride(sch, blk), lanes)
+    if tail:
+        return _conv_packed_rows_tail(sch, blk, epilogue, lanes, tail)
     reg, ocn = conv_tiling(_extent(sch, cb), _extent(sch, x))
     cbo, cbi = sch.split(cb, [None, ocn])
     xo, xi = sch.split(x, [None, reg])
@@ -175,16 +160,44 @@ def width_vector(ow: int, k: int, stride: int, lanes: int) -> int:
     return v if v * 4 >= lanes * 3 else 0
 
 
-def _x_stride(sch, blk) -> int:
-    """The conv's stride along the output width: the input column's coefficient of x."""
-    b = sch.get(blk)
-    xx = b.iter_vars[3].var
-    for r in b.reads:
-        if len(r.region) == 4:
-            coef = sym.detect_linear_equation(r.region[3].min, [xx])
-            if len(coef) == 2:
-                return int(coef[0])
-    return 0
+def row_tail(ow: int, k: int, stride: int, lanes: int) -> int:
+    """Columns left after whole vectors where a short-reduction conv's width has no divisor that
+    fills the lanes (SqueezeNet's 113-wide stem: 7 vectors of 16 + 1), else 0: those convs take
+    the row-vector tile on the whole vectors and a scalar tail (`_conv_packed_rows_tail`)."""
+    if stride not in (1, 2) or k >= WIDE_K or ow <= lanes or width_vector(ow, k, stride, lanes):
+        return 0
+    return ow % lanes
+
+
+def _conv_packed_rows_tail(sch, blk, epilogue: str | None, lanes: int, tail: int) -> None:
+    """The row-vector tile on a width of whole vectors + `tail` columns: the output row is split
+    (`loop_partition`) into the vectors (the row-vector tile) and the tail (scalar, its channels
+    unrolled); the epilogue runs on the finished row of the block's channels. SqueezeNet's
+    3 -> 64, 3x3/2 stem + relu (113 wide), alone, one thread, best of 3 processes x 300 runs:
+    711 -> 563 us (the channel-vector tile before; onnxruntime's NCHWc kernel 462 us)."""
+    sch.transform_layout(blk, ("write", 0), lambda n, cb, y, x, ci: (n, cb, y, ci, x))
+    if _x_stride(sch, blk) == 2:
+        _phase_split(sch)
+    n, cb, y, x, ci, rc, ry, rx = sch.get_loops(blk)
+    first, second = (y, cb) if _rows_outer(sch, blk) else (cb, y)
+    sch.reorder(n, first, second, x, ci, rc, ry, rx)
+    row = sch.fuse(n, first, second)
+    sch.parallel(row)
+    if epilogue:
+        sch.reverse_compute_at(sch.get_sblock(epilogue), row)
+    main, rest = sch.loop_partition(x, [_extent(sch, x) - tail, None])
+    mb = sch.get_child_blocks(main)[0]
+    xm, ci, rc, ry, rx = sch.get_loops(mb)[-5:]
+    xo, xi = sch.split(xm, [None, lanes])
+    sch.reorder(xo, rc, ry, rx, ci, xi)
+    sch.unroll(ci)
+    sch.vectorize(xi)
+    init = sch.decompose_reduction(mb, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    tb = sch.get_child_blocks(rest)[0]
+    xt, ci, rc, ry, rx = sch.get_loops(tb)[-5:]
+    sch.reorder(xt, rc, ry, rx, ci)
+    sch.unroll(ci)
 
 
 def _conv_packed_rows(sch, blk, epilogue: str | None, v: int) -> None:
@@ -226,7 +239,8 @@ def _rows_outer(sch, blk) -> bool:
 def _phase_split(sch) -> None:
     """A stride-2 conv's padded input stored as [n, c, y, x % 2, x // 2]: the even and the odd
     columns each contiguous, so a vector of outputs reads one contiguous run per tap. Without a
-    padded copy (no padding) the input is read lane by lane."""
+    padded copy (no padding) the input is read lane by lane (a copy made for it, a cache_read,
+    measured no faster on SqueezeNet's 227-wide stem and slower on small ones)."""
     pads = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint == "pad"]
     if not pads:
         return
@@ -259,146 +273,4 @@ def _dense_packed(sch, name: str, epilogue: str | None, lanes: int) -> None:
     if epilogue:
         sch.reverse_compute_at(sch.get_sblock(epilogue), outer)
     init = sch.decompose_reduction(blk, sch.get_loops(blk)[1])
-    sch.vectorize(sch.get_loops(init)[-1])
-
-
-def dw_tiling(oh: int, ow: int, lanes: int) -> tuple[int, int]:
-    """(rows, v) of a depthwise register tile: v output columns per vector (the largest divisor
-    of the width that fits the lanes: 28 -> 14, not 4), `rows` output rows accumulated at once
-    (up to 8 when a row is one vector, as on 7x7 and 14x14 maps; else up to 4)."""
-    v = ow if ow <= lanes else _divisor(ow, lanes)
-    if v < 4 and ow <= 2 * lanes:  # prime-ish widths (19, 23...): one wide vector, split by LLVM
-        v = ow
-    rows = _divisor(oh, 8) if ow <= lanes else _divisor(oh, 4, prefer=(4, 2))
-    return rows, v
-
-
-def _conv_depthwise(sch, name: str, epilogue: str | None, lanes: int) -> None:
-    """Depthwise conv (one input channel per output channel): a register tile of `rows` output
-    rows x one vector of `v` output columns per step, the 3x3 (kh x kw) taps unrolled, each a
-    vector load of the input row (unaligned, contiguous for stride 1) x a broadcast weight; the
-    fused epilogue (batchnorm, relu6, ...) runs on the finished tile; parallel over channels.
-    The padding stays inlined (a bounds test per tap): a padded copy would be one more pass over
-    memory for a kernel that does only 9 MACs per output (a per-channel padded tile: not tried)."""
-    blk = sch.get_sblock(name)
-    n, co, y, x, rc, ry, rx = sch.get_loops(blk)
-    rows, v = dw_tiling(_extent(sch, y), _extent(sch, x), lanes)
-    yo, yi = sch.split(y, [None, rows])
-    xo, xi = sch.split(x, [None, v])
-    sch.reorder(n, co, yo, xo, rc, ry, rx, yi, xi)
-    sch.parallel(sch.fuse(n, co))
-    sch.unroll(ry)
-    sch.unroll(rx)
-    sch.unroll(yi)
-    if v > 1:
-        sch.vectorize(xi)
-    _tile_epilogue(sch, blk, name, epilogue, xo, rc, v)
-
-
-def _tile_epilogue(sch, blk, name: str, epilogue: str | None, xo, rc, v: int) -> None:
-    """The fused epilogue runs on each finished tile (at `xo`) and the accumulator's zeroing
-    leaves the reduction: both vectorized like the tile, `v` lanes."""
-    if epilogue and _consumer(sch, name) == epilogue and name != epilogue:
-        eb = sch.get_sblock(epilogue)
-        sch.reverse_compute_at(eb, xo)
-        if v > 1:
-            sch.vectorize(sch.get_loops(eb)[-1])
-    init = sch.decompose_reduction(blk, rc)
-    if v > 1:
-        sch.vectorize(sch.get_loops(init)[-1])
-
-
-def _conv_direct(sch, name: str, epilogue: str | None, lanes: int) -> None:
-    """Grouped conv: vectorize along the output row, reductions outside the vector;
-    the epilogue runs per row tile, so the accumulator never goes to memory."""
-    blk = sch.get_sblock(name)
-    n, co, y, x, rc, ry, rx = sch.get_loops(blk)
-    ow = _extent(sch, x)
-    v = _divisor(ow, lanes, prefer=(lanes, lanes // 2, lanes // 4))
-    if v == 1 and ow <= lanes:
-        v = ow
-    xo, xi = sch.split(x, [None, v])
-    sch.reorder(n, co, y, xo, rc, ry, rx, xi)
-    sch.parallel(sch.fuse(n, co, y))
-    if v > 1:
-        sch.vectorize(xi)
-    _tile_epilogue(sch, blk, name, epilogue, xo, rc, v)
-
-
-# ---- everything else --------------------------------------------------------------------------
-
-def _generic(sch, blk, lanes: int) -> None:
-    """Parallel over the outer spatial loops, vectorized along the innermost one (by a divisor of
-    the lanes). Not one fused, vectorized loop: that puts an int64 div/mod per lane in the body.
-    Reductions (pools, softmax) move below the outer loops so the innermost spatial loop still
-    vectorizes: max_pool reads a row of windows per vector."""
-    block = sch.get(blk)
-    loops = sch.get_loops(blk)
-    if not loops:
-        return
-    nsp = sum(1 for iv in block.iter_vars if iv.iter_type == 0)
-    spatial, red = loops[:nsp], loops[nsp:]
-    if not spatial:
-        return
-    if red and nsp == 4 and len(loops) == 6 and _x_stride(sch, blk) > 1:
-        _strided_window(sch, blk, spatial, red)
-        return
-    if len(red) == 2 and nsp == 4 and _extent(sch, spatial[2]) == _extent(sch, spatial[3]) == 1:
-        _plane_reduction(sch, blk, spatial, red, lanes)
-        return
-    w = _extent(sch, spatial[-1])
-    v = _divisor(w, lanes, prefer=(lanes, lanes // 2, lanes // 4))
-    if v < 4 and w > 1:  # short rows: vectorize over whole rows of the last two axes instead
-        if len(spatial) > 1:
-            spatial = spatial[:-2] + [sch.fuse(spatial[-2], spatial[-1])]
-            w = _extent(sch, spatial[-1])
-            v = _divisor(w, lanes, prefer=(lanes, lanes // 2, lanes // 4))
-    if v < 2 or len(spatial) == 1 and w == v and red:
-        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
-        if _extent(sch, fused) > 1:
-            sch.parallel(fused)
-        return
-    outer = spatial[:-1]
-    io, ii = sch.split(spatial[-1], [None, v])
-    if red:
-        sch.reorder(*outer, io, *red, ii)
-    par = sch.fuse(*outer, io) if outer else io
-    if _extent(sch, par) > 1:
-        sch.parallel(par)
-    sch.vectorize(ii)
-    if red:
-        init = sch.decompose_reduction(blk, red[0])
-        sch.vectorize(sch.get_loops(init)[-1])
-
-
-def _strided_window(sch, blk, spatial, red) -> None:
-    """A strided window reduction (max/avg pool with stride 2): per-lane reads of a strided row
-    and border tests cost more than they save, so rows run in parallel and each output is a
-    scalar loop over its window, unrolled."""
-    sch.parallel(sch.fuse(*spatial[:3]))
-    for r in red:
-        sch.unroll(r)
-
-
-def _plane_reduction(sch, blk, spatial, red, lanes: int) -> None:
-    """A reduction over whole H x W planes (global avg/max pool): one serial chain of scalar adds
-    per channel is bound by the add's latency (a 14x14 plane: 196 dependent adds). The plane,
-    contiguous in NCHW, is reduced into `v` partial results instead (v lanes, vector loads; rfactor),
-    and those are reduced at the end: parallel over channels."""
-    k = sch.fuse(*red)
-    v = _divisor(_extent(sch, k), lanes, prefer=(lanes, lanes // 2))
-    par = sch.fuse(*spatial)
-    sch.parallel(par)
-    if v < 2 or v == _extent(sch, k):  # planes of <= 16 elements (or prime sizes): scalar sums
-        return
-    _, ki = sch.split(k, [None, v])
-    try:
-        rf = sch.rfactor(ki, factor_axis=4)
-    except s_tir.ScheduleError:  # a reducer rfactor does not know: the split loops stay scalar
-        return
-    sch.compute_at(rf, par)
-    lane, step = sch.get_loops(rf)[-2:]
-    sch.reorder(step, lane)
-    sch.vectorize(lane)
-    init = sch.decompose_reduction(rf, step)
     sch.vectorize(sch.get_loops(init)[-1])

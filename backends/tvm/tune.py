@@ -37,6 +37,7 @@ import importlib
 import importlib.util
 import io
 import itertools
+import logging
 import subprocess
 import sys
 import types
@@ -181,6 +182,23 @@ def _commit_hand_schedule(db, mod: tvm.IRModule, target, hand_schedule) -> None:
             sch.trace, db.commit_workload(mod), secs, target, ms.arg_info.ArgInfo.from_prim_func(mod["main"])))
 
 
+@contextlib.contextmanager
+def _nameless_handlers_hidden():
+    """MetaSchedule's logging set-up (`create_loggers`) lists the handlers already on its logger
+    by name and formats each name: a handler the host attached with no name (pytest's log capture,
+    an application's own) made the second tuning run in a process fail with "'NoneType' object
+    has no attribute 'format'". Those handlers are taken off for the set-up and put back after."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    hidden = [h for h in logger.handlers if h.get_name() is None]
+    for h in hidden:
+        logger.removeHandler(h)
+    try:
+        yield
+    finally:
+        for h in hidden:
+            logger.addHandler(h)
+
+
 def tune_module(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, trials: int,
                 hand_schedule=None, verbose: bool = False) -> tuple[object, int]:
     """Tune every kernel without a record for `trials` trials. `hand_schedule(workload) ->
@@ -199,7 +217,7 @@ def tune_module(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, tr
     if not todo:
         return db, 0
     console = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with console:  # the loggers made here write "stdout" to what sys.stdout is now
+    with console, _nameless_handlers_hidden():  # the loggers made here write "stdout" to what sys.stdout is now
         ctxs, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             todo, str(work_dir), strategy=search_strategy(trials), seed=0)
     cost = "xgb" if importlib.util.find_spec("xgboost") else "random"

@@ -2,10 +2,12 @@
 reference interpreter (|y - ref| <= 1e-4 (1 + |ref|)), in one multi-output build (about 15 s).
 
 The cases are shaped to take each path: the row-vector tile (short reductions, with a fused
-residual add), stride-2 stems whose padded input is split into even/odd columns (even and odd
-padded widths) or read lane by lane (no padding), depthwise convs over a padded copy, strided
-pools, both orders of the parallel loop (input- or weight-heavy convs), 1x1 convs on the
-one-row view of their positions, and reductions over whole planes (global pools).
+residual add; on widths of whole vectors + a tail), stride-2 stems whose padded input is split
+into even/odd columns (even and odd padded widths) or read lane by lane (no padding), depthwise
+convs over a padded copy or (stride 2, wide rows) as LLVM-vectorized rows, strided pools (their
+interior windows split from the border ones), both orders of the parallel loop (input- or
+weight-heavy convs), 1x1 convs on the one-row view of their positions, and reductions over whole
+planes (global pools) (schedule_x86.py and schedule_x86_window.py).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from cococ.backends.kernels.compute import LowerCtx
 from cococ.backends.tvm import schedule_x86
 from cococ.backends.tvm.lower import flat_positions, fusion_groups, group_inputs, lower_graph
-from cococ.backends.tvm.schedule_x86 import WIDE_K, width_vector
+from cococ.backends.tvm.schedule_x86 import WIDE_K, row_tail, width_vector
 from cococ.ir.core import Graph, Layer, Param, TensorType, Value
 from cococ.ir.interpreter import run
 from cococ.ir.verify import infer_shapes
@@ -60,6 +62,11 @@ def cases() -> Graph:
     n.conv("stem_even", n.input("stem_even_in", (1, 3, 32, 32)), 3, 16, 7, stride=2, pad=3, out=True)
     n.conv("stem_odd", n.input("stem_odd_in", (1, 3, 47, 47)), 3, 16, 3, stride=2, pad=1, out=True)
     n.conv("stem_nopad", n.input("stem_nopad_in", (1, 3, 49, 49)), 3, 16, 3, stride=2, out=True)
+    # widths without a divisor that fills the lanes: whole vectors + a scalar tail (row_tail):
+    # stride 2 unpadded (37 = 2 x 16 + 5) with relu fused, stride 1 over the padded copy (35)
+    y = n.conv("tail_s2", n.input("tail_s2_in", (1, 3, 75, 75)), 3, 16, 3, stride=2)
+    n.add("relu", "tail_s2_out", [y], out=True)
+    n.conv("tail_s1", n.input("tail_s1_in", (1, 8, 35, 35)), 8, 32, 3, pad=1, out=True)
     # 3x3 row tile, stride 1, over the padded copy
     n.conv("rows3x3", n.input("rows3x3_in", (1, 8, 14, 14)), 8, 16, 3, pad=1, out=True)
     # channel-vector tile (k >= WIDE_K): input bigger than the weights (rows outer) and the reverse
@@ -68,11 +75,23 @@ def cases() -> Graph:
     # depthwise over a padded copy (stride 1) and with border tests (stride 2)
     n.conv("dw_s1", n.input("dw_s1_in", (1, 16, 28, 28)), 16, 16, 3, pad=1, groups=16, out=True)
     n.conv("dw_s2", n.input("dw_s2_in", (1, 16, 28, 28)), 16, 16, 3, stride=2, pad=1, groups=16, out=True)
+    # stride-2 depthwise with rows >= STRIDED_DW_WIDTH (LLVM-vectorized rows, border windows split
+    # off): even input (border on the left only) with relu fused, odd input (both sides)
+    y = n.conv("dw_s2_wide", n.input("dw_s2_wide_in", (1, 8, 100, 100)), 8, 8, 3, stride=2, pad=1, groups=8)
+    n.add("relu", "dw_s2_wide_out", [y], out=True)
+    n.conv("dw_s2_odd", n.input("dw_s2_odd_in", (1, 8, 101, 101)), 8, 8, 3, stride=2, pad=1, groups=8, out=True)
+    n.conv("dw5_s2", n.input("dw5_s2_in", (1, 4, 100, 100)), 4, 4, 5, stride=2, pad=2, groups=4, out=True)
     # strided pools: ceil mode (border tests) and padded
     n.add("max_pool", "pool_ceil", [n.input("pool_ceil_in", (1, 8, 20, 20))],
           {"kernel": [3, 3], "stride": [2, 2], "ceil_mode": True}, out=True)
     n.add("avg_pool", "pool_pad", [n.input("pool_pad_in", (1, 8, 19, 19))],
           {"kernel": [3, 3], "stride": [2, 2], "pad": [1, 1, 1, 1]}, out=True)
+    # strided pools whose interior rows/columns are split from the border ones (`_strided_window`):
+    # padded on both sides (ResNet's 3x3/2 stem pool), ceil mode on the right (SqueezeNet's)
+    n.add("max_pool", "pool_pad40", [n.input("pool_pad40_in", (1, 4, 40, 40))],
+          {"kernel": [3, 3], "stride": [2, 2], "pad": [1, 1, 1, 1]}, out=True)
+    n.add("max_pool", "pool_ceil56", [n.input("pool_ceil56_in", (1, 4, 56, 56))],
+          {"kernel": [3, 3], "stride": [2, 2], "ceil_mode": True}, out=True)
     # 1x1 convs viewed as one row of positions (lower.flat_positions): 56 wide with batchnorm and relu
     # fused, 28 wide with a residual add (rows_out above); 14 wide keeps its rows (196 % 16 != 0)
     y = n.conv("flat56_conv", n.input("flat56_in", (1, 24, 56, 56)), 24, 40, 1)
@@ -99,8 +118,11 @@ def built():
     return graph, build_tvm(graph, "x86").run(feeds), run(graph, feeds)
 
 
-@pytest.mark.parametrize("name", ["rows_out", "stem_even", "stem_odd", "stem_nopad", "rows3x3", "wide_rows_outer",
-                                  "wide_blocks_outer", "dw_s1", "dw_s2", "pool_ceil", "pool_pad", "flat56_out",
+@pytest.mark.parametrize("name", ["rows_out", "stem_even", "stem_odd", "stem_nopad", "tail_s2_out", "tail_s1",
+                                  "rows3x3", "wide_rows_outer",
+                                  "wide_blocks_outer", "dw_s1", "dw_s2", "dw_s2_wide_out", "dw_s2_odd", "dw5_s2",
+                                  "pool_ceil", "pool_pad", "pool_pad40",
+                                  "pool_ceil56", "flat56_out",
                                   "rows14", "gap14", "gap7", "gmp6", "gap3", "pool_plane"])
 def test_schedule_matches_interpreter(built, name):
     _, got, ref = built
@@ -116,6 +138,14 @@ def test_width_vector_choice():
     assert width_vector(7, 64, 1, 16) == 0            # 7 of 16 lanes: channel-vector tile
     assert width_vector(28, 64, 3, 16) == 0           # stride 3: channel-vector tile
     assert width_vector(28, 64, 1, 8) == 7            # AVX2: 7 of 8 lanes
+
+
+def test_row_tail_choice():
+    assert row_tail(113, 27, 2, 16) == 1       # SqueezeNet's stem: 7 vectors + 1 column
+    assert row_tail(37, 27, 2, 16) == 5
+    assert row_tail(56, 64, 1, 16) == 0        # a divisor fills the lanes: the row-vector tile
+    assert row_tail(113, WIDE_K, 2, 16) == 0   # long reduction: channel-vector tile
+    assert row_tail(7, 64, 1, 16) == 0         # narrower than a vector
 
 
 def test_stem_pad_is_split_into_column_phases():
@@ -150,3 +180,21 @@ def test_flat_conv_and_plane_reduction_kernels():
     assert "T.vectorized(T.int64(16))" in conv
     gap = schedule_x86.schedule_func(mod["global_avg_pool_gap14"], 16).script()
     assert "gap_sum_rf" in gap and "T.vectorized(T.int64(14))" in gap
+
+
+def test_strided_pool_interior_has_no_border_test():
+    """A strided pool's windows that lie inside the input are their own loops, without the border
+    test, so that LLVM vectorizes them (schedule_x86_window._strided_window): the padded 40x40 pool's
+    interior is rows 1-19 x columns 1-19, the border rows/columns keep the test; fewer than 16
+    columns inside are cut to a multiple of 8. The wide stride-2 depthwise conv splits the same way."""
+    graph, _ = cases()
+    mod = lower_graph(graph, LowerCtx(oc_block=16))
+    text = schedule_x86.schedule_func(mod["max_pool_pool_pad40"], 16).script()
+    assert "in range(T.int64(1), T.int64(20))" in text     # interior rows
+    assert text.count("in range(T.int64(1), T.int64(20))") == 2  # interior rows and columns
+    ceil = schedule_x86.schedule_func(mod["max_pool_pool_ceil56"], 16).script()
+    assert "in range(T.int64(27))" in ceil and "in range(T.int64(27))" in ceil  # rows and columns 0-26
+    small = schedule_x86.schedule_func(mod["max_pool_pool_ceil"], 16).script()  # 9 inside: one vector of 8
+    assert "in range(T.int64(9))" in small and "in range(T.int64(8))" in small
+    dw = schedule_x86.schedule_func(mod["conv2d_dw_s2_odd"], 16).script()  # 51 wide: columns 1-49 inside
+    assert "in range(T.int64(1), T.int64(50))" in dw and "T.vectorized" not in dw
