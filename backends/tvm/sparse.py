@@ -39,19 +39,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import tvm
 from tvm import relax, te, tirx
 
 from cococ.backends.kernels import im2col
 from cococ.backends.kernels.choice import Choice, dense_reason, estimate, keep_dense_message, not_compared
 from cococ.backends.kernels.layout import sparse_arrays
 from cococ.backends.kernels.x86 import plan_mm_x86, prim_mv_x86
-from cococ.backends.tvm.build import tvm_target
-from cococ.backends.tvm.lower import LOWERINGS, TVM_DTYPES, emit_dense_group, group_inputs
-from cococ.backends.tvm.schedule_x86 import schedule_module
+from cococ.backends.tvm.group_timing import group_feeds, group_timer
+from cococ.backends.tvm.lower import LOWERINGS, emit_dense_group, group_inputs
 from cococ.ir.core import CococError, Layer
 from cococ.ir.formats import cols_padded, matrix_shape
-from cococ.ir.target import get_target
 
 TARGET = "x86"
 MODES = ("measure", "table", "always")
@@ -90,28 +87,15 @@ def _measure(group: list[Layer], ctx, c: Choice) -> Choice:
     """Time the group dense and sparse on the host; `c` updated with the measured ratio."""
     ext = group_inputs(group)
     lanes = ctx.oc_block if ctx.oc_block > 1 else 8
-    target = tvm_target(get_target("x86"))
-    dev = tvm.cpu()
-    rng = np.random.default_rng(0)
-    feeds = [tvm.runtime.tensor(rng.standard_normal(v.type.shape).astype(TVM_DTYPES[v.type.dtype]), dev) for v in ext]
+    feeds = group_feeds(ext)
 
     def timer(sparse: bool):
-        bb = relax.BlockBuilder()
-        params = [relax.Var(f"x{i}", relax.TensorType(list(v.type.shape), TVM_DTYPES[v.type.dtype]))
-                  for i, v in enumerate(ext)]
-        with bb.function("main", params):
-            with bb.dataflow():
-                env = {id(v): q for v, q in zip(ext, params)}
-                if sparse:
-                    emit(bb, group, env, ctx, LOWERINGS, "m")
-                else:
-                    emit_dense_group(bb, group, env, ctx)
-                out = bb.emit_output(env[id(group[-1].outputs[0])])
-            bb.emit_func_output(out)
-        ex = relax.build(schedule_module(bb.get(), lanes), target)
-        vm = relax.VirtualMachine(ex, dev)
-        t0 = vm.time_evaluator("main", dev, number=1, repeat=3)(*feeds).min  # also the warm-up
-        return vm.time_evaluator("main", dev, number=max(1, min(1000, int(1e-3 / max(t0, 1e-7)))), repeat=5)
+        def lower(bb, env):
+            if sparse:
+                emit(bb, group, env, ctx, LOWERINGS, "m")
+            else:
+                emit_dense_group(bb, group, env, ctx)
+        return group_timer(group, ext, feeds, lanes, lower)[1]
 
     try:
         fd, fs = timer(False), timer(True)

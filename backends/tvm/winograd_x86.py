@@ -31,7 +31,6 @@ at build, "f2"/"f4" forced (tests). See docs/targets.md, "Winograd on x86".
 from __future__ import annotations
 
 import numpy as np
-import tvm
 from tvm import relax, s_tir, te, tirx
 
 from cococ.backends.kernels.compute import LowerCtx, compute, consts
@@ -313,36 +312,16 @@ def emit(bb: relax.BlockBuilder, group: list[Layer], env: dict, ctx: LowerCtx, m
 # ---- measurement ------------------------------------------------------------------------------
 
 def group_timers(group: list[Layer], ctx: LowerCtx, variants=(0, 2, 4)) -> tuple[dict, list]:
-    """{m: time evaluator} of the group built alone per variant (0: the direct conv), and the feeds."""
-    from cococ.backends.tvm.build import tvm_target
-    from cococ.backends.tvm.lower import TVM_DTYPES, emit_dense_group
-    from cococ.backends.tvm.schedule_x86 import schedule_module
-    from cococ.ir.target import get_target
+    """{m: (vm, time evaluator)} of the group built alone per variant (0: the direct conv), and the feeds."""
+    from cococ.backends.tvm.group_timing import group_feeds, group_timer
+    from cococ.backends.tvm.lower import emit_dense_group
     ext = _ext(group)
-    target = tvm_target(get_target("x86"))
-    dev = tvm.cpu()
-    rng = np.random.default_rng(0)
-    feeds = [tvm.runtime.tensor(rng.standard_normal(v_.type.shape).astype(TVM_DTYPES[v_.type.dtype]), dev)
-             for v_ in ext]
-    timers = {}
-    for mv in variants:
-        bb = relax.BlockBuilder()
-        params = [relax.Var(f"x{i}", relax.TensorType(list(v_.type.shape), TVM_DTYPES[v_.type.dtype]))
-                  for i, v_ in enumerate(ext)]
-        with bb.function("main", params):
-            with bb.dataflow():
-                env = {id(v_): q for v_, q in zip(ext, params)}
-                if mv:
-                    emit(bb, group, env, ctx, mv, "m")
-                else:
-                    emit_dense_group(bb, group, env, ctx)
-                out = bb.emit_output(env[id(group[-1].outputs[0])])
-            bb.emit_func_output(out)
-        ex = relax.build(schedule_module(bb.get(), ctx.oc_block), target)
-        vm = relax.VirtualMachine(ex, dev)
-        t0 = vm.time_evaluator("main", dev, number=1, repeat=3)(*feeds).min  # also the warm-up
-        timers[mv] = (vm, vm.time_evaluator("main", dev, number=max(1, min(1000, int(2e-3 / max(t0, 1e-7)))), repeat=3))
-    return timers, feeds
+    feeds = group_feeds(ext)
+
+    def lower(mv):
+        return lambda bb, env: emit(bb, group, env, ctx, mv, "m") if mv else emit_dense_group(bb, group, env, ctx)
+    return {mv: group_timer(group, ext, feeds, ctx.oc_block, lower(mv), budget_s=2e-3, repeat=3)
+            for mv in variants}, feeds
 
 
 def measure_group(group: list[Layer], ctx: LowerCtx, rounds: int = 3, variants=(0, 2, 4)) -> dict[int, float]:
