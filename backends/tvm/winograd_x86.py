@@ -11,8 +11,8 @@ matrices are Cook-Toom's with TVM's interpolation points (topi's winograd_util).
              as schedule_x86's stride-2 phase split); parallel over rows.
   wino_in    V[a1, a2, c, p] (p = tile, row-major over n, tile row, tile column): the
              alpha x alpha outputs of each tile unrolled, each a short sum with the zero
-             coefficients of B dropped, vectorized over a run of tile columns (`tile_vector`);
-             parallel over channels x tile rows.
+             coefficients of B dropped, vectorized over a run of tile columns (the largest
+             divisor of them that fits the lanes); parallel over channels x tile rows.
   wino_gemm  M[a1, a2, kb, p, ki] = sum_c V[a1, a2, c, p] * U[a1, a2, kb, c, ki]: alpha^2
              batched GEMMs, the register tile of schedule_x86's direct conv (up to 14 tiles x
              1-4 vectors of `lanes` output channels, broadcast V x vector U FMAs); U is packed
@@ -34,6 +34,7 @@ import numpy as np
 from tvm import relax, s_tir, te, tirx
 
 from cococ.backends.kernels.compute import LowerCtx, compute, consts
+from cococ.backends.tvm.schedule_x86_window import _divisor, _extent
 from cococ.ir.core import CococError, Layer
 
 MODES = ("off", "table", "measure", "f2", "f4")
@@ -125,14 +126,6 @@ def choose(group: list[Layer], ctx: LowerCtx) -> int:
 
 # ---- the kernel -------------------------------------------------------------------------------
 
-def tile_vector(n_w: int, lanes: int) -> int:
-    """Tile columns per vector of the input transform: all of them when they fit the lanes, else
-    the largest divisor that does (14 tile columns: one 14-wide vector)."""
-    if n_w <= lanes:
-        return n_w
-    return max(d for d in range(1, lanes + 1) if n_w % d == 0)
-
-
 def build_te(group: list[Layer], ext_ts: list, ps_ts: list[dict], u_t, bias_t, m: int, ctx: LowerCtx):
     """The group's output tensor computed through Winograd F(m,3) (stage names: module docstring)."""
     conv = group[0]
@@ -221,7 +214,7 @@ def schedule(func: tirx.PrimFunc, m: int, lanes: int) -> tirx.PrimFunc:
     blk = sch.get_sblock("wino_in")
     a1, a2, c, p = sch.get_loops(blk)
     nm_, nh, nw = _tiles(sch, blk)
-    v = tile_vector(nw, lanes)
+    v = _divisor(nw, lanes)  # tile columns per vector: all when they fit the lanes (14: one 14-wide vector)
     pn, th, two, twi = sch.split(p, [nm_, nh, nw // v, v])
     sch.reorder(c, pn, th, two, a1, a2, twi)
     sch.parallel(sch.fuse(c, pn, th))
@@ -264,10 +257,6 @@ def schedule(func: tirx.PrimFunc, m: int, lanes: int) -> tirx.PrimFunc:
     if vk > 1:
         sch.vectorize(ki)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
-
-
-def _extent(sch, loop) -> int:
-    return int(sch.get(loop).extent)
 
 
 def _tiles(sch, blk) -> tuple[int, int, int]:
