@@ -29,6 +29,7 @@ float32 top-1 on the same images and on the whole test set).
     python benchmarks/resnet8_codesign.py --resume --methods combined --auto-layers 2   # more later
     python benchmarks/resnet8_codesign.py --quick --no-write      # tiny net and budgets (the test)
     python benchmarks/resnet8_codesign.py --render --work DIR     # rewrite the section from a run
+    python benchmarks/resnet8_codesign.py --rebuild --work DIR    # build a run's networks again, render
     python benchmarks/resnet8_codesign.py --export-onnx           # examples/ic_resnet8/*.onnx
 """
 from __future__ import annotations
@@ -243,6 +244,19 @@ def chain(args, work: Path, methods: list[str]) -> list[dict]:
         return [f.result() for f in pending]
 
 
+def rebuild(args, work: Path) -> None:
+    """--rebuild: each method's chosen network (its .pkl) built again in a fresh process, one after
+    the other, with the code as it is now; the pruning facts of the row stay. For a run whose
+    builds met a changed backend (the M4 cycles are deterministic: a rebuild only follows the code)."""
+    for m in METHODS:
+        row_file = work / f"{m}.row.json"
+        if not (work / f"{m}.pkl").exists() or not row_file.exists():
+            continue
+        row = json.loads(row_file.read_text())
+        row["m4"] = child(args, ["--build", str(work / f"{m}.pkl")], work / f"{m}.build.json", work / f"{m}.log")
+        row_file.write_text(json.dumps(row, indent=1))
+
+
 def done(work: Path, method: str) -> bool:
     """--resume: `method` finished (pruned and built) in an earlier run into `work`."""
     p = work / f"{method}.row.json"
@@ -298,7 +312,7 @@ def render(rows: list[dict], runs: list[dict]) -> str:
         "512 KiB / 128 KiB). Decisions on the 5,000-image validation split, test accuracies reported only. "
         f"Budget: {args['max_drop']} points of validation accuracy under dense for `--prune auto` and for the "
         "combination as a whole; each method's schedule is under the table. Each method and each build in its own "
-        "process, 1 torch thread, `nice -n 5`.\n\n"
+        "process, 1 torch thread.\n\n"
         + (markdown_table(head, body) if body else "(no method finished)") + "\n\n"
         + "\n".join(detail) + ("\n\nNot in the table:\n" + "\n".join(notes) if notes else "") + "\n\n"
         + "; ".join(f"run {i + 1} ({', '.join(r['methods'])}): {r['wall_s'] / 60:.1f} min wall, load average "
@@ -332,6 +346,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--render", action="store_true", help="rewrite the section from --work's rows")
     ap.add_argument("--resume", action="store_true", help="keep --work; run only the methods not finished there")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="build --work's pruned networks again with the current code (rows kept) and render")
     ap.add_argument("--note", default="", help="a paragraph added to the section (what was not run, and why)")
     ap.add_argument("--method"), ap.add_argument("--build", type=Path), ap.add_argument("--row", type=Path)
     ap.add_argument("--write-prototxt", type=Path), ap.add_argument("--export-onnx", action="store_true")
@@ -350,7 +366,9 @@ def main(argv=None) -> int:
         args.auto_steps = "0.5,0.9"
         args.max_drop, args.filter_drop = 100.0, 50.0
     work, runs_file = args.work, args.work / "run.json"
-    if not args.render:
+    if args.rebuild:
+        rebuild(args, work)
+    elif not args.render:
         if not args.resume:
             shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
