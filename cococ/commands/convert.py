@@ -43,12 +43,13 @@ def check_output(out: str) -> None:
     writable_file(path, "-o")
 
 
-def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> list[Path]:
+def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> tuple[Graph, list[Path]]:
     """Write `graph` to `out` in the format its suffix names ('-' = IR text on stdout); returns
-    the files written (with the side-car of weights, when there is one)."""
+    the graph as written (a prototxt splits affine batchnorms into BatchNorm + Scale, so its
+    layers are counted from that) and the files written (with the side-car of weights)."""
     if out == "-":
         sys.stdout.write(print_graph(graph, "inline" if inline_weights else "hash"))
-        return []
+        return graph, []
     check_output(out)
     path = Path(out)
     suffix = path.suffix.lower()
@@ -56,10 +57,11 @@ def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> list[Pa
         if suffix == ".ir":
             save_ir(graph, path, weights="inline" if inline_weights else "npz")
             side = path.with_suffix(".npz")  # save_ir removes a stale one when the graph has no weights
-            return [path, side] if not inline_weights and side.exists() else [path]
+            return graph, [path, side] if not inline_weights and side.exists() else [path]
         elif suffix == ".prototxt":
-            from cococ.frontend.prototxt.writer import save_prototxt  # local: lark, only for this format
-            return list(save_prototxt(graph, path).values())
+            from cococ.frontend.prototxt.writer import save_prototxt, split_affine_batchnorm  # local: lark
+            graph = split_affine_batchnorm(graph)
+            return graph, list(save_prototxt(graph, path).values())
         elif suffix == ".dot":
             path.write_text(to_dot(graph), encoding="utf-8")
         else:
@@ -69,7 +71,7 @@ def write_graph(graph: Graph, out: str, inline_weights: bool = False) -> list[Pa
             onnx.save(to_onnx(graph), str(path))
     except OSError as e:
         raise CococError(f"{out}: cannot write: {e.strerror or e}") from None
-    return [path]
+    return graph, [path]
 
 
 def print_written(graph: Graph, paths: list[Path]) -> None:
@@ -81,5 +83,5 @@ def print_written(graph: Graph, paths: list[Path]) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output(args.output)
     graph = load_graph(args)
-    print_written(graph, write_graph(graph, args.output, args.inline_weights))
+    print_written(*write_graph(graph, args.output, args.inline_weights))
     return 0

@@ -55,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
                            reproducer=args.reproducer_dir)
     except OSError as e:  # a dump folder that cannot be written
         raise CococError(f"{e.filename or ''}: {e.strerror or e}") from None
-    print_written(graph, write_graph(graph, args.output or "-", args.inline_weights))
+    print_written(*write_graph(graph, args.output or "-", args.inline_weights))
     return 0

@@ -117,6 +117,25 @@ def test_convert_prints_what_it_wrote(cli, tmp_path, suffix, written):
     assert all((tmp_path / w).exists() for w in written)
 
 
+def test_convert_counts_the_caffe_layers_it_wrote(cli, tmp_path):
+    """An affine batchnorm is written as two Caffe layers (BatchNorm + Scale): the success line
+    counts the layers of the file written, not the IR's."""
+    import numpy as np
+
+    from cococ.ir.builder import GraphBuilder
+    from cococ.ir.printer import save_ir
+    w = np.linspace(0.5, 1.5, 4).astype(np.float32)
+    b = GraphBuilder("bn_affine")
+    x = b.input("x", [1, 4, 3, 3])
+    y = b("batchnorm", "bn", x, {"eps": 1e-5}, {"mean": w, "var": w, "scale": w, "bias": w})
+    save_ir(b.graph(y), tmp_path / "a.ir")
+    rc, out, _ = cli("convert", "a.ir", "-o", "a.prototxt")
+    assert rc == 0 and out == "wrote bn_affine (3 layers) to a.prototxt + a.safetensors\n"
+    assert (tmp_path / "a.prototxt").read_text().count("layer {") == 2   # the input is `input:`, not a layer
+    rc, out, _ = cli("convert", "a.ir", "-o", "b.ir")
+    assert rc == 0 and out.startswith("wrote bn_affine (2 layers) to b.ir")
+
+
 def test_convert_to_stdout_prints_only_the_ir(cli):
     rc, out, _ = cli("convert", BN_NET, "-o", "-")
     assert rc == 0 and out.startswith("graph @bn_net") and "wrote" not in out
