@@ -204,7 +204,7 @@ def measure_io8(graph, art, out: Path, shape, rng, calib=None) -> dict:
     """The same model built `--target-opt io=int8` (int8 input/output in the arena, no float
     buffers in the harness; the same calibration): its linked memory, whether it fits, and how
     far its int8 outputs lie from the float-I/O build's outputs on 3 random inputs, in output
-    steps (the float-I/O build ends in float, i8kernels.float_tail: about a step apart at most)."""
+    steps (the float-I/O build ends in float, i8wide.float_tail: about a step apart at most)."""
     opts = {"io": "int8"}
     try:
         io8 = build(graph, "arm-m4", quantize="int8", out_dir=out, target_options=opts, calibration=calib)

@@ -20,7 +20,7 @@ of its offline-reordered weights).
 - dense (matrix-vector, batch items one at a time): the input widened once per call, then four
   output channels at a time (16 MACs per 2 column loads + 4 weight loads + 8 SXTB16 + 8 SMLAD:
   23 cycles), four words per loop iteration. The last dense of a build with float outputs
-  (`float_tail`) dequantises its int32 sums to float32 instead (the logits not rounded to int8).
+  (`i8wide.float_tail`) dequantises its int32 sums to float32 instead (the logits not rounded to int8).
 
 Both steps are inline asm (the COCOC_MAC2X2 / COCOC_MAC4X1 macros of PRELUDE, emitted once at
 the top of kernels.c): GCC's own schedule of the same TIR split the six loads (an LDR that does
@@ -56,11 +56,10 @@ from tvm.script import tirx as T
 from cococ.backends.kernels import im2col
 from cococ.backends.kernels.im2col import Geometry
 from cococ.backends.mcu.codegen import Kernel
-from cococ.backends.mcu.lower import Tensor
+from cococ.backends.mcu.lower import Tensor, frozen_attrs
 from cococ.backends.mcu.qkernels import FixedPoint, integer_layer, lower_fixed, requant_store, weight_scales
 from cococ.ir.ops.activation import Relu
-from cococ.ir.ops.nn import Dense
-from cococ.ir.ops.softmax import Softmax
+from cococ.ir.ops.nn import Conv2d
 
 PRELUDE = """/* SXTB16 with ROR #8: bytes 1 and 3 of w sign-extended into two q15 lanes (CMSIS __SXTB16_RORn). */
 __attribute__((always_inline)) static inline int32_t cococ_sxtb16_ror8(int32_t w) {
@@ -224,11 +223,12 @@ def _inside(g: Geometry, i, j):
     return T.And(T.And(iy >= 0, iy + (g.kh - 1) * g.dh < g.h), T.And(ix >= 0, ix + (g.kw - 1) * g.dw < g.w))
 
 
-def conv2d_int8(name, x_shape, o: int, y_shape, attrs, relu: bool, fast: bool) -> Kernel:
+def conv2d_int8(name, x_shape, o: int, y_shape, attrs, relu: bool, fast: bool, x_dtype: str = "int8") -> Kernel:
     """int8 conv2d, two output positions at a time: their two columns (im2col, widened to q15;
     the bounds tests only for a pair whose windows touch the padding), then the channels two
     at a time, a 2 x 2 block of accumulators per pair of SMLAD groups (each weight word widened
-    once for both positions, each column word used for both channels)."""
+    once for both positions, each column word used for both channels). `x_dtype` int16: an
+    int16 input (i8wide.py), copied into the columns."""
     g = Geometry.of(x_shape, y_shape, attrs)
     k = g.c * g.kh * g.kw
     kw4 = (k + 3) // 4
@@ -243,7 +243,7 @@ def conv2d_int8(name, x_shape, o: int, y_shape, attrs, relu: bool, fast: bool) -
     zero = T.int16(0)
 
     @T.prim_func(s_tir=True)
-    def f(x: T.Buffer(xs, "int8"), w: T.Buffer((o * kp,), "int8"),
+    def f(x: T.Buffer(xs, x_dtype), w: T.Buffer((o * kp,), "int8"),
           b: T.Buffer((o,), "int32"), m: T.Buffer((o,), "int32"), sh: T.Buffer((o,), "int32"),
           col: T.Buffer((2 * kp,), "int16"), y: T.Buffer(ys, "int8")):
         T.func_attr({"tirx.noalias": True})
@@ -269,9 +269,10 @@ def conv2d_int8(name, x_shape, o: int, y_shape, attrs, relu: bool, fast: bool) -
                     _column(col, p * kp, x, nn, (p0 + p * step) // ow, (p0 + p * step) % ow, g, zero, u)
             _channels(COL, WW, b, m, sh, acc, r, Y, lambda oo, p: (nn * o + oo) * npos + p0 + p * step, o, 2,
                       2, kw4, kw4 * 2, store, asm)
-    args = [("x", "int8", False), ("w", "int8", False), ("b", "int32", False), ("m", "int32", False),
+    args = [("x", x_dtype, False), ("w", "int8", False), ("b", "int32", False), ("m", "int32", False),
             ("sh", "int32", False), ("col", "int16", True), ("y", "int8", True)]
     doc = f"int8 conv2d {list(x_shape)}->{list(y_shape)} (im2col of 2 positions to q15 + SXTB16/SMLAD, 2x2 block)"
+    doc = doc.replace("int8 conv2d", "int8 conv2d, int16 input,") if x_dtype == "int16" else doc
     return Kernel(name, f, args, origin="tvm-tir", includes=("<arm_acle.h>",),
                   meta={"doc": doc + (" +relu" if relu else ""), "prelude": PRELUDE, "col_len": 2 * kp})
 
@@ -294,12 +295,14 @@ def _dequantised(y, at, acc, s, sh, o, relu):
         y[at] = T.Cast("float32", acc) * s[o]
 
 
-def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = "int8") -> Kernel:
+def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = "int8",
+               x_dtype: str = "int8") -> Kernel:
     """int8 dense: per batch item the input widened once into the q15 column, then the channels
     four at a time (COCOC_MAC4X1: each column word loaded once for four SMLAD pairs; two at a
     time in TIR when a row is too long for its immediate offsets). `out="float32"`: the float
-    output of an int8 build's last layer (`float_tail`): each sum dequantised by the per-channel
-    float scale s (argument s instead of m, sh) instead of requantised to int8."""
+    output of an int8 build's last layer (`i8wide.float_tail`): each sum dequantised by the per-channel
+    float scale s (argument s instead of m, sh) instead of requantised to int8. `x_dtype` int16:
+    an int16 input (i8wide.py: an average pool's window sums), copied into the column."""
     kw4 = (k + 3) // 4
     kp = kw4 * 4
     asm = 4 * (kw4 * 3 + 4) < 4096      # COCOC_MAC4X1's largest offset, (wo + 3 ws) words, is an imm12
@@ -308,7 +311,7 @@ def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = 
         store = partial(_dequantised, relu=relu)
 
         @T.prim_func(s_tir=True)
-        def f(x: T.Buffer((n, k), "int8"), w: T.Buffer((o * kp,), "int8"), b: T.Buffer((o,), "int32"),
+        def f(x: T.Buffer((n, k), x_dtype), w: T.Buffer((o * kp,), "int8"), b: T.Buffer((o,), "int32"),
               s: T.Buffer((o,), "float32"), col: T.Buffer((kp,), "int16"), y: T.Buffer((n, o), "float32")):
             T.func_attr({"tirx.noalias": True})
             COL = T.decl_buffer((kw4 * 2,), "int32", data=col.data)
@@ -324,7 +327,7 @@ def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = 
         store = _store(relu, fast)
 
         @T.prim_func(s_tir=True)
-        def f(x: T.Buffer((n, k), "int8"), w: T.Buffer((o * kp,), "int8"),
+        def f(x: T.Buffer((n, k), x_dtype), w: T.Buffer((o * kp,), "int8"),
               b: T.Buffer((o,), "int32"), m: T.Buffer((o,), "int32"), sh: T.Buffer((o,), "int32"),
               col: T.Buffer((kp,), "int16"), y: T.Buffer((n, o), "int8")):
             T.func_attr({"tirx.noalias": True})
@@ -337,9 +340,10 @@ def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = 
                 col[p] = zero
             _dense_items(x, col, COL, WW, b, m, sh, acc, r, Y, n, k, o, kw4, store, asm)
         scales = [("m", "int32", False), ("sh", "int32", False)]
-    args = [("x", "int8", False), ("w", "int8", False), ("b", "int32", False), *scales,
+    args = [("x", x_dtype, False), ("w", "int8", False), ("b", "int32", False), *scales,
             ("col", "int16", True), ("y", out, True)]
     doc = f"int8 dense {k}->{o} (input widened to q15 + SXTB16/SMLAD, {4 if asm else 2} rows)"
+    doc = doc.replace("input widened", "int16 input copied") if x_dtype == "int16" else doc
     doc += " -> f32 (int32 sums dequantised)" if out == "float32" else ""
     return Kernel(name, f, args, origin="tvm-tir", includes=("<arm_acle.h>",),
                   meta={"doc": doc + (" +relu" if relu else ""), "prelude": PRELUDE, "col_len": kp})
@@ -359,42 +363,27 @@ INT8 = FixedPoint("int8", "int8", 127, "weight_i8", reorder_weights, conv2d_int8
 
 
 def lower_int8(lw, layer, ins, out, params, act):
-    """(kernel, args) of one int8 layer (`lower_fixed` with the int8 kernels); a float32 `out`
-    (`float_tail`'s dense): its int32 sums dequantised, acc * s_x * s_w[o], not requantised."""
-    if out.dtype != "float32":
+    """(kernel, args) of one int8 layer (`lower_fixed` with the int8 kernels); an int16 input
+    (i8wide.py) or a float32 `out` (`i8wide.float_tail`'s dense: its int32 sums dequantised, acc * s_x *
+    s_w[o], not requantised) here."""
+    x, f32 = ins[0], out.dtype == "float32"
+    if not f32 and x.dtype == "int8":
         return lower_fixed(lw, layer, ins, out, params, act, INT8)
-    x = ins[0]
-    w2, bq, *_ = integer_layer(layer, params, x.scale, 1.0, INT8.qmax)
-    (o, kk), n, relu = w2.shape, x.shape[0], act is Relu
-    s = (x.scale * weight_scales(layer.params["weight"], o, INT8.qmax)).astype(np.float32)
-    wts = [lw.weight(layer, INT8.weight, reorder_weights(w2)), lw.weight(layer, "bias_q", bq),
-           lw.weight(layer, "scale", s)]
-    k = lw.kernel(("dense_int8_f32", n, kk, o, relu), lambda nm: dense_int8(nm, n, kk, o, relu, False, "float32"))
+    w2, bq, mm, sh, fast = integer_layer(layer, params, x.scale, 1.0 if f32 else out.scale, INT8.qmax)
+    (o, kk), relu, fast = w2.shape, act is Relu, fast and not f32
+    wts = [lw.weight(layer, INT8.weight, reorder_weights(w2)), lw.weight(layer, "bias_q", bq)]
+    if f32:
+        s = (x.scale * weight_scales(layer.params["weight"], o, INT8.qmax)).astype(np.float32)
+        wts.append(lw.weight(layer, "scale", s))
+    else:
+        wts += [lw.weight(layer, "mult", mm), lw.weight(layer, "shift", sh)]
+    if layer.opdef is Conv2d:
+        key = ("conv2d_int8", x.dtype, x.shape, o, out.shape, frozen_attrs(layer.attrs), relu, fast)
+        k = lw.kernel(key, lambda nm: conv2d_int8(nm, x.shape, o, out.shape, layer.attrs, relu, fast, x.dtype))
+    else:
+        key = ("dense_int8_f32" if f32 else "dense_int8", x.dtype, x.shape[0], kk, o, relu, fast)
+        k = lw.kernel(key, lambda nm: dense_int8(nm, x.shape[0], kk, o, relu, fast, out.dtype, x.dtype))
     return k, [x] + wts + [Tensor(f"{out.name}_col", "int16", (k.meta["col_len"],)), out]
 
 
-def float_tail(graph, users) -> set[int]:
-    """An int8 build with float outputs (not io=int8): the layers (ids) that end it in float32: a
-    dense (dense weights) making a graph output, directly or through a ReLU, dequantises its int32
-    sums (`lower_int8`); a softmax that is its one reader and a graph output runs in float32 on them
-    (libm's expf, ~200 cycles a class). No int8 rounding of the logits and probabilities."""
-    producer = {id(v): l for l in graph.layers for v in l.outputs}
-    outputs = {id(v) for v in graph.outputs}
-    tail: set[int] = set()
-    for v in graph.outputs:
-        last = producer.get(id(v))
-        soft = last if last is not None and last.opdef is Softmax else None
-        if last is not None and last.opdef in (Softmax, Relu):   # read through: the dense's one reader
-            mid, last = last, producer.get(id(last.inputs[0]))
-            readers = [id(u) for u in users.get(id(last.output), [])] if last is not None else []
-            if last is None or id(last.output) in outputs or readers != [id(mid)]:
-                continue
-        elif users.get(id(v)):
-            continue
-        if last is None or last.opdef is not Dense or last.params["weight"].format != "dense":
-            continue
-        tail |= {id(last)} | ({id(soft)} if soft is not None else set())
-    return tail
-
-
-__all__ = ["conv2d_int8", "dense_int8", "lower_int8", "float_tail", "reorder_weights", "PRELUDE"]
+__all__ = ["conv2d_int8", "dense_int8", "lower_int8", "reorder_weights", "PRELUDE"]

@@ -7,8 +7,9 @@ compute, M4-scheduled: kernels.py) with the constants its tvm-params rule prepar
 folded to one multiply-add per channel), and in q15 (int8) mode every layer with an integer
 kernel (`fixed.integer_reason`: conv/dense, the order-preserving `Op.keeps_scale` ones, and
 depthwise conv, add, pools, clip, softmax, hard activations, concat: qlower.py) runs on int16
-(int8) tensors, a trailing ReLU/Clip fused as its clamp, with quantize/dequantize calls inserted
-where a float layer meets a fixed-point one (the other layers stay float32, and
+(int8) tensors (int8 builds: int16 where i8wide.py says so, an average pool's window sums for a
+dense and a first conv's float input), a trailing ReLU/Clip fused as its clamp, with
+quantize/dequantize calls inserted where a float layer meets a fixed-point one (the other layers stay float32, and
 `Program.warnings` names them, one warning per op and reason). Kernels with the same
 configuration are generated once and called from every layer that needs them.
 """
@@ -101,7 +102,7 @@ class Program:
 def lower(graph: Graph, quant: str | None = None, float_out: bool = False) -> Program:
     """Turn a verified, shape-inferred graph into a Program (quant: None, "q15" or "int8").
     `float_out` (int8, float outputs: not io=int8): the last dense and a softmax after it end
-    the program in float32 (i8kernels.float_tail) instead of an int8 result dequantized."""
+    the program in float32 (i8wide.float_tail) instead of an int8 result dequantized."""
     return _Lowering(graph, quant, float_out and quant == "int8").run()
 
 
@@ -114,6 +115,7 @@ class _Lowering:
     def __init__(self, graph: Graph, quant: str | None, float_out: bool = False):
         self.g, self.quant, self.float_out = graph, quant, float_out
         self.tail: set[int] = set()  # float_out: the layers that end the program in float32
+        self.wide: dict[int, str] = {}  # int8: layers with an int16 input or output (i8wide.py)
         self.scales: dict[str, float] = {}
         if quant:
             q = graph.meta.get("quant") or {}
@@ -166,6 +168,17 @@ class _Lowering:
         self.converted[id(t), dtype] = out
         return out
 
+    def operand(self, layer: Layer, v, dtype: str) -> Tensor:
+        """Input `v` of fixed-point `layer` as `dtype`; int8: an int16 window sum read by a dense as
+        it is, the float graph input of an `i8wide.INPUT16` conv quantized to int16."""
+        t = self.cur[id(v)]
+        if self.quant == "int8" and layer.opdef.weighted and t.dtype == "int16":
+            return t
+        if self.wide.get(id(layer)) == "int16 input":
+            from cococ.backends.mcu.i8wide import input16  # local: i8wide builds on this module
+            return input16(self, t, v.name)
+        return self.as_dtype(t, dtype, v.name)
+
     def fusable(self, layer: Layer, user: Layer) -> bool:
         """Whether `user` (the one reader of `layer`'s output) runs inside `layer`'s kernel: a ReLU
         after a conv/dense; in a q15/int8 build also a ReLU/Clip after an integer add or
@@ -188,8 +201,11 @@ class _Lowering:
         users = g.users_map()
         outputs = {id(v) for v in g.outputs}
         if self.float_out:
-            from cococ.backends.mcu.i8kernels import float_tail  # local: i8kernels builds on this module
+            from cococ.backends.mcu.i8wide import float_tail  # local: i8wide builds on this module
             self.tail = float_tail(g, users)
+        if self.quant == "int8":
+            from cococ.backends.mcu.i8wide import wide_layers  # local: i8wide builds on this module
+            self.wide = wide_layers(g, users, self.scales, self.float_out)
         skip: set[int] = set()
         for layer in g.layers:
             if layer.op == "input" or id(layer) in skip:
@@ -233,7 +249,8 @@ class _Lowering:
         if self.quant is not None and why is not None:
             self.in_float.setdefault((op, why), []).append(layer.name)
         dtype = QDTYPE[self.quant] if q else "float32"
-        ins = [self.as_dtype(self.cur[id(v)], dtype, v.name) for v in layer.inputs]
+        ins = [self.operand(layer, v, dtype) if q else self.as_dtype(self.cur[id(v)], dtype, v.name)
+               for v in layer.inputs]
         xs = [v.type.shape for v in layer.inputs]
         yv = final.output
         if q and layer.opdef.keeps_scale:
@@ -252,6 +269,9 @@ class _Lowering:
             sparse = lower_sparse(self, layer, ins, out, act)  # None: the dense kernel below
         if sparse:
             k, args = sparse[:2]
+        elif self.wide.get(id(layer)) == "pool sum":  # int16 window sums for the dense after it (i8wide)
+            from cococ.backends.mcu.i8wide import lower_pool_sum  # local: i8wide builds on this module
+            k, args, out = lower_pool_sum(self, layer, ins[0], out)
         elif q and by_lower_integer(layer):
             from cococ.backends.mcu.qlower import lower_integer  # local: qlower builds on this module
             k, args = lower_integer(self, layer, ins, out, params, final)

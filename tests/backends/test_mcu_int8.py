@@ -5,7 +5,7 @@ integer arithmetic written here from docs/mcu.md's definitions (quantize, int32 
 requantise, saturate; not cococ's own integer_layer), with odd sizes so that the tails (odd
 output channel, reduction not a multiple of 4) run; the conv net and LeNet-5 against both the
 fake-quantized and the float network, within a few times the error reached (printed). An int8
-build with float outputs ends in float32 (i8kernels.float_tail: a last dense dequantises its int32
+build with float outputs ends in float32 (i8wide.float_tail: a last dense dequantises its int32
 sums), so the int8 requantisation of a last layer is checked on `--target-opt io=int8` builds, and
 the float tail against its own definition, acc * s_x * s_w."""
 from __future__ import annotations
@@ -87,10 +87,11 @@ def test_int8_conv_net_within_bound(tmp_path):
     x = _input(g, seed=7)
     art = build(g, "arm-m4", out_dir=tmp_path, quantize="int8")
     ops = {s["op"]: s["outputs"][-1]["dtype"] for s in art.report["steps"]}  # (a conv also writes its column)
-    assert ops["conv2d+relu"] == "int8" and ops["max_pool"] == "int8" and ops["global_avg_pool"] == "int8"
+    assert ops["conv2d+relu"] == "int8" and ops["max_pool"] == "int8"
+    assert ops["global_avg_pool"] == "int16"   # its window sums, for the dense (i8wide.py)
     assert _uses_sxtb16_smlad(art.elf)
     y = art.run(x)["prob"]
-    # against the fake-quantized graph and against the float network: 0.0031 and 0.0103 of max|ref|
+    # against the fake-quantized graph and against the float network: 0.0031 and 0.0059 of max|ref|
     # are reached, the bounds are ~4x that (INT8_TOL is what `run --check` allows)
     for ref, bound, what in ((reference(art.load_graph(), [x])["prob"], 0.012, "fake-quantized"),
                              (reference(g, [x])["prob"], 0.04, "float")):
@@ -278,7 +279,7 @@ def test_int8_lenet_on_the_shipped_digit(tmp_path):
     assert np.argmax(art.run(x)["prob"]) == np.argmax(f32)
     from cococ.runtime.mcu.qeval import accuracy  # what --quant-data reports, on 24 test digits
     a = accuracy(g, art, "digits", limit=24)
-    # against the float network: all 24 agree and 0.0153 of max|f32| is reached; the bound is 4x that
+    # against the float network: all 24 agree and 0.0027 of max|f32| is reached (0.0153 in earlier builds)
     print(f"int8 LeNet vs float on 24 digits: agreement {a['agreement']:.0%}, max rel err {a['max_rel_err']:.3g}")
     assert a["n"] == 24 and a["agreement"] == 1.0 and a["max_rel_err"] <= 0.06
     assert a["device"] == a["f32"]

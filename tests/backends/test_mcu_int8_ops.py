@@ -308,9 +308,12 @@ def test_tiny_ic_and_kws_models_are_integer_end_to_end(tmp_path, name):
     art = build(g, "arm-m4", out_dir=tmp_path, quantize="int8", calibration=xs, sample_input=x)
     assert art.report["warnings"] == []
     ops = [s["op"] for s in art.report["steps"]]
-    # float outputs: the last dense dequantises its sums and the softmax runs in float (i8kernels.float_tail)
+    # float outputs: the last dense dequantises its sums and the softmax runs in float (i8wide.float_tail)
     assert ops[0] == "quantize" and ops[-2:] == ["dense", "softmax"] and "quantize" not in ops[1:]
     assert "dequantize" not in ops and art.report["steps"][-2]["outputs"][-1]["dtype"] == "float32"
+    # i8wide.py: the float input quantized to int16 for the first conv, the pool's int16 window sums for the dense
+    dtypes = [s["outputs"][-1]["dtype"] for s in art.report["steps"]]
+    assert dtypes[0] == "int16" and ops[-3].endswith("avg_pool") and dtypes[-3] == "int16"
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     errs, agree = [], 0
     for i in range(4):

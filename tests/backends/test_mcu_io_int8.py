@@ -1,6 +1,6 @@
 """`--target-opt io=int8` (backends/mcu/io.py): the model takes int8 input and returns int8
 output (TFLite Micro style), both in the arena; its int8 output within about one output step of
-the float-io build's, whose last dense and softmax end in float32 (i8kernels.float_tail)."""
+the float-io build's, whose last dense and softmax end in float32 (i8wide.float_tail)."""
 from __future__ import annotations
 
 import json

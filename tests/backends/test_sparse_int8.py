@@ -37,7 +37,7 @@ def test_m4_int8_sparse_fc_equals_dense_int8_bit_for_bit():
     g = passes.run(g, "simd-group{sparsity=0.9,width=4,layers=[fc2]}")
     g = passes.run(g, "simd-group{sparsity=0.95,width=2,layers=[fc3]}")
     # int8 I/O: fc3 is the last layer, and a dense last layer of a float-output int8 build ends in
-    # float32 (i8kernels.float_tail) where the sparse one requantises: compare the int8 outputs
+    # float32 (i8wide.float_tail) where the sparse one requantises: compare the int8 outputs
     art = build(g, "arm-m4", quantize="int8", target_options=INT8_IO)
     kernels = _fc_kernels(art.report)
     assert kernels == {"fc1": "csr", "fc2": "simd_group", "fc3": "simd_group"}, (kernels, art.report["sparse"])
