@@ -243,7 +243,7 @@ class _Lowering:
         return out
 
     def layer(self, layer: Layer, act: type[Op] | None, final: Layer) -> None:
-        op, a = layer.op, layer.attrs
+        op = layer.op
         why = integer_reason(layer, self.quant) if self.quant is not None else "float build"
         q = why is None and (layer.opdef.weighted or id(layer) not in self.tail)  # a tail softmax: float
         if self.quant is not None and why is not None:
