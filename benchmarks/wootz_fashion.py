@@ -36,7 +36,17 @@ budget, under the shared early-stop rule, Table 4 on drawn sub-subspaces, and Fi
 On a machine this shared it did not finish within the time left, so it ran in resumable pieces
 (`--table3-modes comp|base`, each search smallest first) and was written from what the pieces
 left (`--table3-partial`): the section says which rows the records bound rather than give.
-The issue's scale: `--table3 64` (then 256, 500) with `--table3-steps 175 --workers 2`.
+The third run (night of 2026-12-07) ran Table 3 at a subspace of 64, taking the evaluations of
+the 32 configurations the two samples share from the subspace-32 run folder (`--table3-reuse`:
+the same settings; the fine-tuning is deterministic, so a copied record is the one this run would
+make, apart from its seconds) and keeping the published subspace-32 Table 3 beside it
+(wootz_fashion_sizes.py), then written from its records (`--table3-partial`, nothing trained):
+
+    python benchmarks/wootz_fashion.py --reuse-published --table3 64 --table3-steps 175 --workers 2 \
+        --table3-reuse /tmp/wf-helper/w/t3_24d02543_n32_t175_p150_i25 --no-write
+    python benchmarks/wootz_fashion.py --reuse-published --table3 64 --table3-steps 175 --workers 2 --table3-partial
+
+The issue's scale beyond: `--table3 256` (then 500), `--table3-reuse` the folder of the run at 64.
 
 Each part's records are kept in --work/results.json under its settings: a rerun with the same
 settings reuses them (e.g. after --table3 was added), another setting recomputes that part.
@@ -59,7 +69,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from composability import finetune_solver  # noqa: E402  (reused: the Table 2 fine-tuning solver)
 from report import write_section  # noqa: E402
 from wootz_fashion_render import render  # noqa: E402
-from wootz_fashion_t3 import part_cost, part_table3, run_explore  # noqa: E402
+from wootz_fashion_sizes import kept_table3, render_sizes  # noqa: E402
+from wootz_fashion_t3 import part_cost, part_table3, reuse_shared, run_explore  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "resnet20"
 QUICK = {"n": 3, "curve_nets": 1, "curve_steps": 6, "curve_interval": 3, "ft_steps": 0, "ft_cap": 4,
@@ -254,6 +265,9 @@ def main(argv=None) -> int:
                     help="comp or base: run only that search of Table 3 (resumable; no tables), to split a run")
     ap.add_argument("--table3-partial", action="store_true",
                     help="Table 3 from the records a cut-off run left in --work (nothing trained; not cached)")
+    ap.add_argument("--table3-reuse", metavar="RUN_DIR",
+                    help="first copy the evaluations of the configurations this subspace shares with another Table 3 "
+                         "run folder (another --table3 size, the same settings) into this run: its resume skips them")
     ap.add_argument("--no-cost", action="store_true", help="skip the CPU-seconds measurement of Table 3's units")
     ap.add_argument("--reuse-published", action="store_true",
                     help="take parts from docs/benchmarks/wootz-fashion.json where their settings match")
@@ -326,6 +340,9 @@ def main(argv=None) -> int:
         t3_settings = {"teacher": th, "n": a.table3, "steps": a.table3_steps, "pretrain_steps": a.pretrain_steps,
                        "val": a.val, **({"interval": a.table3_interval} if a.table3_interval else {})}
         configs3 = sample_subspace(a.table3, len(full.modules), sets[0], seed=0)
+        if a.table3_reuse and not a.table3_partial:
+            got = reuse_shared(a, full, ds, configs3, finetune_solver, Path(a.table3_reuse))
+            print(f"table3: {got} evaluations copied from {a.table3_reuse} (configurations both subspaces hold)")
         if a.table3_modes != "both":
             run_explore(a, full, ds, configs3, finetune_solver, base=a.table3_modes == "base",
                         comp=a.table3_modes == "comp")
@@ -340,11 +357,15 @@ def main(argv=None) -> int:
         if not a.no_cost:
             t3 = {**t3, "cost": cached(state, state_path, "cost", t3_settings,
                                        lambda: part_cost(a, full, ds, configs3, finetune_solver))}
-    body = render(a, sets, full_val, full_test, plan, pre, curves, (needed, steps), tables2, t3, sw_all.done())
+    # the published Table 3 runs at other subspace sizes (same settings) stay beside this one
+    kept = kept_table3(vars(a), t3["result"]["n"]) if a.reuse_published and t3 is not None else {}
+    body = render(a, sets, full_val, full_test, plan, pre, curves, (needed, steps), tables2, t3, sw_all.done(),
+                  render_sizes(t3, kept))
     print(body)
     if not a.no_write:
         write_section("wootz-fashion", body, {"settings": vars(a), "full": {"val": full_val, "test": full_test},
-                                              "pretrain": pre, "curves": curves, "table2": tables2, "table3": t3})
+                                              "pretrain": pre, "curves": curves, "table2": tables2, "table3": t3,
+                                              **({"table3 other sizes": kept} if kept else {})})
     return 0
 
 

@@ -15,7 +15,9 @@ def timing(t: dict) -> str:
             f"at its end {t['end']}")
 
 
-def render(a, sets, full_val, full_test, plan, pre, curves, budget, tables2, t3, total) -> str:
+def render(a, sets, full_val, full_test, plan, pre, curves, budget, tables2, t3, total, sizes=((), ())) -> str:
+    """The section; `sizes`: (sections, reading lines) of the Table 3 runs kept at other subspace
+    sizes (wootz_fashion_sizes.render_sizes), placed after this run's tables and reading."""
     name = lambda s: "{" + ", ".join(f"{r:g}" for r in sets[s]) + "}"  # noqa: E731
     trained = [r for r in pre["result"] if "mse_after" in r]
     stored = sum(r["status"] == "stored" for r in pre["result"])
@@ -65,7 +67,8 @@ def render(a, sets, full_val, full_test, plan, pre, curves, budget, tables2, t3,
         out += render_t3(a, t3, name(0))
     else:
         out.append("### (c) Table 3\n\nNot run in this run (`--table3 0`).")
-    out.append("### Against the issue's goals\n\n" + goals(sets, curves["result"], tables2, t3)
+    out += sizes[0]
+    out.append("### Against the issue's goals\n\n" + "\n".join([goals(sets, curves["result"], tables2, t3), *sizes[1]])
                + f"\n\nThis invocation (parts found in --work are reused, not recomputed; each part's own time is "
                  f"given with it): {timing(total)}."
                + (" The pre-training, (a) and (b) were taken from the run published before "
@@ -154,7 +157,8 @@ def cell(rb: dict, rc: dict, unit: dict | None = None, fb: float = 1.0, fc: floa
 def span(r3: dict) -> str:
     """When the evaluations ran (from their finish times) and their summed seconds, per search."""
     import time
-    recs = r3.get("records") or {}
+    recs = {m: [r for r in rs if not r.get("reused")] for m, rs in (r3.get("records") or {}).items()}
+    reused = {m: len(rs) - len(recs[m]) for m, rs in (r3.get("records") or {}).items()}
     got = [(r["finished_at"] - r["seconds"], r["finished_at"]) for m in ("base", "comp") for r in recs.get(m, [])
            if r.get("finished_at")]
     if not got:
@@ -163,7 +167,11 @@ def span(r3: dict) -> str:
     secs = {m: sum(r["seconds"] for r in recs.get(m, [])) for m in ("base", "comp")}
     return (f" The evaluations ran between {hm(min(g[0] for g in got))} and {hm(max(g[1] for g in got))} UTC "
             f"({time.strftime('%Y-%m-%d', time.gmtime(got[0][1]))}), {secs['comp']:.0f} s of comp candidates and "
-            f"{secs['base']:.0f} s of base candidates in all.")
+            f"{secs['base']:.0f} s of base candidates in all"
+            + (f"; {reused.get('base', 0)} default and {reused.get('comp', 0)} block-trained records (their seconds "
+               f"from that run) were copied from a run at another subspace size that holds the same configurations "
+               f"(`--table3-reuse`: the same settings; a candidate's fine-tuning is deterministic, so a copied "
+               f"record is the one this run would make, apart from its seconds)." if any(reused.values()) else "."))
 
 
 def render_t3(a, t3: dict, rates: str) -> list[str]:
@@ -182,7 +190,8 @@ def render_t3(a, t3: dict, rates: str) -> list[str]:
            f"after the other, or in resumable pieces: `--table3-modes`), so their seconds differ with the load as "
            f"well as the work."
            + ("" if r3.get("partial") else f" {timing(t3['time'])}.")
-           + (" The issue's subspaces of 64, 256 and ≥ 500 were not run (time)." if a.table3 < 64 else "")
+           + (f" The issue's subspaces of {', '.join(map(str, left(a.table3)))} were not run in this run (time)."
+              if left(a.table3) else "")
            + (f" **A cut-off run** (`--table3-partial`): {r3['evaluated']['base']} of {r3['n']} default and "
               f"{r3['evaluated']['comp']} of {r3['n']} block-trained candidates were evaluated (each search smallest "
               f"first); where a search's records end before its answer the table says \"> m\" configurations and "
@@ -231,6 +240,11 @@ def render_t3(a, t3: dict, rates: str) -> list[str]:
     return out
 
 
+def left(n: int) -> list[int]:
+    """The issue's subspace sizes (64, 256, at least 500) above n: not run by a run at n."""
+    return [m for m in (64, 256, 500) if m > n]
+
+
 def window(r3: dict, unit: dict | None) -> list[str]:
     """The reading in one place: which thresholds give comp fewer candidates, and how wide that is."""
     recs = r3["records"]
@@ -249,12 +263,15 @@ def window(r3: dict, unit: dict | None) -> list[str]:
             f"{r3['steps']} iterations ({len(both)} candidates evaluated in both searches), so the thresholds where "
             f"comp's answer comes enough earlier to pay for its pre-training (or base finds none) form a window of "
             f"about that width: here α = {fmt(win)} (speedup > 1 at equal load); at α = {fmt(same)} comp is no or "
-            f"too little earlier (or neither passes), and the pre-training makes it slower. Within the window the speedup is base's count over comp's count plus the pre-training "
-            + (f"({unit['pretrain_cpu'] / ((unit['default_cpu'] + unit['block_cpu']) / 2):.1f} candidates of CPU)"
+            f"too little earlier (or neither passes), and the pre-training makes it slower. Within the window the speedup is base's count over comp's count plus the pre-training"
+            + (f" ({unit['pretrain_cpu'] / ((unit['default_cpu'] + unit['block_cpu']) / 2):.1f} candidates of CPU)"
                if unit else "")
-            + "; it reaches 10× only if base has to scan many more candidates than comp — a larger subspace "
-              "(Wootz, ResNet-50 on Flowers102 at α = 0: base's first passing network was the 297th of 500, "
-              "comp's the 3rd), or default networks that recover less within the budget than these do."]
+            + "; it reaches 10× only if base scans at least 10× as many candidates as comp plus the pre-training"
+              "'s share. A larger subspace gives that only where comp's answer stays near the front of the "
+              "smallest-first order while base's moves back with the sample's density (Wootz, ResNet-50 on "
+              "Flowers102 at α = 0: base's first passing network was the 297th of 500, comp's the 3rd; here: the "
+              "speedup-vs-size lines, where runs at several sizes are kept), or where default networks recover "
+              "less within the budget than these do."]
 
 
 def geo(rows: list[dict], unit: dict | None = None) -> str:
@@ -337,12 +354,18 @@ def reading_t3(t3) -> list[str]:
                      f"at least {int(np.ceil(10 * (1 + ratio)))} (with base evaluating all of it, comp one). "
                      f"{timing(cost['time'])}.")
         est = lambda m: (2 * m * cu + k["pretrain_cpu"]) / 3600  # noqa: E731
-        lines.append("- Not run (time): the issue's subspaces of 64, 256 and ≥ 500 (Table 3 and Table 4 at those "
-                     "sizes) and Table 5. Estimated from these CPU seconds (both searches exhaustive, every "
-                     "candidate once): " + ", ".join(f"{m} configurations {est(m):.1f} CPU-hours" for m in (64, 256, 500))
-                     + " — about half that in wall time with `--workers 2` on two free cores, several times it on "
-                       "a machine as loaded as this one. Command: `python benchmarks/wootz_fashion.py "
-                       "--reuse-published --table3 64 --table3-steps 175 --workers 2` (then 256, 500).")
+        todo = left(n)
+        if todo:
+            lines.append(f"- Not run (time): the issue's subspaces of {', '.join(map(str, todo))} (Table 3 and Table 4 "
+                         "at those sizes) and Table 5. Estimated from these CPU seconds (both searches exhaustive, "
+                         "every candidate once): "
+                         + ", ".join(f"{m} configurations {est(m):.1f} CPU-hours" for m in todo)
+                         + " — about half that in wall time with `--workers 2` on two free cores, several times "
+                           "it on a machine as loaded as this one. Command: `python benchmarks/wootz_fashion.py "
+                           f"--reuse-published --table3 {todo[0]} --table3-steps {r3['steps']} --workers 2`"
+                         + (f" (then {', '.join(map(str, todo[1:]))})." if todo[1:] else ".")
+                         + " With `--table3-reuse RUN_DIR` (a run folder at a smaller size) the configurations the "
+                           "two samples share are not trained again.")
     late = lambda mode: [float(np.std([a for it, a in r["curve"] if it >= r3["steps"] // 2]))  # noqa: E731
                          for r in recs[mode] if len(r["curve"]) > 3]
     if late("base") or late("comp"):

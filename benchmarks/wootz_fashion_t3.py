@@ -22,11 +22,14 @@ import numpy as np
 ALPHAS = (-0.01, 0.0, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08)   # Wootz: -2% .. +8%
 
 
+REUSED = "reused from "      # how a record copied by reuse_shared names its worker
+
+
 def slim(r: dict) -> dict:
     """What the tables and figures read of an evaluation record."""
     return {"idx": r["idx"], "config": list(r["config"]), "params": r["params"], "accuracy": r["accuracy"],
             "curve": r["curve"], "seconds": r["seconds"], "blocks_used": len(r.get("blocks_used", [])),
-            "finished_at": r.get("finished_at")}
+            "finished_at": r.get("finished_at"), "reused": str(r.get("worker", "")).startswith(REUSED)}
 
 
 def at_budget(records: list[dict], k: int, steps: int) -> list[dict]:
@@ -42,15 +45,22 @@ def at_budget(records: list[dict], k: int, steps: int) -> list[dict]:
 
 
 def replay_or_bound(objective, statics, evaluations, pre, stopper) -> dict:
-    """explore.replay, or, where a cut-off run's records end before the search's answer, what
-    they bound: more than len(records) configurations and seconds (covered False)."""
+    """explore.replay over the records of the search order's longest prefix the records hold (all
+    of them, unless a cut-off run left a gap: e.g. after `--table3-reuse`), or, where that prefix
+    ends before the search's answer, what it bounds: more than its length configurations and
+    seconds (covered False)."""
     from cococ.ir.core import CococError
     from cococ.runtime.explore import replay
+    from cococ.runtime.explore.search import order_candidates
+    order, _ = order_candidates(objective, statics)
+    have = {r["idx"] for r in evaluations}
+    k = next((j for j, i in enumerate(order) if i not in have), len(order))
+    prefix = [r for r in evaluations if r["idx"] in set(order[:k])]
     try:
-        return {**replay(objective, statics, evaluations, pre, stopper=stopper), "covered": True}
+        return {**replay(objective, statics, prefix, pre, stopper=stopper), "covered": True}
     except CococError:
-        return {"answer": None, "configs": len(evaluations), "stopped": 0, "covered": False,
-                "seconds": sum(r["seconds"] for r in evaluations) + pre}
+        return {"answer": None, "configs": len(prefix), "stopped": 0, "covered": False,
+                "seconds": sum(r["seconds"] for r in prefix) + pre}
 
 
 def rows_for(objective_at, statics, base, comp, pre, full_size, alphas, stopper_for=None) -> list[dict]:
@@ -72,15 +82,21 @@ def rows_for(objective_at, statics, base, comp, pre, full_size, alphas, stopper_
     return rows
 
 
-def table4(objective_at, statics, base, comp, pre, full_size, sizes=(4, 8, 16), draws=5) -> dict:
-    """Table 4 from the same records: subspaces of `sizes` drawn (seed 0, `draws` each) from the
-    run's subspace, both searches replayed on each. A drawn subspace's records are still a
-    prefix of its order (each search ran smallest first), so a cut-off run bounds them as it does
-    the whole. Comp is charged all of the pre-training (every block of the whole subspace)."""
+def table4_sizes(n: int) -> list[int]:
+    """The sub-subspace sizes of Table 4 for a run over n configurations: 4, 8, 16, ... below n."""
+    return [m for m in (4 << k for k in range(max(1, n).bit_length())) if m < n]
+
+
+def table4(objective_at, statics, base, comp, pre, full_size, sizes=None, draws=5) -> dict:
+    """Table 4 from the same records: subspaces of `sizes` (table4_sizes: 4, 8, 16, ... below the
+    run's size) drawn (seed 0, `draws` each) from the run's subspace, both searches replayed on
+    each. A cut-off run bounds a drawn subspace as it does the whole (replay_or_bound: up to the
+    first gap in its order). Comp is charged all of the pre-training (every block of the whole
+    subspace)."""
     rng = np.random.default_rng(0)
     idx = sorted(statics)
     out = {}
-    for m in sizes:
+    for m in table4_sizes(len(idx)) if sizes is None else sizes:
         if m >= len(idx):
             continue
         subs = [sorted(int(i) for i in rng.choice(idx, m, replace=False)) for _ in range(draws)]
@@ -95,19 +111,60 @@ def table3_dir(a, full, configs) -> Path:
                            + (f"_i{a.table3_interval}" if a.table3_interval else ""))
 
 
+def explore_args(a, finetune_solver) -> tuple:
+    """(objective, fine-tuning solver, pre-training solver) of Table 3's exhaustive run."""
+    from cococ.frontend.objective import parse_objective
+    from cococ.runtime.blocks import make_solver
+    solver = finetune_solver(a.table3_steps, a.ft_lr, a.table3_interval)
+    solver.test_iter = [max(1, a.val // 100)]            # candidates tested on the first --val images
+    return (parse_objective("min ModelSize constraint Accuracy >= 2"), solver,
+            make_solver({"base_lr": a.pretrain_lr}, a.pretrain_steps))
+
+
 def run_explore(a, full, ds, configs, finetune_solver, base: bool = True, comp: bool = True):
     """The exhaustive run of both searches (or one: `--table3-modes`, to run a subspace in
     pieces; a later call resumes it), in --work/t3_<teacher>_n<N>_t<steps>_p<pre-training>[_i<interval>]."""
-    from cococ.frontend.objective import parse_objective
-    from cococ.runtime.blocks import make_solver
     from cococ.runtime.explore import explore
-    solver = finetune_solver(a.table3_steps, a.ft_lr, a.table3_interval)
-    solver.test_iter = [max(1, a.val // 100)]            # candidates tested on the first --val images
+    objective, solver, pretrain_solver = explore_args(a, finetune_solver)
     run_dir = table3_dir(a, full, configs)
-    return explore(full, configs, parse_objective("min ModelSize constraint Accuracy >= 2"), solver, ds, run_dir,
-                   steps=a.table3_steps, pretrain_steps=a.pretrain_steps,
-                   pretrain_solver=make_solver({"base_lr": a.pretrain_lr}, a.pretrain_steps), baseline=base,
-                   comp=comp, resume=True, exhaustive=True, method="modules", progress=False, workers=a.workers), run_dir
+    return explore(full, configs, objective, solver, ds, run_dir, steps=a.table3_steps, pretrain_steps=a.pretrain_steps,
+                   pretrain_solver=pretrain_solver, baseline=base, comp=comp, resume=True, exhaustive=True,
+                   method="modules", progress=False, workers=a.workers), run_dir
+
+
+def reuse_shared(a, full, ds, configs, finetune_solver, other: Path) -> int:
+    """`--table3-reuse`: copy the evaluations of another Table 3 run folder (another subspace
+    size) whose configurations this subspace shares into this run's database, so that its resume
+    skips them; refused unless the two runs' settings agree apart from the subspace. A candidate's
+    fine-tuning is deterministic (fixed seed and batch stream, 1 thread; the pre-trained blocks
+    the same tensors), so a copied record is the one this run would make, apart from its seconds
+    (another time, another load). Copied records name their worker "reused from <folder>"."""
+    from cococ.ir.core import CococError
+    from cococ.runtime.explore.records import RunDB
+    from cococ.runtime.explore.settings import differences, run_settings
+    objective, solver, pretrain_solver = explore_args(a, finetune_solver)
+    mine = run_settings(full, configs, objective, solver, pretrain_solver, ds, steps=a.table3_steps,
+                        pretrain_steps=a.pretrain_steps, method="modules", seed=None)
+    src = RunDB(other / "run.sqlite") if (other / "run.sqlite").exists() else None
+    if src is None:
+        raise CococError(f"--table3-reuse {other}: no run database (run.sqlite) there")
+    try:
+        diff = [d for d in differences(src.get_meta("settings") or {}, mine) if not d.startswith("subspace")]
+        if diff:
+            raise CococError(f"--table3-reuse {other}: its settings differ from this run's ({'; '.join(diff)})")
+        where = {tuple(c): i for i, c in enumerate(configs)}
+        dst = RunDB(table3_dir(a, full, configs) / "run.sqlite")
+        try:
+            copied = 0
+            for r in src.evaluations():     # a record the other run had copied keeps its first source
+                worker = r["worker"] if r["worker"].startswith(REUSED) else f"{REUSED}{other.name} {r['worker']}"
+                if r["config"] in where:
+                    copied += dst.add_evaluation(r["mode"], {**r, "idx": where[r["config"]], "worker": worker})
+            return copied
+        finally:
+            dst.close()
+    finally:
+        src.close()
 
 
 def partial_records(a, full, configs, run_dir) -> dict:

@@ -106,3 +106,107 @@ def test_rows_of_a_cut_off_run_say_what_the_records_bound():
     text = table3_rows(rows)
     assert "| +0% | 0.9 | > 2 | 2 |" in text and "≥ 0.80×" in text      # 20 s / (20 s + 5 s pre-training)
     assert "| +35% | 0.55 | 2 | 1 |" in text and "1.33×" in text          # 20 s / (10 s + 5 s)
+
+
+def test_table4_sizes_double_up_to_below_the_run():
+    from wootz_fashion_t3 import table4_sizes
+    assert table4_sizes(4) == [] and table4_sizes(32) == [4, 8, 16]
+    assert table4_sizes(64) == [4, 8, 16, 32] and table4_sizes(500) == [4, 8, 16, 32, 64, 128, 256]
+
+
+def t3_run(n: int, base: int, comp: int) -> dict:
+    """A synthetic Table 3 run at subspace n whose only row's answers are base's and comp's
+    `base`-th and `comp`-th candidates (unit costs 10 s a candidate, 20 s pre-training)."""
+    row = {"alpha": 0.02, "threshold": 0.9, "configs base": base, "configs comp": comp, "time base": 10.0 * base,
+           "time comp": 10.0 * comp + 20, "size base": 0.5, "size comp": 0.4, "pretrain": 20.0, "covered base": True,
+           "covered comp": True, "speedup": base / (comp + 2), "overhead": 0.1}
+    return {"result": {"n": n, "rows": [row], "table4": {"4": [[row]] * 2}, "evaluated": {"base": n, "comp": n},
+                       "mean acc base": 0.89, "mean acc comp": 0.9, "records": {}},
+            "cost": {"result": {"default_cpu": 10.0, "block_cpu": 10.0, "pretrain_cpu": 20.0}}}
+
+
+def test_a_run_keeps_the_published_table3_of_other_sizes_with_its_settings(tmp_path):
+    """--reuse-published at subspace 64 keeps the published subspace-32 Table 3 (same settings),
+    not one of other settings, and not one of its own size (which it replaces)."""
+    from wootz_fashion_sizes import kept_table3, render_sizes
+    settings = {"sets": "0.3,0.5,0.7;0.5,0.7,0.9", "table3_steps": 175, "table3_interval": 25, "val": 1000,
+                "pretrain_steps": 150, "pretrain_lr": 0.02, "ft_lr": 0.01, "table3": 32}
+    other = {**t3_run(16, 4, 1), "settings": {"rates": "0.3,0.5,0.7", "table3_steps": 60}}
+    path = tmp_path / "wootz-fashion.json"
+    path.write_text(json.dumps({"settings": settings, "table3": t3_run(32, 12, 2),
+                                "table3 other sizes": {"16": other}}))
+    assert kept_table3({**settings, "table3": 32}, 32, path) == {}
+    kept = kept_table3({**settings, "table3": 64}, 64, path)
+    assert list(kept) == ["32"] and kept["32"]["result"]["rows"][0]["configs base"] == 12
+    assert kept_table3({**settings, "table3_steps": 100}, 64, path) == {}
+    sections, reading = render_sizes(t3_run(64, 24, 1), kept)
+    assert "### (h) Table 3, subspace of 32" in sections[0] and "| 32 | the whole run | 1 | 3.00× |" in sections[1]
+    assert "| 64 | the whole run | 1 | 8.00× |" in sections[1]
+    assert "| 4 | drawn from 64 | 2 | 8.00× (2) |" in sections[1]
+    # comp's answer is its 1st: with base's at 24/64 of a larger subspace, 10× at 10·(10 + 20) / (10·24/64) = 80
+    # the cap n / (1 + P/c), P = 2 candidates: 32 / 3 → 64 / 3; the best measured speedups 3× → 8×
+    assert "goes 10.67× → 21.33×, while the best measured speedup" in reading[0] and "goes 3.00× → 8.00×" in reading[0]
+    assert "32: base 12, comp 2 → 3.00×; 64: base 24, comp 1 → 8.00×" in reading[1]
+    assert "10× needs about 80 configurations" in reading[1]
+    _, reading = render_sizes(t3_run(64, 24, 4), kept)      # answers in proportion: 24·10 / (4·10) = 6×
+    assert "tends to 6.0×" in reading[1] and "10× at no size" in reading[1]
+
+
+def test_table3_reuse_copies_shared_configurations_only_under_the_same_settings(tmp_path, monkeypatch):
+    """--table3-reuse: the other run's evaluations of configurations this subspace holds are copied
+    (re-indexed, marked reused; one it had copied itself keeps its first source), and a run of other
+    settings is refused with a one-line error (the settings are stubbed: no network is built)."""
+    import argparse
+
+    import wootz_fashion_t3 as t3
+    from composability import finetune_solver
+
+    from cococ.ir.core import CococError
+    from cococ.runtime.explore.records import RunDB
+    other, mine = tmp_path / "other", tmp_path / "mine"
+    src = RunDB(other / "run.sqlite")
+    src.set_meta("settings", {"subspace": "2 configurations", "steps": 175})
+    rec = lambda i, c, w: {"idx": i, "config": c, "params": 10, "metrics": {"Accuracy": 0.9},  # noqa: E731
+                           "accuracy": 0.9, "curve": [[0, 0.1], [175, 0.9]], "seconds": 5.0, "worker": w}
+    src.add_evaluation("base", rec(0, (0.7, 0.7), "vm:1"))
+    src.add_evaluation("comp", rec(1, (0.3, 0.7), "vm:2"))
+    src.add_evaluation("comp", rec(0, (0.7, 0.7), t3.REUSED + "older vm:3"))
+    src.add_evaluation("comp", rec(2, (0.5, 0.5), "vm:4"))            # not in this subspace
+    src.close()
+    settings = {"steps": 175}
+    monkeypatch.setattr("cococ.runtime.explore.settings.run_settings",
+                        lambda *args, **kw: {"subspace": "3 configurations", **settings})
+    monkeypatch.setattr(t3, "table3_dir", lambda a, full, configs: mine)
+    a = argparse.Namespace(table3_steps=175, ft_lr=0.01, table3_interval=25, val=100, pretrain_lr=0.02,
+                           pretrain_steps=150)
+    configs = [(0.3, 0.3), (0.3, 0.7), (0.7, 0.7)]
+    assert t3.reuse_shared(a, None, None, configs, finetune_solver, other) == 3
+    db = RunDB(mine / "run.sqlite")
+    got = {(r["mode"], r["idx"]): r for r in db.evaluations()}
+    db.close()
+    assert set(got) == {("base", 2), ("comp", 1), ("comp", 2)} and got[("comp", 1)]["config"] == (0.3, 0.7)
+    assert got[("comp", 2)]["worker"] == t3.REUSED + "older vm:3"
+    assert t3.slim(got[("base", 2)])["reused"] and got[("base", 2)]["worker"] == t3.REUSED + "other vm:1"
+    assert t3.reuse_shared(a, None, None, configs, finetune_solver, other) == 0     # already there
+    settings["steps"] = 100
+    with pytest.raises(CococError, match=r"--table3-reuse .*other: its settings differ .*steps: 175 -> 100"):
+        t3.reuse_shared(a, None, None, configs, finetune_solver, other)
+    with pytest.raises(CococError, match="no run database"):
+        t3.reuse_shared(a, None, None, configs, finetune_solver, tmp_path / "none")
+
+
+def test_rows_with_a_gap_in_the_order_bound_from_the_prefix_before_it():
+    """Records with a gap in the smallest-first order (a reused run still filling in) count only up
+    to the gap: the replay never reads past a candidate it has no record of."""
+    from wootz_fashion_t3 import rows_for
+
+    from cococ.frontend.objective import parse_objective
+    statics = {i: {"ModelSize": 10 * (i + 1), "MACs": 100} for i in range(4)}
+    rec = lambda i, acc: {"idx": i, "params": 10 * (i + 1), "accuracy": acc, "seconds": 10.0,  # noqa: E731
+                          "metrics": {**statics[i], "Accuracy": acc}, "curve": [[0, 0.1], [4, acc]]}
+    at = lambda alpha: parse_objective(f"min ModelSize constraint Accuracy >= {0.9 - alpha!r}")  # noqa: E731
+    base = [rec(0, 0.5), rec(2, 0.95), rec(3, 0.95)]        # candidate 1 not evaluated yet
+    r = rows_for(at, statics, base, base, 0.0, 40, (0.0,))[0]
+    assert (r["configs base"], r["covered base"], r["time base"]) == (1, False, 10.0)
+    r = rows_for(at, statics, base + [rec(1, 0.5)], base, 0.0, 40, (0.0,))[0]
+    assert (r["configs base"], r["covered base"], r["size base"]) == (3, True, 0.75)
