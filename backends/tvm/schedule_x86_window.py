@@ -18,6 +18,12 @@ from __future__ import annotations
 from tvm import s_tir, sym
 
 STRIDED_DW_WIDTH = 48  # stride-2 depthwise convs with output rows this wide: _conv_depthwise_strided
+# Plane reductions reading fewer elements run on one thread: a parallel loop is a fork and join
+# of TVM's pool (about 3.4 us at 2 threads here), and a global pool streams its input too fast
+# to win it back. 2 threads, fastest of many calls: SqueezeNet's 1000x14x14 pool 22.8 -> 13.1 us,
+# EfficientNet-B0's squeeze-excite pools (33k-188k elements) 0.34-0.57x. (Element-wise kernels
+# and concats of that size did not gain as a rule: a sigmoid on 7x7 planes was 1.4-1.8x slower.)
+PARALLEL_PLANES = 256 * 1024
 
 def _extent(sch, loop) -> int:
     return int(sch.get(loop).extent)
@@ -49,14 +55,30 @@ def _x_stride(sch, blk) -> int:
     return 0
 
 
-def dw_tiling(oh: int, ow: int, lanes: int) -> tuple[int, int]:
+def dw_plain_rows(stride: int, ow: int, lanes: int) -> bool:
+    """Whether a depthwise conv takes LLVM-vectorized rows (`_conv_depthwise_strided`) instead of
+    the register tile: wide stride-2 rows (TVM's tile reads their lanes one by one) and wide
+    stride-1 rows that are not whole vectors (56: the tile's 14 of 16 lanes, and its padded copy,
+    cost more; MobileNet v2's 144-channel 56x56 layer alone 0.90-0.95x). Whole-vector rows (112:
+    1.37x as rows) and narrow ones (28: 2.2-2.6x) keep the tile."""
+    return (stride == 2 and ow >= STRIDED_DW_WIDTH) or (stride == 1 and ow >= STRIDED_DW_WIDTH and ow % lanes != 0)
+
+
+def dw_tiling(oh: int, ow: int, lanes: int, stride: int = 1, kh: int = 3) -> tuple[int, int]:
     """(rows, v) of a depthwise register tile: v output columns per vector (the largest divisor
-    of the width that fits the lanes: 28 -> 14, not 4), `rows` output rows accumulated at once
-    (up to 8 when a row is one vector, as on 7x7 and 14x14 maps; else up to 4)."""
+    of the width that fits the lanes: 56 -> 14, not 4; at stride 1 a row of up to two vectors'
+    width is one vector, which LLVM splits: 28 -> 16 + 12, where two of 14 were 8 + 4 + 2 each),
+    `rows` output rows accumulated at once (up to 8 when a row is one vector, as on 7x7 and 14x14
+    maps; up to 7 when it is two registers and the window 3 high; else up to 4). MobileNet v2's
+    28x28 stride-1 layers alone, one thread: 0.93-0.95x for the 28-lane row, 0.96-0.99x more for
+    7 rows instead of 4; EfficientNet-B0's 5x5 one 0.92x with 4 rows, 1.07x with 7."""
     v = ow if ow <= lanes else _divisor(ow, lanes)
-    if v < 4 and ow <= 2 * lanes:  # prime-ish widths (19, 23...): one wide vector, split by LLVM
+    if (v < 4 or v < lanes and stride == 1) and ow <= 2 * lanes:  # one wide vector, split by LLVM
         v = ow
-    rows = _divisor(oh, 8) if ow <= lanes else _divisor(oh, 4, prefer=(4, 2))
+    if ow <= lanes:
+        rows = _divisor(oh, 8)
+    else:  # a row of two registers (28 wide): up to 7 rows, 14 accumulators
+        rows = _divisor(oh, 7, prefer=(7, 4, 2)) if v > lanes and kh <= 3 else _divisor(oh, 4, prefer=(4, 2))
     return rows, v
 
 
@@ -67,13 +89,13 @@ def _conv_depthwise(sch, name: str, epilogue: str | None, lanes: int) -> None:
     fused epilogue (batchnorm, relu6, ...) runs on the finished tile; parallel over channels.
     At stride 2 the padding stays inlined (a bounds test per tap): a padded copy is one more pass
     over memory for a kernel that does only 9 MACs per output (a per-channel padded copy, even/odd
-    columns split, was 2x slower: the copy is scalar). Wide stride-2 rows take
-    `_conv_depthwise_strided` instead."""
+    columns split, was 2x slower: the copy is scalar). Wide stride-2 rows, and wide stride-1 rows
+    that are not whole vectors, take `_conv_depthwise_strided` instead (`dw_plain_rows`)."""
     blk = sch.get_sblock(name)
     n, co, y, x, rc, ry, rx = sch.get_loops(blk)
-    if _x_stride(sch, blk) == 2 and _extent(sch, x) >= STRIDED_DW_WIDTH:
+    if dw_plain_rows(_x_stride(sch, blk), _extent(sch, x), lanes):
         return _conv_depthwise_strided(sch, blk, name, epilogue)
-    rows, v = dw_tiling(_extent(sch, y), _extent(sch, x), lanes)
+    rows, v = dw_tiling(_extent(sch, y), _extent(sch, x), lanes, _x_stride(sch, blk), _extent(sch, ry))
     yo, yi = sch.split(y, [None, rows])
     xo, xi = sch.split(x, [None, v])
     sch.reorder(n, co, yo, xo, rc, ry, rx, yi, xi)
@@ -87,9 +109,9 @@ def _conv_depthwise(sch, name: str, epilogue: str | None, lanes: int) -> None:
 
 
 def _conv_depthwise_strided(sch, blk, name: str, epilogue: str | None) -> None:
-    """Stride-2 depthwise conv with output rows of >= STRIDED_DW_WIDTH: the output row is a plain
-    loop that LLVM vectorizes itself (reading the stride-2 input as whole vectors deinterleaved by
-    shuffles, as `_strided_window`), the taps unrolled in its body; the rows and columns whose
+    """Depthwise conv with output rows of >= STRIDED_DW_WIDTH (`dw_plain_rows`): the output row is
+    a plain loop that LLVM vectorizes itself (at stride 2 reading the input as whole vectors
+    deinterleaved by shuffles, as `_strided_window`), the taps unrolled in its body; the rows and columns whose
     windows cross the border are split off with their tests (`_interior`); the epilogue runs on
     the channel's finished plane (parallel over channels). MobileNet v2's 96-channel 112 -> 56
     layer alone, one thread: 326 -> 168 us (onnxruntime's NCHWc kernel: 119). On narrower rows
@@ -149,7 +171,7 @@ def _generic(sch, blk, lanes: int) -> None:
     vectorizes: max_pool reads a row of windows per vector."""
     block = sch.get(blk)
     loops = sch.get_loops(blk)
-    if not loops:
+    if not loops or len(sch.get_child_blocks(loops[0])) > 1:  # placed in another block's loop
         return
     nsp = sum(1 for iv in block.iter_vars if iv.iter_type == 0)
     spatial, red = loops[:nsp], loops[nsp:]
@@ -201,7 +223,9 @@ def _strided_window(sch, blk, spatial, red) -> None:
     n, c, y, x = spatial
     ys, xs = _interior(sch, blk, y, 2), _interior(sch, blk, x, 3)
     if ys is None and xs is None:  # every window inside (DenseNet's 2x2/2 pools): rows in parallel
-        sch.parallel(sch.fuse(n, c, y))
+        rows = sch.fuse(n, c, y)
+        sch.parallel(rows)
+        _join_consumer(sch, blk, rows)  # an avg pool's division, row by row
         return
     chan = sch.fuse(n, c)
     if ys is not None:
@@ -249,13 +273,20 @@ def _plane_reduction(sch, blk, spatial, red, lanes: int) -> None:
     """A reduction over whole H x W planes (global avg/max pool): one serial chain of scalar adds
     per channel is bound by the add's latency (a 14x14 plane: 196 dependent adds). The plane,
     contiguous in NCHW, is reduced into `v` partial results instead (v lanes, vector loads; rfactor),
-    and those are reduced at the end: parallel over channels."""
+    and those are reduced at the end: parallel over channels from PARALLEL_PLANES elements read."""
     k = sch.fuse(*red)
     v = _divisor(_extent(sch, k), lanes, prefer=(lanes, lanes // 2))
     par = sch.fuse(*spatial)
-    sch.parallel(par)
-    if v < 2 or v == _extent(sch, k):  # planes of <= 16 elements (or prime sizes): scalar sums
-        return
+    if _extent(sch, par) * _extent(sch, k) >= PARALLEL_PLANES:
+        sch.parallel(par)
+    if 2 <= v < _extent(sch, k):  # else planes of <= 16 elements (or prime sizes): scalar sums
+        _vector_partials(sch, k, v, par)
+    _join_consumer(sch, blk, par)
+
+
+def _vector_partials(sch, k, v: int, par) -> None:
+    """`_plane_reduction`'s v partial sums: the reduction loop `k` split by v and rfactored, the
+    partials' block computed per channel (in `par`) with its lanes vectorized."""
     _, ki = sch.split(k, [None, v])
     try:
         rf = sch.rfactor(ki, factor_axis=4)
@@ -267,3 +298,19 @@ def _plane_reduction(sch, blk, spatial, red, lanes: int) -> None:
     sch.vectorize(lane)
     init = sch.decompose_reduction(rf, step)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _join_consumer(sch, blk, par) -> None:
+    """The one element-wise stage after a window reduction (an avg pool's division) runs in the
+    reduction's loop `par`, on each channel or row as it is finished, instead of a parallel loop
+    of its own: each parallel loop is one fork and join of TVM's pool, about 3.4 us at 2 threads
+    here (a 64 x 64 copy: 0.25 us serial, 3.4 us parallel), as much as EfficientNet-B0's whole
+    squeeze-excite pools on 7x7 planes."""
+    cs = sch.get_consumers(blk)
+    if len(cs) != 1 or any(iv.iter_type != 0 for iv in sch.get(cs[0]).iter_vars):
+        return
+    try:
+        sch.reverse_compute_at(cs[0], par)
+    except s_tir.ScheduleError:  # not over the same channels (a reshape after the pool): its own loop
+        return
+

@@ -1,7 +1,7 @@
 """`--tune N`: MetaSchedule (tvm.s_tir.meta_schedule) over cococ's kernels, N trials per kernel.
 
 Tasks are the module's PrimFuncs before any schedule (what MetaSchedule's own search space
-starts from). Records go to MetaSchedule's JSON database in the tuning folder (OUT/tuning by
+starts from), less the kernels that come scheduled from the lowering (Winograd's: `tuning_tasks`). Records go to MetaSchedule's JSON database in the tuning folder (OUT/tuning by
 default: database_workload.json, database_tuning_record.json, logs/); a rebuild pointing at the
 same folder tunes only the kernels that have no record yet, so rebuilding is cheap and repeatable.
 
@@ -212,7 +212,7 @@ def tune_module(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, tr
     db = open_database(work_dir)
     if trials <= 0:
         return db, 0
-    tasks = ms.relax_integration.extract_tasks(mod, target)
+    tasks = tuning_tasks(mod, target)
     todo = [t for t in tasks if db.query_tuning_record(t.dispatched[0], target, "main") is None]
     if not todo:
         return db, 0
@@ -232,6 +232,15 @@ def tune_module(mod: tvm.IRModule, target: tvm.target.Target, work_dir: Path, tr
             _commit_hand_schedule(db, t.dispatched[0], target, hand_schedule)
     _MODULES.clear()
     return db, len(todo)
+
+
+def tuning_tasks(mod: tvm.IRModule, target: tvm.target.Target) -> list:
+    """MetaSchedule's tasks for the module's kernels, less those cococ schedules itself outside
+    s_tir's reach (marked `tirx.is_scheduled` at lowering: the Winograd kernels): their records
+    would never be used (`apply_database` and `build.schedule` leave such kernels as they are),
+    so trials on them were time spent for nothing."""
+    return [t for t in ms.relax_integration.extract_tasks(mod, target)
+            if not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled", False)]
 
 
 def _from_metaschedule(trace) -> bool:

@@ -4,7 +4,8 @@ reference interpreter (|y - ref| <= 1e-4 (1 + |ref|)), in one multi-output build
 The cases are shaped to take each path: the row-vector tile (short reductions, with a fused
 residual add; on widths of whole vectors + a tail), stride-2 stems whose padded input is split
 into even/odd columns (even and odd padded widths) or read lane by lane (no padding), depthwise
-convs over a padded copy or (stride 2, wide rows) as LLVM-vectorized rows, strided pools (their
+convs over a padded copy or (wide rows: stride 2, or stride 1 not whole vectors) as LLVM-vectorized
+rows, the epilogues unrolled on the tile, strided pools (their
 interior windows split from the border ones), both orders of the parallel loop (input- or
 weight-heavy convs), 1x1 convs on the one-row view of their positions, and reductions over whole
 planes (global pools) (schedule_x86.py and schedule_x86_window.py).
@@ -18,6 +19,7 @@ from cococ.backends.kernels.compute import LowerCtx
 from cococ.backends.tvm import schedule_x86
 from cococ.backends.tvm.lower import flat_positions, fusion_groups, group_inputs, lower_graph
 from cococ.backends.tvm.schedule_x86 import WIDE_K, row_tail, width_vector
+from cococ.backends.tvm.schedule_x86_window import dw_plain_rows, dw_tiling
 from cococ.ir.core import Graph, Layer, Param, TensorType, Value
 from cococ.ir.interpreter import run
 from cococ.ir.verify import infer_shapes
@@ -81,6 +83,18 @@ def cases() -> Graph:
     n.add("relu", "dw_s2_wide_out", [y], out=True)
     n.conv("dw_s2_odd", n.input("dw_s2_odd_in", (1, 8, 101, 101)), 8, 8, 3, stride=2, pad=1, groups=8, out=True)
     n.conv("dw5_s2", n.input("dw5_s2_in", (1, 4, 100, 100)), 4, 4, 5, stride=2, pad=2, groups=4, out=True)
+    # stride-1 depthwise on rows >= STRIDED_DW_WIDTH that are not whole vectors (56, 50): LLVM-vectorized
+    # rows without a padded copy, relu fused; 3x3 and 5x5 windows
+    y = n.conv("dw_s1_wide", n.input("dw_s1_wide_in", (1, 4, 56, 56)), 4, 4, 3, pad=1, groups=4)
+    n.add("relu", "dw_s1_wide_out", [y], out=True)
+    n.conv("dw5_s1_wide", n.input("dw5_s1_wide_in", (1, 4, 50, 50)), 4, 4, 5, pad=2, groups=4, out=True)
+    # channel-vector tile (k >= WIDE_K) with its epilogue unrolled on the tile: relu fused
+    y = n.conv("wide_relu", n.input("wide_relu_in", (1, 320, 7, 7)), 320, 32, 1)
+    n.add("relu", "wide_relu_out", [y], out=True)
+    # ... and with no epilogue at all (no bias): the tile's copy to NCHW keeps its loop
+    n.add("conv2d", "wide_copy", [n.input("wide_copy_in", (1, 320, 7, 7))],
+          {"out_channels": 32, "kernel": [1, 1], "stride": [1, 1], "pad": [0] * 4, "groups": 1},
+          {"weight": rand(32, 320, 1, 1) * 0.2}, out=True)
     # strided pools: ceil mode (border tests) and padded
     n.add("max_pool", "pool_ceil", [n.input("pool_ceil_in", (1, 8, 20, 20))],
           {"kernel": [3, 3], "stride": [2, 2], "ceil_mode": True}, out=True)
@@ -121,6 +135,7 @@ def built():
 @pytest.mark.parametrize("name", ["rows_out", "stem_even", "stem_odd", "stem_nopad", "tail_s2_out", "tail_s1",
                                   "rows3x3", "wide_rows_outer",
                                   "wide_blocks_outer", "dw_s1", "dw_s2", "dw_s2_wide_out", "dw_s2_odd", "dw5_s2",
+                                  "dw_s1_wide_out", "dw5_s1_wide", "wide_relu_out", "wide_copy",
                                   "pool_ceil", "pool_pad", "pool_pad40",
                                   "pool_ceil56", "flat56_out",
                                   "rows14", "gap14", "gap7", "gmp6", "gap3", "pool_plane"])
@@ -138,6 +153,37 @@ def test_width_vector_choice():
     assert width_vector(7, 64, 1, 16) == 0            # 7 of 16 lanes: channel-vector tile
     assert width_vector(28, 64, 3, 16) == 0           # stride 3: channel-vector tile
     assert width_vector(28, 64, 1, 8) == 7            # AVX2: 7 of 8 lanes
+
+
+def test_depthwise_tiling_choice():
+    """Depthwise tiles: a 28-wide stride-1 row is one 28-lane vector (LLVM: 16 + 12), not two of
+    14 (each split 8 + 4 + 2); at stride 2 it stays 14 (its lanes are read one by one); wide rows
+    that are not whole vectors take LLVM-vectorized rows instead of the tile (schedule_x86_window)."""
+    assert dw_tiling(28, 28, 16, 1) == (7, 28)
+    assert dw_tiling(28, 28, 16, 1, kh=5) == (4, 28)  # a 5x5 window: fewer rows
+    assert dw_tiling(14, 28, 16, 2) == (2, 14)
+    assert dw_tiling(14, 14, 16, 1) == (7, 14)
+    assert dw_tiling(112, 112, 16, 1) == (4, 16)
+    assert dw_plain_rows(1, 56, 16) and dw_plain_rows(2, 56, 16) and dw_plain_rows(2, 112, 16)
+    assert not dw_plain_rows(1, 112, 16) and not dw_plain_rows(1, 28, 16) and not dw_plain_rows(2, 28, 16)
+
+
+def test_tile_epilogues_are_unrolled():
+    """The fused epilogue of the row-vector and channel-vector tiles is unrolled over the tile, so
+    that LLVM keeps the accumulators in registers (no store and reload of the tile), the
+    channel-vector one vectorized along the channels, except a plain copy to NCHW; the wide
+    stride-1 depthwise conv has no padded copy."""
+    graph, _ = cases()
+    mod = lower_graph(graph, LowerCtx(oc_block=16))
+    rows = schedule_x86.schedule_func(mod["conv2d_flat56_conv"], 16).script()
+    assert rows.count("T.unroll(T.int64(16))") == 3  # the channels of the zeroing, the tile and the epilogue
+    wide = schedule_x86.schedule_func(mod["conv2d_wide_relu"], 16).script()
+    assert "ax0_0 in T.unroll(T.int64(2))" in wide and "ax1 in T.unroll(T.int64(7))" in wide  # 2 blocks x 7 columns
+    assert "ax0_1 in T.vectorized(T.int64(16))" in wide
+    copy = schedule_x86.schedule_func(mod["conv2d_wide_copy"], 16).script()
+    assert "for ax0, ax1 in T.grid(T.int64(32), T.int64(7))" in copy  # a plain copy: LLVM's loop
+    dw = schedule_x86.schedule_func(mod["conv2d_dw_s1_wide"], 16).script()
+    assert "pad = T.sblock_alloc_buffer" not in dw and "in range(T.int64(1), T.int64(55))" in dw
 
 
 def test_row_tail_choice():

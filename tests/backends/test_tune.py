@@ -103,3 +103,19 @@ def test_tuning_target_counts_the_usable_cores():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-1] == "1"
+
+
+@pytest.mark.parametrize("winograd, tasks", [("f2", 0), ("off", 1)])
+def test_scheduled_kernels_are_not_tuned(winograd, tasks):
+    """A kernel the lowering already scheduled (Winograd's, `tirx.is_scheduled`) is no tuning task:
+    its records would never be used. The same 3x3 conv as a direct conv is one (about 2 s)."""
+    from cococ.backends.kernels.compute import LowerCtx
+    from cococ.backends.tvm.build import tvm_target
+    from cococ.backends.tvm.lower import lower_graph
+    from cococ.backends.tvm.tune import tuning_tasks
+    from cococ.ir.target import get_target
+    from cococ.ir.verify import infer_shapes
+    graph = conv_graph()
+    infer_shapes(graph)
+    mod = lower_graph(graph, LowerCtx(oc_block=16, winograd=winograd))
+    assert len(tuning_tasks(mod, tvm_target(get_target("x86")))) == tasks
