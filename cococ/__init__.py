@@ -33,19 +33,21 @@ def build(graph: Graph, target: str = "x86", *, pipeline: str | None = None, **o
     """Compile a graph for a target; returns an Artifact with .run() and .save().
 
     As `cococ build` does: `pipeline` runs first, on a copy (`graph` is left as it is); None (the
-    default) is the target's default pipeline, what `cococ build` runs without -p (canonicalize on
-    arm-m4: batchnorm, scale and bias fold into the conv/dense before them, dropout goes; nothing
-    on x86/cuda); "" runs no pass. Options: `out_dir` (default: a temp folder, where `cococ build`
+    default) is the target's default pipeline, what `cococ build` runs without -p (canonicalize:
+    batchnorm, scale and bias fold into the conv/dense before them, dropout goes); "" runs no pass. Options: `out_dir` (default: a temp folder, where `cococ build`
     writes build/<name>-<target>), `target_options`, `quantize` ("q15", "int8": arm-m4),
     `calibration`, `seed`, `tune` and `threads` (x86/cuda)."""
     from cococ.backends.build import build as _build
     from cococ.ir.target import get_target
+    from cococ.ir.verify import infer_shapes
     from cococ.passes import run as run_passes
     from cococ.passes.pipeline import default_pipeline
     if pipeline is None:
         pipeline = default_pipeline(get_target(target, options.get("target_options")))
     if pipeline:
-        graph = run_passes(graph.clone(), pipeline)
+        graph = graph.clone()
+        infer_shapes(graph)   # the passes' verifier wants every value typed (a GraphBuilder graph is not yet)
+        graph = run_passes(graph, pipeline)
     return _build(graph, target, **options)
 
 

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="DIR", help="artifact folder (default: build/<name>-<target>)")
     parser.add_argument("-p", "--pipeline", default="", metavar="PIPELINE",
                         help="passes to run before code generation, e.g. 'canonicalize,dce' "
-                        "(default: canonicalize on arm-m4, none on x86/cuda)")
+                        "(default: canonicalize)")
     parser.add_argument("--dump-ir", action="store_true", help="print the IR that is compiled (after the pipeline)")
     parser.add_argument("--quantize", choices=["q15", "int8"], help="fixed point for arm-m4 (runs the quantize pass "
                         "unless the pipeline did), calibrated on random inputs or on --quant-data")
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     graph = load_graph(args)
     # --prune auto retrains every weight: a quantize pass of -p (and the passes after it) runs
     # after the pruning, so that its scales are the pruned net's, as --quantize's are; the default
-    # pipeline (canonicalize on arm-m4) runs after it too: retraining wants its batchnorm and dropout
+    # pipeline (canonicalize) runs after it too: retraining wants its batchnorm and dropout
     if args.prune != "auto":
         cut = len(passes)
     elif not args.pipeline:
