@@ -1,8 +1,9 @@
 """`--tune N`: MetaSchedule (tvm.s_tir.meta_schedule) over cococ's kernels, N trials per kernel.
 
 Tasks are the module's PrimFuncs before any schedule (what MetaSchedule's own search space
-starts from), less the kernels that come scheduled from the lowering (Winograd's: `tuning_tasks`). Records go to MetaSchedule's JSON database in the tuning folder (OUT/tuning by
-default: database_workload.json, database_tuning_record.json, logs/); a rebuild pointing at the
+starts from), less the kernels that come scheduled from the lowering (Winograd's: `tuning_tasks`).
+Records go to MetaSchedule's JSON database in the tuning folder (OUT/tuning by default:
+database_workload.json, database_tuning_record.json, logs/); a rebuild pointing at the
 same folder tunes only the kernels that have no record yet, so rebuilding is cheap and repeatable.
 
 Why the pieces are what they are:
