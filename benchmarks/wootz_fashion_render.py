@@ -64,7 +64,7 @@ def render(a, sets, full_val, full_test, plan, pre, curves, budget, tables2, t3,
                                       med("default", "final") if t["steps"] else "—",
                                       med("block", "final") if t["steps"] else "—"]]))
     if t3 is not None:
-        out += render_t3(a, t3, name(0))
+        out += render_t3(a, t3, name(getattr(a, "table3_set", 0)))
     else:
         out.append("### (c) Table 3\n\nNot run in this run (`--table3 0`).")
     out += sizes[0]

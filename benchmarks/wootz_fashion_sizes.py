@@ -23,7 +23,8 @@ T3_SETTINGS = ("table3_steps", "table3_interval", "val", "pretrain_steps", "pret
 
 def t3_settings(settings: dict) -> dict:
     """What makes two Table 3 runs comparable: the same candidates' training and tests."""
-    return {**{k: settings.get(k) for k in T3_SETTINGS}, "rates": settings["sets"].split(";")[0]}
+    rates = settings["sets"].split(";")[settings.get("table3_set") or 0]     # --table3-set's (the first)
+    return {**{k: settings.get(k) for k in T3_SETTINGS}, "rates": rates}
 
 
 def kept_table3(settings: dict, n: int, path: Path = PUBLISHED) -> dict[str, dict]:

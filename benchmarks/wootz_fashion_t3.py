@@ -105,10 +105,18 @@ def table4(objective_at, statics, base, comp, pre, full_size, sizes=None, draws=
     return out
 
 
+def table3_rates(a) -> str | None:
+    """The rate set Table 3 samples when it is not the first of --sets (`--table3-set`), as
+    --sets spells it; None for the first, whose run folders and settings keys stay as they were."""
+    return a.sets.split(";")[a.table3_set] if getattr(a, "table3_set", 0) else None
+
+
 def table3_dir(a, full, configs) -> Path:
     from cococ.runtime.blocks import teacher_hash
+    rates = table3_rates(a)
     return Path(a.work) / (f"t3_{teacher_hash(full)[:8]}_n{len(configs)}_t{a.table3_steps}_p{a.pretrain_steps}"
-                           + (f"_i{a.table3_interval}" if a.table3_interval else ""))
+                           + (f"_i{a.table3_interval}" if a.table3_interval else "")
+                           + (f"_r{rates.replace(',', '-')}" if rates else ""))
 
 
 def explore_args(a, finetune_solver) -> tuple:

@@ -210,3 +210,54 @@ def test_rows_with_a_gap_in_the_order_bound_from_the_prefix_before_it():
     assert (r["configs base"], r["covered base"], r["time base"]) == (1, False, 10.0)
     r = rows_for(at, statics, base + [rec(1, 0.5)], base, 0.0, 40, (0.0,))[0]
     assert (r["configs base"], r["covered base"], r["size base"]) == (3, True, 0.75)
+
+
+def test_table3_set_names_its_rates_in_the_run_folder_and_refuses_a_missing_set():
+    """--table3-set 1: Table 3 on the second rate set, in its own run folder (the first set's
+    folder name, and so its records, unchanged); a set --sets does not have is a usage error."""
+    import argparse
+
+    from wootz_fashion import main
+    from wootz_fashion_t3 import table3_dir, table3_rates
+    full = cococ.load(EXAMPLE / "resnet20.prototxt", init="random")
+    a = argparse.Namespace(sets="0.3,0.5,0.7;0.5,0.7,0.9", table3_set=0, work="/w", table3_steps=175,
+                           pretrain_steps=150, table3_interval=25)
+    assert table3_rates(a) is None and table3_dir(a, full, [()] * 32).name.endswith("_n32_t175_p150_i25")
+    a.table3_set = 1
+    assert table3_rates(a) == "0.5,0.7,0.9"
+    assert table3_dir(a, full, [()] * 32).name.endswith("_n32_t175_p150_i25_r0.5-0.7-0.9")
+    with pytest.raises(SystemExit) as e:
+        main(["--table3-set", "2"])
+    assert e.value.code == 2
+
+
+def test_a_run_on_another_rate_set_keeps_the_published_first_set_table3(tmp_path):
+    """--reuse-published --table3-set 1: the published Table 3 on the first rate set (and its
+    kept sizes) stays (c)-(i) and the JSON's "table3"; the new run goes under "table3 other rates",
+    shown as its own Table 3 with its rates, compared with the first set's at its size."""
+    from wootz_fashion_rates import arrange, render_rates
+    settings = {"sets": "0.3,0.5,0.7;0.5,0.7,0.9", "table3_steps": 175, "table3_interval": 25, "val": 1000,
+                "pretrain_steps": 150, "pretrain_lr": 0.02, "ft_lr": 0.01, "table3": 64, "workers": 2}
+    kept32 = {**t3_run(32, 12, 2), "settings": {"rates": "0.3,0.5,0.7", "table3_steps": 175, "table3_interval": 25,
+                                                 "val": 1000, "pretrain_steps": 150, "pretrain_lr": 0.02,
+                                                 "ft_lr": 0.01}}
+    path = tmp_path / "wootz-fashion.json"
+    path.write_text(json.dumps({"settings": settings, "table3": t3_run(64, 24, 1),
+                                "table3 other sizes": {"32": kept32}}))
+    mine = t3_run(32, 20, 1)
+    mine["result"].update(steps=175, blocks=27, partial=True)     # written from its records: no time of its own
+    show = arrange({**settings, "table3": 32, "table3_set": 1}, mine, True, path)
+    assert show["settings"] == settings and show["t3"]["result"]["n"] == 64 and list(show["kept"]) == ["32"]
+    assert list(show["rates"]) == ["0.5,0.7,0.9"] and show["rates"]["0.5,0.7,0.9"]["settings"]["rates"] == "0.5,0.7,0.9"
+    assert sorted(show["firsts"]) == [32, 64]
+    sections, reading = render_rates(show["rates"], show["firsts"])
+    assert sections[0].startswith("### (j) Table 3 on the rate set {0.5, 0.7, 0.9}: subspace of 32")
+    assert "| +2% | 0.9 | 20 | 1 |" in sections[0]
+    # 20·10 / (1·10 + 20) = 6.67× here, against the first set's 12·10 / (2·10 + 20) = 3× at 32
+    assert "best 6.67× at α = +2% (equal load), against 3.00× at α = +2% on {0.3, 0.5, 0.7}" in reading[0]
+    # a later run on the first set keeps the published run on the other set; without --reuse-published nothing
+    path.write_text(json.dumps({"settings": settings, "table3": t3_run(64, 24, 1),
+                                "table3 other rates": show["rates"]}))
+    again = arrange({**settings, "table3": 256}, t3_run(256, 90, 3), True, path)
+    assert again["t3"]["result"]["n"] == 256 and list(again["rates"]) == ["0.5,0.7,0.9"]
+    assert arrange({**settings, "table3_set": 1}, mine, False, path)["rates"] == {}
