@@ -96,6 +96,22 @@ def hardswish(name, size: int, dtype: str, s_x: float, s_y: float) -> Kernel:
                   meta={"doc": f"{dtype} hardswish x{size} (3 = {three}, 6 = {six}; * {mm} >> {sh})"})
 
 
+@T.macro
+def window_sum(acc, x, nn, ch, i, j, kh, kw, sy, sx, t, l, h, w, padded):
+    """acc[0] = the int32 sum of output (i, j)'s kh x kw pooling window (strides sy, sx; top/left
+    padding t, l of an h x w plane) over plane (nn, ch) of `x`, zeros in the padding (the bounds
+    test only when `padded`, a Python bool). The average pool's requantised mean and i8wide's
+    int16 sums share it."""
+    acc[0] = 0
+    for a, bb in T.grid(kh, kw):
+        if padded:
+            acc[0] = acc[0] + T.if_then_else(
+                i * sy - t + a >= 0 and i * sy - t + a < h and j * sx - l + bb >= 0 and j * sx - l + bb < w,
+                T.Cast("int32", x[nn, ch, i * sy - t + a, j * sx - l + bb]), 0)
+        else:
+            acc[0] = acc[0] + T.Cast("int32", x[nn, ch, i * sy + a, j * sx + bb])
+
+
 def avg_pool(name, x_shape, y_shape, kernel, stride, pad, dtype: str, fast: bool, lo: int, hi: int) -> Kernel:
     """Average pool on integers: the window's int32 sum (zeros in the padding) times the constant
     requantisation M / 2^sh = s_x / (s_y * kh * kw) (the arguments m[0], sh[0])."""
@@ -111,14 +127,7 @@ def avg_pool(name, x_shape, y_shape, kernel, stride, pad, dtype: str, fast: bool
         T.func_attr({"tirx.noalias": True})
         acc = T.sblock_alloc_buffer((1,), "int32")
         for nn, ch, i, j in T.grid(n, c, oh, ow):
-            acc[0] = 0
-            for a, bb in T.grid(kh, kw):
-                if padded:
-                    acc[0] = acc[0] + T.if_then_else(
-                        i * sy - t + a >= 0 and i * sy - t + a < h and j * sx - l + bb >= 0 and j * sx - l + bb < w,
-                        T.Cast("int32", x[nn, ch, i * sy - t + a, j * sx - l + bb]), 0)
-                else:
-                    acc[0] = acc[0] + T.Cast("int32", x[nn, ch, i * sy + a, j * sx + bb])
+            window_sum(acc, x, nn, ch, i, j, kh, kw, sy, sx, t, l, h, w, padded)
             store(y, (nn, ch, i, j), acc[0], m, sh, 0)
     args = [("x", dtype, False), ("m", "int32", False), ("sh", "int32", False), ("y", dtype, True)]
     return Kernel(name, f, args, origin="tvm-tir",

@@ -134,14 +134,7 @@ def pool_sum(name, x_shape, y_shape, kernel, stride, pad) -> Kernel:
         T.func_attr({"tirx.noalias": True})
         acc = T.sblock_alloc_buffer((1,), "int32")
         for nn, ch, i, j in T.grid(n, c, oh, ow):
-            acc[0] = 0
-            for a, bb in T.grid(kh, kw):
-                if padded:
-                    acc[0] = acc[0] + T.if_then_else(
-                        i * sy - t + a >= 0 and i * sy - t + a < h and j * sx - l + bb >= 0 and j * sx - l + bb < w,
-                        T.Cast("int32", x[nn, ch, i * sy - t + a, j * sx - l + bb]), 0)
-                else:
-                    acc[0] = acc[0] + T.Cast("int32", x[nn, ch, i * sy + a, j * sx + bb])
+            I.window_sum(acc, x, nn, ch, i, j, kh, kw, sy, sx, t, l, h, w, padded)
             y[nn, ch, i, j] = T.Cast("int16", acc[0])
     return Kernel(name, f, [("x", "int8", False), ("y", "int16", True)], origin="tvm-tir",
                   meta={"doc": f"int8 avg_pool {list(x_shape)}->{list(y_shape)} k{kh}x{kw} -> int16 window sums "
