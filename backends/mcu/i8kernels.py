@@ -278,8 +278,18 @@ def conv2d_int8(name, x_shape, o: int, y_shape, attrs, relu: bool, fast: bool, x
 
 
 @T.macro
-def _dense_items(x, col, COL, WW, b, m, sh, acc, r, Y, n, k, o, kw4, store, asm):
-    """Per batch item the input widened into the q15 column, then the channels four at a time."""
+def _dense_body(x, w, b, m, sh, col, y, n, k, o, kw4, kp, out, store, asm):
+    """The dense kernel's body, whatever its output (`out`: int8 requantised, or float32 with `m`
+    the float scales s and `sh` unused): the word views of column, weights and output, the
+    column's padding zeroed, then per batch item the input widened into the q15 column and the
+    channels four at a time."""
+    COL = T.decl_buffer((kw4 * 2,), "int32", data=col.data)
+    WW = T.decl_buffer((o * kw4,), "int32", data=w.data)
+    Y = T.decl_buffer((n * o,), out, data=y.data)
+    acc = T.sblock_alloc_buffer((4,), "int32")
+    r = T.sblock_alloc_buffer((9,), "int32")
+    for p in range(k, kp):
+        col[p] = T.int16(0)
     for nn in range(n):
         for p in range(k):
             col[p] = T.Cast("int16", x[nn, p])
@@ -306,7 +316,6 @@ def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = 
     kw4 = (k + 3) // 4
     kp = kw4 * 4
     asm = 4 * (kw4 * 3 + 4) < 4096      # COCOC_MAC4X1's largest offset, (wo + 3 ws) words, is an imm12
-    zero = T.int16(0)
     if out == "float32":
         store = partial(_dequantised, relu=relu)
 
@@ -314,14 +323,7 @@ def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = 
         def f(x: T.Buffer((n, k), x_dtype), w: T.Buffer((o * kp,), "int8"), b: T.Buffer((o,), "int32"),
               s: T.Buffer((o,), "float32"), col: T.Buffer((kp,), "int16"), y: T.Buffer((n, o), "float32")):
             T.func_attr({"tirx.noalias": True})
-            COL = T.decl_buffer((kw4 * 2,), "int32", data=col.data)
-            WW = T.decl_buffer((o * kw4,), "int32", data=w.data)
-            Y = T.decl_buffer((n * o,), "float32", data=y.data)
-            acc = T.sblock_alloc_buffer((4,), "int32")
-            r = T.sblock_alloc_buffer((9,), "int32")
-            for p in range(k, kp):
-                col[p] = zero
-            _dense_items(x, col, COL, WW, b, s, s, acc, r, Y, n, k, o, kw4, store, asm)
+            _dense_body(x, w, b, s, s, col, y, n, k, o, kw4, kp, out, store, asm)
         scales = [("s", "float32", False)]
     else:
         store = _store(relu, fast)
@@ -331,14 +333,7 @@ def dense_int8(name, n: int, k: int, o: int, relu: bool, fast: bool, out: str = 
               b: T.Buffer((o,), "int32"), m: T.Buffer((o,), "int32"), sh: T.Buffer((o,), "int32"),
               col: T.Buffer((kp,), "int16"), y: T.Buffer((n, o), "int8")):
             T.func_attr({"tirx.noalias": True})
-            COL = T.decl_buffer((kw4 * 2,), "int32", data=col.data)
-            WW = T.decl_buffer((o * kw4,), "int32", data=w.data)
-            Y = T.decl_buffer((n * o,), "int8", data=y.data)
-            acc = T.sblock_alloc_buffer((4,), "int32")
-            r = T.sblock_alloc_buffer((9,), "int32")
-            for p in range(k, kp):
-                col[p] = zero
-            _dense_items(x, col, COL, WW, b, m, sh, acc, r, Y, n, k, o, kw4, store, asm)
+            _dense_body(x, w, b, m, sh, col, y, n, k, o, kw4, kp, out, store, asm)
         scales = [("m", "int32", False), ("sh", "int32", False)]
     args = [("x", x_dtype, False), ("w", "int8", False), ("b", "int32", False), *scales,
             ("col", "int16", True), ("y", out, True)]
