@@ -121,11 +121,9 @@ def _row_tile(layer: Layer, lanes: int) -> bool:
     rows: a packed conv taking the row-vector tile, a flat row of positions or the row tail; not
     the channel-vector tile, which broadcasts its input element by element."""
     a, c = layer.attrs, layer.inputs[0].type.shape[1]
-    _, _, oh, ow = layer.outputs[0].type.shape
+    ow = layer.outputs[0].type.shape[3]
     k, stride = (c // a["groups"]) * a["kernel"][0] * a["kernel"][1], a["stride"][1]
-    flat = (list(a["kernel"]) == [1, 1] and list(a["stride"]) == [1, 1] and not any(a["pad"]) and k < WIDE_K
-            and (oh * ow) % lanes == 0)
-    return bool(flat or width_vector(ow, k, stride, lanes) or row_tail(ow, k, stride, lanes))
+    return bool(flat_conv(layer, lanes) or width_vector(ow, k, stride, lanes) or row_tail(ow, k, stride, lanes))
 
 
 def anchor(group: list[Layer]) -> Layer:
@@ -219,14 +217,22 @@ def flat_positions(group: list[Layer], ext: list[Value], ob: int) -> tuple[int, 
     through the same view (a squeeze-excite gate's [N, C, 1, 1] factor as it is); None where
     anything else is read (cuda, arm-m4: `ob` = 1)."""
     conv = anchor(group)
-    if conv.op != "conv2d" or ob <= 1 or len(group[-1].outputs) != 1:
+    hw = flat_conv(conv, ob) if len(group[-1].outputs) == 1 else None
+    if hw is None or any(len(v.type.shape) != 4 or tuple(v.type.shape[2:]) not in (hw, (1, 1)) for v in ext):
+        return None
+    return hw
+
+
+def flat_conv(conv: Layer, ob: int) -> tuple[int, int] | None:
+    """(H, W) when `conv` itself qualifies for `flat_positions`' one row of positions (a 1x1,
+    stride-1, unpadded, ungrouped conv of fewer than WIDE_K input channels on a map whose width
+    is not a multiple of the `ob` lanes while H*W is); also what `_row_tile` asks of a conv."""
+    if conv.op != "conv2d" or ob <= 1:
         return None
     a = conv.attrs
     n, c, h, w = conv.inputs[0].type.shape
     if (list(a["kernel"]) != [1, 1] or list(a["stride"]) != [1, 1] or any(a["pad"]) or a["groups"] != 1
             or list(a["dilation"]) != [1, 1] or c >= WIDE_K or h == 1 or w % ob == 0 or (h * w) % ob):
-        return None
-    if any(len(v.type.shape) != 4 or tuple(v.type.shape[2:]) not in ((h, w), (1, 1)) for v in ext):
         return None
     return h, w
 
